@@ -1,0 +1,52 @@
+//! Why a router set could not be loaded.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::failure::FailureKind;
+
+/// Where a router is configured: the file, the key path and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterAt {
+    pub file: PathBuf,
+    /// `routers[1].component`, `routers[1].config`, ...
+    pub key: String,
+    pub router: String,
+}
+
+impl fmt::Display for RouterAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (router `{}`)", self.file.display(), self.key, self.router)
+    }
+}
+
+/// A router set that can't start. Like Synapse refusing to start on a bad
+/// module, one router that can't load stops the whole set from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The configuration itself is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The component file can't be read, isn't a component, or isn't a
+    /// presence router.
+    #[error("{at}: {}: {message}", path.display())]
+    Component {
+        at: RouterAt,
+        path: PathBuf,
+        message: String,
+    },
+    /// The router's `parse-config` answered `err`.
+    #[error("{at}: the router refused its configuration: {message}")]
+    ConfigRefused { at: RouterAt, message: String },
+    /// The router failed while being instantiated or configured.
+    #[error("{at}: the router failed while starting ({kind}): {message}")]
+    Failed {
+        at: RouterAt,
+        kind: FailureKind,
+        message: String,
+    },
+    /// wasmtime could not be set up on this machine.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}

@@ -1,0 +1,627 @@
+//! Everything that touches wasmtime: the engine, the sandbox a guest runs
+//! in, one instance of a router, and the classification of its failures.
+//!
+//! Nothing in here knows about several routers or about merging answers:
+//! that is [`crate::RouterSet`]'s job. This module turns "call this export
+//! under these limits" into either the guest's raw answer or a
+//! [`Failure`] saying which limit was hit.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::failure::{Failure, FailureKind};
+use crate::limits::Limits;
+use crate::module_api::LogLevel;
+use crate::presence::UserPresenceState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "presence-router",
+    });
+}
+
+pub(crate) use bindings::matrix::presence_router::types::{InterestedUsers as RawInterestedUsers, Route as RawRoute};
+use bindings::matrix::presence_router::module_api;
+
+/// How often the engine's epoch advances. The deadline is checked at every
+/// tick, so this is the precision of `limits.timeout`.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The exports every presence router must have, in WIT spelling.
+const PARSE_CONFIG: &str = "parse-config";
+const GET_USERS_FOR_STATES: &str = "get-users-for-states";
+const GET_INTERESTED_USERS: &str = "get-interested-users";
+
+/// One wasmtime engine and linker, shared by all routers of a set, with the
+/// thread that drives epoch-based deadlines.
+pub(crate) struct GuestEngine {
+    engine: Engine,
+    linker: Linker<GuestState>,
+}
+
+impl GuestEngine {
+    pub(crate) fn new() -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            // Fuel bounds the work of a call; epochs bound its wall-clock time
+            // (fuel alone can't: a host call or a big `memory.fill` costs
+            // little fuel and much time).
+            .consume_fuel(true)
+            .epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        // A std guest for wasm32-wasip2 imports WASI even when it never uses
+        // it; every WASI call is answered from an empty, capability-less
+        // context (see `GuestState::new`).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        module_api::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
+
+        start_epoch_ticker(&engine);
+        Ok(GuestEngine { engine, linker })
+    }
+
+    /// Compiles a component and checks its imports against what the host
+    /// provides and its exports against the presence-router world.
+    pub(crate) fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, String> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            format!("not a valid WebAssembly component: {}", error_text(&e))
+        })?;
+        let export = |name: &str| {
+            component.get_export_index(None, name).ok_or_else(|| {
+                format!(
+                    "the component does not export `{name}`: a presence router must export \
+                     `{PARSE_CONFIG}`, `{GET_USERS_FOR_STATES}` and `{GET_INTERESTED_USERS}` \
+                     (world matrix:presence-router/presence-router@0.1.0)"
+                )
+            })
+        };
+        let exports = ExportIndices {
+            parse_config: export(PARSE_CONFIG)?,
+            get_users_for_states: export(GET_USERS_FOR_STATES)?,
+            get_interested_users: export(GET_INTERESTED_USERS)?,
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            format!(
+                "the component imports something this host does not provide \
+                 (a router may import only matrix:presence-router/module-api and WASI 0.2): {}",
+                error_text(&e)
+            )
+        })?;
+        Ok(LoadedComponent { pre, exports })
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
+/// engine lives: the thread holds only a weak reference, so dropping the
+/// last router of a set ends it.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("presence-router-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the ticker, deadlines can't fire: fuel still bounds every
+        // call, so carry on, loudly.
+        tracing::error!("cannot start the epoch thread, deadlines are off: {e}");
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ExportIndices {
+    parse_config: ComponentExportIndex,
+    get_users_for_states: ComponentExportIndex,
+    get_interested_users: ComponentExportIndex,
+}
+
+/// A compiled, link-checked router component, ready to instantiate cheaply.
+#[derive(Clone)]
+pub(crate) struct LoadedComponent {
+    pre: InstancePre<GuestState>,
+    exports: ExportIndices,
+}
+
+/// What a guest did during one call besides answering.
+#[derive(Default)]
+pub(crate) struct CallEffects {
+    /// The arguments of each `send-local-online-presence-to` call kept.
+    pub sends: Vec<Vec<String>>,
+    pub dropped_sends: usize,
+    /// `log` calls and lines of stdout/stderr, in order.
+    pub logs: Vec<(LogLevel, String)>,
+    pub dropped_logs: usize,
+}
+
+/// The store data of one instance.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryLimiter,
+    effects: CallEffects,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    max_send_calls: usize,
+    max_log_lines: usize,
+    deadline: Instant,
+    timed_out: bool,
+    /// The fuel the current call started with, for failure messages.
+    fuel_budget: u64,
+}
+
+impl GuestState {
+    fn new(limits: &Limits) -> Self {
+        let stdout = CapturedOutput::new(limits.max_log_lines);
+        let stderr = CapturedOutput::new(limits.max_log_lines);
+        // No preopened directories, no environment, no arguments, empty
+        // stdin, and no network: the guest can compute and talk to the host
+        // through `module-api`, nothing else.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter::new(limits.memory),
+            effects: CallEffects::default(),
+            stdout,
+            stderr,
+            max_send_calls: limits.max_send_calls,
+            max_log_lines: limits.max_log_lines,
+            deadline: Instant::now(),
+            timed_out: false,
+            fuel_budget: 0,
+        }
+    }
+
+    fn push_log(&mut self, level: LogLevel, mut message: String) {
+        if self.effects.logs.len() >= self.max_log_lines {
+            self.effects.dropped_logs += 1;
+            return;
+        }
+        truncate_at_char_boundary(&mut message, Limits::MAX_LOG_LINE_BYTES);
+        self.effects.logs.push((level, message));
+    }
+
+    /// Moves what the guest wrote to stdout and stderr into the log lines.
+    fn collect_output(&mut self) {
+        for (output, level) in [(self.stdout.clone(), LogLevel::Info), (self.stderr.clone(), LogLevel::Warn)] {
+            let (lines, dropped) = output.take_lines();
+            for line in lines {
+                self.push_log(level, line);
+            }
+            self.effects.dropped_logs += dropped;
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::matrix::presence_router::types::Host for GuestState {}
+
+impl module_api::Host for GuestState {
+    fn send_local_online_presence_to(&mut self, users: Vec<String>) {
+        // Validated after the call: a call may not fail from here, and a
+        // guest must never wait on the homeserver.
+        if self.effects.sends.len() >= self.max_send_calls {
+            self.effects.dropped_sends += 1;
+        } else {
+            self.effects.sends.push(users);
+        }
+    }
+
+    fn log(&mut self, level: module_api::LogLevel, message: String) {
+        let level = match level {
+            module_api::LogLevel::Trace => LogLevel::Trace,
+            module_api::LogLevel::Debug => LogLevel::Debug,
+            module_api::LogLevel::Info => LogLevel::Info,
+            module_api::LogLevel::Warn => LogLevel::Warn,
+            module_api::LogLevel::Error => LogLevel::Error,
+        };
+        self.push_log(level, message);
+    }
+}
+
+/// Caps an instance's linear memory, and remembers a refusal: a guest whose
+/// allocation fails usually aborts with a plain trap, which without this
+/// memory could not be told apart from any other.
+struct MemoryLimiter {
+    max_bytes: usize,
+    /// All memories of the instance together; memories never shrink.
+    used_bytes: usize,
+    refused: bool,
+}
+
+impl MemoryLimiter {
+    /// Tables are small in every real router; a huge one is an attack.
+    const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+    fn new(max_bytes: u64) -> Self {
+        MemoryLimiter {
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            used_bytes: 0,
+            refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        let total = self.used_bytes.saturating_add(growth);
+        if total > self.max_bytes {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.used_bytes = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= Self::MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// A guest's stdout or stderr: kept in memory, cut into lines after each
+/// call. Writes never fail (a Rust guest panics when `println!` fails, so
+/// refusing a write would turn chatter into a trap); beyond the cap, lines
+/// are counted and dropped.
+#[derive(Clone)]
+struct CapturedOutput(Arc<Mutex<OutputBuffer>>);
+
+struct OutputBuffer {
+    bytes: Vec<u8>,
+    max_bytes: usize,
+    dropped_bytes: bool,
+}
+
+impl CapturedOutput {
+    fn new(max_lines: usize) -> Self {
+        CapturedOutput(Arc::new(Mutex::new(OutputBuffer {
+            bytes: Vec::new(),
+            max_bytes: max_lines.saturating_mul(Limits::MAX_LOG_LINE_BYTES),
+            dropped_bytes: false,
+        })))
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = buffer.max_bytes.saturating_sub(buffer.bytes.len());
+        if bytes.len() > room {
+            buffer.dropped_bytes = true;
+        }
+        buffer.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The lines written since the last call, and 1 if some were cut off.
+    fn take_lines(&self) -> (Vec<String>, usize) {
+        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let bytes = std::mem::take(&mut buffer.bytes);
+        let dropped = usize::from(std::mem::take(&mut buffer.dropped_bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        let lines = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+        (lines, dropped)
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        CapturedOutput::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        CapturedOutput::write(&self, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The marker error the epoch callback raises when the deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// One live instance of a router, with its own store.
+pub(crate) struct GuestInstance {
+    store: Store<GuestState>,
+    get_users_for_states: Func,
+    get_interested_users: Func,
+    limits: Limits,
+}
+
+type ParseConfigFn = TypedFunc<(String,), (Result<(), String>,)>;
+type GetUsersForStatesFn<'a> = TypedFunc<(&'a [UserPresenceState],), (Vec<RawRoute>,)>;
+type GetInterestedUsersFn<'a> = TypedFunc<(&'a str,), (RawInterestedUsers,)>;
+
+/// Why an instance could not be made ready.
+pub(crate) enum InstanceError {
+    /// The guest failed (trap, limit) while being instantiated or configured.
+    Failed(Failure),
+    /// `parse-config` answered `err`: the router refuses its configuration.
+    ConfigRefused(String),
+    /// An export has the wrong type for the presence-router world.
+    WrongType(String),
+}
+
+impl GuestInstance {
+    /// Instantiates the component and runs `parse-config`, each under the
+    /// router's limits.
+    pub(crate) async fn new(
+        engine: &GuestEngine,
+        component: &LoadedComponent,
+        limits: &Limits,
+        config_json: &str,
+    ) -> Result<Self, InstanceError> {
+        let mut store = Store::new(&engine.engine, GuestState::new(limits));
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if Instant::now() >= state.deadline {
+                state.timed_out = true;
+                return Err(wasmtime::Error::new(DeadlineExceeded));
+            }
+            // Let other tasks of the executor run while a slow guest works.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        prepare_call(&mut store, limits, limits.fuel);
+        let instance = match component.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(InstanceError::Failed(classify(&mut store, limits, &e, "instantiation"))),
+        };
+        let exports = component.exports;
+        let func = |store: &mut Store<GuestState>, index: ComponentExportIndex, name: &str| {
+            instance
+                .get_func(&mut *store, index)
+                .ok_or_else(|| InstanceError::WrongType(format!("the export `{name}` is not a function")))
+        };
+        let parse_config = func(&mut store, exports.parse_config, PARSE_CONFIG)?;
+        let get_users_for_states = func(&mut store, exports.get_users_for_states, GET_USERS_FOR_STATES)?;
+        let get_interested_users = func(&mut store, exports.get_interested_users, GET_INTERESTED_USERS)?;
+        // Type-check each export once; the calls then skip the check.
+        let wrong_type = |name: &str, e: wasmtime::Error| {
+            InstanceError::WrongType(format!(
+                "the export `{name}` does not have the type of the presence-router world: {}",
+                error_text(&e)
+            ))
+        };
+        let typed_parse_config: ParseConfigFn =
+            parse_config.typed(&store).map_err(|e| wrong_type(PARSE_CONFIG, e))?;
+        get_users_for_states
+            .typed::<(&[UserPresenceState],), (Vec<RawRoute>,)>(&store)
+            .map_err(|e| wrong_type(GET_USERS_FOR_STATES, e))?;
+        get_interested_users
+            .typed::<(&str,), (RawInterestedUsers,)>(&store)
+            .map_err(|e| wrong_type(GET_INTERESTED_USERS, e))?;
+
+        // Instantiation had its own budget; parse-config gets a fresh one.
+        prepare_call(&mut store, limits, limits.fuel);
+        let answer = typed_parse_config.call_async(&mut store, (config_json.to_owned(),)).await;
+        let mut instance = GuestInstance {
+            store,
+            get_users_for_states,
+            get_interested_users,
+            limits: limits.clone(),
+        };
+        match answer {
+            Ok((Ok(()),)) => Ok(instance),
+            Ok((Err(message),)) => Err(InstanceError::ConfigRefused(message)),
+            Err(e) => Err(InstanceError::Failed(classify(&mut instance.store, limits, &e, PARSE_CONFIG))),
+        }
+    }
+
+    /// Calls `get-users-for-states` on a batch.
+    pub(crate) async fn get_users_for_states(&mut self, states: &[UserPresenceState]) -> Result<Vec<RawRoute>, Failure> {
+        let fuel = self.limits.fuel_for_batch(states.len());
+        prepare_call(&mut self.store, &self.limits, fuel);
+        // SAFETY: the export's type was checked against exactly these
+        // parameter and result types when the instance was made.
+        let func: GetUsersForStatesFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_users_for_states) };
+        match func.call_async(&mut self.store, (states,)).await {
+            Ok((routes,)) => Ok(routes),
+            Err(e) => Err(classify(&mut self.store, &self.limits, &e, GET_USERS_FOR_STATES)),
+        }
+    }
+
+    /// Calls `get-interested-users` for one user.
+    pub(crate) async fn get_interested_users(&mut self, user_id: &str) -> Result<RawInterestedUsers, Failure> {
+        let fuel = self.limits.fuel_for_batch(1);
+        prepare_call(&mut self.store, &self.limits, fuel);
+        // SAFETY: as in `get_users_for_states`.
+        let func: GetInterestedUsersFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_interested_users) };
+        match func.call_async(&mut self.store, (user_id,)).await {
+            Ok((answer,)) => Ok(answer),
+            Err(e) => Err(classify(&mut self.store, &self.limits, &e, GET_INTERESTED_USERS)),
+        }
+    }
+
+    /// What the guest did besides answering during the last call (or since
+    /// the instance was made), including its stdout and stderr lines.
+    pub(crate) fn take_effects(&mut self) -> CallEffects {
+        let state = self.store.data_mut();
+        state.collect_output();
+        std::mem::take(&mut state.effects)
+    }
+
+    /// Linear memory the instance holds, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().memory.used_bytes
+    }
+
+}
+
+/// Resets the per-call state: a fresh fuel budget, a fresh deadline, and no
+/// memory refusal remembered from before.
+fn prepare_call(store: &mut Store<GuestState>, limits: &Limits, fuel: u64) {
+    // Fuel is always enabled on this engine, so this cannot fail.
+    let _ = store.set_fuel(fuel);
+    store.set_epoch_deadline(1);
+    let state = store.data_mut();
+    state.deadline = Instant::now() + limits.timeout;
+    state.timed_out = false;
+    state.fuel_budget = fuel;
+    state.memory.refused = false;
+}
+
+/// Tells which limit (if any) a failed call ran into.
+fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Error, export: &str) -> Failure {
+    let state = store.data_mut();
+    state.collect_output();
+    let (kind, message) = if state.timed_out || error.is::<DeadlineExceeded>() {
+        (
+            FailureKind::Timeout,
+            format!("`{export}` ran past its {} deadline", humantime::format_duration(limits.timeout)),
+        )
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+        (
+            FailureKind::OutOfFuel,
+            format!("`{export}` ran out of fuel (budget {})", state.fuel_budget),
+        )
+    } else if state.memory.refused {
+        (
+            FailureKind::Memory,
+            format!(
+                "`{export}` needed more than its {} of memory ({})",
+                bytesize::ByteSize::b(limits.memory).display().iec(),
+                error_text(error)
+            ),
+        )
+    } else {
+        // A panic's message went to stderr: quote its last lines, the
+        // rest are in the log.
+        let stderr: Vec<&str> = state
+            .effects
+            .logs
+            .iter()
+            .filter(|(level, _)| *level == LogLevel::Warn)
+            .map(|(_, line)| line.as_str())
+            .collect();
+        let tail = stderr[stderr.len().saturating_sub(2)..].join(" / ");
+        let mut message = format!("`{export}` trapped: {}", error_text(error));
+        if !tail.is_empty() {
+            message.push_str(&format!(" (guest stderr: {tail})"));
+        }
+        (FailureKind::Trap, message)
+    };
+    Failure { kind, message }
+}
+
+/// A wasmtime error as one line: the chain of causes, without the
+/// multi-line wasm backtrace.
+pub(crate) fn error_text(error: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or("").trim().to_owned();
+        if !first.is_empty() && !first.starts_with("error while executing at wasm backtrace") && !parts.contains(&first) {
+            parts.push(first);
+        }
+    }
+    if parts.is_empty() {
+        "unknown error".to_owned()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+}

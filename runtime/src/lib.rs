@@ -1,0 +1,50 @@
+//! Runs Matrix presence routers as sandboxed WebAssembly components.
+//!
+//! A homeserver loads a [`RouterSet`] from a YAML configuration
+//! ([`RouterSetConfig`]) and calls it once per batch of presence updates:
+//! [`RouterSet::get_users_for_states`] and
+//! [`RouterSet::get_interested_users`] merge the answers of every router the
+//! way Synapse merges its Python presence routers. Each call runs under the
+//! router's [`Limits`] (fuel, memory, a deadline); a router that breaks one,
+//! traps or answers nonsense is skipped for that call and reported, and the
+//! others' answers stand.
+//!
+//! The embedder supplies the host side of the routers' `module-api` through
+//! [`ModuleApi`]. No wasmtime type appears in this API.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use presence_router_runtime::{LoggingModuleApi, Presence, RouterSet, UserPresenceState};
+//!
+//! # async fn demo() -> Result<(), presence_router_runtime::LoadError> {
+//! let routers = RouterSet::load_file("routers.yaml", Arc::new(LoggingModuleApi)).await?;
+//! let batch = [UserPresenceState::new("@bob:example.com", Presence::Online)];
+//! let routed = routers.get_users_for_states(&batch).await;
+//! for (user, states) in &routed.answer {
+//!     println!("{user} also receives {states:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod answer;
+mod config;
+mod error;
+mod failure;
+mod guest;
+mod limits;
+mod module_api;
+mod presence;
+mod router;
+mod router_set;
+mod user_id;
+
+pub use config::{ConfigError, RouterConfig, RouterSetConfig};
+pub use error::{LoadError, RouterAt};
+pub use failure::{FailureKind, RouterFailure};
+pub use limits::Limits;
+pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
+pub use presence::{InterestedUsers, Presence, UserPresenceState, UsersForStates};
+pub use router::RouterInfo;
+pub use router_set::{Routed, RouterSet};
+pub use user_id::{MAX_USER_ID_LEN, validate_user_id};

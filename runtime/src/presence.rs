@@ -1,0 +1,151 @@
+//! Presence data as plain Rust types: what an embedder hands to a
+//! [`RouterSet`](crate::RouterSet) and gets back.
+//!
+//! [`UserPresenceState`] is lowered into a guest straight from the caller's
+//! slice (it derives wasmtime's `Lower`), so a batch is never converted into
+//! another representation on its way in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{ComponentType, Lower};
+
+/// A user's presence state, as Synapse spells it.
+///
+/// Serialises to and from Synapse's strings. States that arrive over
+/// federation are not validated by homeservers, so any string that is none of
+/// the four known ones is kept, unchanged, as [`Presence::Other`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, ComponentType, Lower)]
+#[component(variant)]
+#[derive(Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Presence {
+    #[component(name = "online")]
+    Online,
+    #[component(name = "unavailable")]
+    Unavailable,
+    #[component(name = "offline")]
+    Offline,
+    /// Synapse's `org.matrix.msc3026.busy` (MSC3026).
+    #[component(name = "busy")]
+    Busy,
+    /// Any other state string, exactly as received.
+    #[component(name = "other")]
+    Other(String),
+}
+
+impl Presence {
+    /// The state as Synapse writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Presence::Online => "online",
+            Presence::Unavailable => "unavailable",
+            Presence::Offline => "offline",
+            Presence::Busy => "org.matrix.msc3026.busy",
+            Presence::Other(state) => state,
+        }
+    }
+}
+
+impl From<&str> for Presence {
+    fn from(state: &str) -> Self {
+        match state {
+            "online" => Presence::Online,
+            "unavailable" => Presence::Unavailable,
+            "offline" => Presence::Offline,
+            "org.matrix.msc3026.busy" => Presence::Busy,
+            other => Presence::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for Presence {
+    fn from(state: String) -> Self {
+        match Presence::from(state.as_str()) {
+            // Reuse the caller's allocation for unknown states.
+            Presence::Other(_) => Presence::Other(state),
+            known => known,
+        }
+    }
+}
+
+impl From<Presence> for String {
+    fn from(presence: Presence) -> Self {
+        match presence {
+            Presence::Other(state) => state,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One presence update: Synapse's `UserPresenceState`, with its field names.
+///
+/// In JSON only `user_id` and `state` are required; timestamps default to 0,
+/// `status_msg` to none and `currently_active` to false.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, ComponentType, Lower)]
+#[component(record)]
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPresenceState {
+    #[component(name = "user-id")]
+    pub user_id: String,
+    pub state: Presence,
+    #[component(name = "last-active-ts")]
+    #[serde(default)]
+    pub last_active_ts: u64,
+    #[component(name = "last-federation-update-ts")]
+    #[serde(default)]
+    pub last_federation_update_ts: u64,
+    #[component(name = "last-user-sync-ts")]
+    #[serde(default)]
+    pub last_user_sync_ts: u64,
+    #[component(name = "status-msg")]
+    #[serde(default)]
+    pub status_msg: Option<String>,
+    #[component(name = "currently-active")]
+    #[serde(default)]
+    pub currently_active: bool,
+}
+
+impl UserPresenceState {
+    /// A state with only a user and a presence set, as a test or a quick
+    /// experiment wants it.
+    pub fn new(user_id: impl Into<String>, state: Presence) -> Self {
+        UserPresenceState {
+            user_id: user_id.into(),
+            state,
+            last_active_ts: 0,
+            last_federation_update_ts: 0,
+            last_user_sync_ts: 0,
+            status_msg: None,
+            currently_active: false,
+        }
+    }
+}
+
+/// The merged answer of `get-users-for-states`: for each user who should
+/// also receive updates, the indices (into the batch that was routed) of
+/// those updates.
+///
+/// Indices rather than copies, so that an embedder hands back its *own*
+/// state objects (Synapse expects the same `UserPresenceState` objects it
+/// passed in). A user may map to an empty set: a router named them but
+/// routed nothing to them, and Synapse's `ALL_USERS` path relies on the
+/// entry being there.
+pub type UsersForStates = BTreeMap<String, BTreeSet<u32>>;
+
+/// The merged answer of `get-interested-users`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InterestedUsers {
+    /// Everyone's presence: Synapse's `ALL_USERS`.
+    All,
+    /// The presence of these users, in addition to room-mates.
+    Users(BTreeSet<String>),
+}

@@ -1,0 +1,269 @@
+//! One configured router: its compiled component, its limits, and a small
+//! pool of warm instances so that concurrent calls don't queue on one store.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Semaphore;
+
+use crate::answer::{self, CheckedInterest, CheckedRoutes};
+use crate::config::RouterConfig;
+use crate::error::LoadError;
+use crate::failure::{Failure, FailureKind, RouterFailure};
+use crate::guest::{CallEffects, GuestEngine, GuestInstance, InstanceError, LoadedComponent};
+use crate::limits::Limits;
+use crate::module_api::ModuleApi;
+use crate::presence::UserPresenceState;
+
+/// A router as `check` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterInfo {
+    pub name: String,
+    pub component: PathBuf,
+    pub limits: Limits,
+}
+
+/// The validated result of one router's call, with the users it asked
+/// presence to be sent to.
+pub(crate) struct RouterAnswer<T> {
+    pub answer: T,
+    pub sends: Vec<String>,
+}
+
+/// An instance checked out of the pool for one call.
+struct Lease<'a> {
+    instance: GuestInstance,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+pub(crate) struct Router {
+    info: RouterInfo,
+    config_json: String,
+    component: LoadedComponent,
+    engine: Arc<GuestEngine>,
+    module_api: Arc<dyn ModuleApi>,
+    /// Warm instances not in use. At most `limits.max_instances` exist at
+    /// once, which `permits` enforces.
+    idle: Mutex<Vec<GuestInstance>>,
+    permits: Semaphore,
+}
+
+impl Router {
+    /// Reads, compiles and checks the component, then makes a first instance
+    /// and runs `parse-config` on it: a router that can't start refuses the
+    /// whole set, as Synapse refuses to start.
+    pub(crate) async fn load(
+        engine: Arc<GuestEngine>,
+        module_api: Arc<dyn ModuleApi>,
+        config: &RouterConfig,
+        source: &std::path::Path,
+    ) -> Result<Router, LoadError> {
+        let at = |key: &str| crate::error::RouterAt {
+            file: source.to_owned(),
+            key: format!("{}{key}", config.key),
+            router: config.name.clone(),
+        };
+        let bytes = tokio::fs::read(&config.component).await.map_err(|e| LoadError::Component {
+            at: at(".component"),
+            path: config.component.clone(),
+            message: format!("cannot read the component: {e}"),
+        })?;
+        // Compiling is seconds of CPU for a large component: off the executor.
+        let compiling = engine.clone();
+        let component = tokio::task::spawn_blocking(move || compiling.load(&bytes))
+            .await
+            .map_err(|e| LoadError::Component {
+                at: at(".component"),
+                path: config.component.clone(),
+                message: format!("compilation did not finish: {e}"),
+            })?
+            .map_err(|message| LoadError::Component {
+                at: at(".component"),
+                path: config.component.clone(),
+                message,
+            })?;
+        let router = Router {
+            info: RouterInfo {
+                name: config.name.clone(),
+                component: config.component.clone(),
+                limits: config.limits.clone(),
+            },
+            config_json: config.config_json.clone(),
+            component,
+            engine,
+            module_api,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.limits.max_instances),
+        };
+        match router.new_instance().await {
+            Ok(instance) => {
+                router.return_instance(instance);
+                Ok(router)
+            }
+            Err(InstanceError::ConfigRefused(message)) => Err(LoadError::ConfigRefused {
+                at: at(".config"),
+                message,
+            }),
+            Err(InstanceError::WrongType(message)) => Err(LoadError::Component {
+                at: at(".component"),
+                path: config.component.clone(),
+                message,
+            }),
+            Err(InstanceError::Failed(failure)) => Err(LoadError::Failed {
+                at: at(""),
+                kind: failure.kind,
+                message: failure.message,
+            }),
+        }
+    }
+
+    pub(crate) fn info(&self) -> &RouterInfo {
+        &self.info
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Linear memory held by the idle instances, in bytes.
+    pub(crate) fn idle_memory_bytes(&self) -> usize {
+        self.lock_idle().iter().map(GuestInstance::memory_bytes).sum()
+    }
+
+    pub(crate) async fn get_users_for_states(
+        &self,
+        states: &[UserPresenceState],
+    ) -> Result<RouterAnswer<CheckedRoutes>, RouterFailure> {
+        let mut lease = self.lease().await?;
+        let max_entries = self.info.limits.max_answer_entries;
+        let result = lease.instance.get_users_for_states(states).await.and_then(|routes| {
+            answer::check_routes(routes, states.len(), max_entries).map_err(invalid_answer)
+        });
+        self.finish(lease, result)
+    }
+
+    pub(crate) async fn get_interested_users(&self, user_id: &str) -> Result<RouterAnswer<CheckedInterest>, RouterFailure> {
+        let mut lease = self.lease().await?;
+        let max_entries = self.info.limits.max_answer_entries;
+        let result = lease
+            .instance
+            .get_interested_users(user_id)
+            .await
+            .and_then(|interest| answer::check_interest(interest, max_entries).map_err(invalid_answer));
+        self.finish(lease, result)
+    }
+
+    /// Takes a warm instance from the pool, or makes a fresh one, within
+    /// `limits.max_instances`.
+    async fn lease(&self) -> Result<Lease<'_>, RouterFailure> {
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = self.permits.acquire().await.map_err(|_| {
+            self.failure(Failure {
+                kind: FailureKind::Trap,
+                message: "the router is shutting down".into(),
+            })
+        })?;
+        let idle = self.lock_idle().pop();
+        let instance = match idle {
+            Some(instance) => instance,
+            None => self.new_instance().await.map_err(|e| {
+                let failure = match e {
+                    InstanceError::Failed(failure) => failure,
+                    InstanceError::ConfigRefused(message) => Failure {
+                        kind: FailureKind::Trap,
+                        message: format!("a fresh instance refused its configuration: {message}"),
+                    },
+                    InstanceError::WrongType(message) => Failure {
+                        kind: FailureKind::Trap,
+                        message,
+                    },
+                };
+                self.failure(failure)
+            })?,
+        };
+        Ok(Lease {
+            instance,
+            _permit: permit,
+        })
+    }
+
+    /// Ends a call: passes on what the guest logged, puts a healthy instance
+    /// back (a trapped store can't be entered again, so it is dropped), and
+    /// attributes a failure to this router.
+    fn finish<T>(&self, mut lease: Lease<'_>, result: Result<T, Failure>) -> Result<RouterAnswer<T>, RouterFailure> {
+        let effects = lease.instance.take_effects();
+        let trapped = matches!(&result, Err(failure) if failure.kind != FailureKind::InvalidAnswer);
+        if !trapped {
+            self.return_instance(lease.instance);
+        }
+        let sends = self.pass_on(effects);
+        let answer = result.map_err(|failure| self.failure(failure))?;
+        let sends = sends.map_err(|message| self.failure(invalid_answer(message)))?;
+        Ok(RouterAnswer { answer, sends })
+    }
+
+    async fn new_instance(&self) -> Result<GuestInstance, InstanceError> {
+        let mut made = GuestInstance::new(&self.engine, &self.component, &self.info.limits, &self.config_json).await;
+        if let Ok(instance) = &mut made {
+            // Sends during parse-config have no call to belong to: dropped.
+            let _ = self.pass_on(instance.take_effects());
+        }
+        made
+    }
+
+    /// Logs what the guest logged and returns the users of its
+    /// `send-local-online-presence-to` calls, checked.
+    fn pass_on(&self, effects: CallEffects) -> Result<Vec<String>, String> {
+        let name = self.name();
+        for (level, line) in &effects.logs {
+            self.module_api.guest_log(name, *level, line);
+        }
+        let limits = &self.info.limits;
+        if effects.dropped_logs > 0 {
+            self.module_api.router_warning(
+                name,
+                &format!(
+                    "{} log line(s) or output chunk(s) dropped: over limits.max_log_lines = {} per call",
+                    effects.dropped_logs, limits.max_log_lines
+                ),
+            );
+        }
+        if effects.dropped_sends > 0 {
+            self.module_api.router_warning(
+                name,
+                &format!(
+                    "{} send-local-online-presence-to call(s) dropped: over limits.max_send_calls = {} per call",
+                    effects.dropped_sends, limits.max_send_calls
+                ),
+            );
+        }
+        answer::check_sends(&effects.sends, limits.max_answer_entries)?;
+        Ok(effects.sends.into_iter().flatten().collect())
+    }
+
+    fn failure(&self, failure: Failure) -> RouterFailure {
+        let failure = RouterFailure {
+            router: self.info.name.clone(),
+            kind: failure.kind,
+            message: failure.message,
+        };
+        self.module_api.router_skipped(&failure);
+        failure
+    }
+
+    fn return_instance(&self, instance: GuestInstance) {
+        self.lock_idle().push(instance);
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<GuestInstance>> {
+        // The pool holds no invariant a panic elsewhere could break.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn invalid_answer(message: String) -> Failure {
+    Failure {
+        kind: FailureKind::InvalidAnswer,
+        message,
+    }
+}

@@ -1,0 +1,152 @@
+//! The routers of one configuration, called together the way Synapse calls
+//! its presence routers, and their answers merged.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::RouterSetConfig;
+use crate::error::LoadError;
+use crate::failure::RouterFailure;
+use crate::guest::{GuestEngine, error_text};
+use crate::module_api::ModuleApi;
+use crate::presence::{InterestedUsers, UserPresenceState, UsersForStates};
+use crate::router::{Router, RouterAnswer, RouterInfo};
+
+/// A merged answer, with what happened on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed<T> {
+    pub answer: T,
+    /// The routers skipped in this call, in configuration order. Each was
+    /// also reported through [`ModuleApi::router_skipped`].
+    pub failures: Vec<RouterFailure>,
+    /// Everyone the routers asked local online presence to be sent to
+    /// during this call (already handed to
+    /// [`ModuleApi::send_local_online_presence_to`]), in order, without
+    /// repeats.
+    pub sent_presence_to: Vec<String>,
+}
+
+/// Loaded presence routers, in configuration order.
+///
+/// Cheap to share: wrap it in an `Arc` and call it from as many tasks as you
+/// like; each router keeps a pool of warm instances, so concurrent calls run
+/// side by side up to `limits.max_instances` per router.
+pub struct RouterSet {
+    routers: Vec<Router>,
+    module_api: Arc<dyn ModuleApi>,
+}
+
+impl RouterSet {
+    /// Loads the routers of a configuration file.
+    pub async fn load_file(path: impl AsRef<Path>, module_api: Arc<dyn ModuleApi>) -> Result<Self, LoadError> {
+        let config = RouterSetConfig::from_file(path)?;
+        Self::load(&config, module_api).await
+    }
+
+    /// Compiles every router, checks it against the presence-router world and
+    /// runs its `parse-config`. Fails if any router fails, naming it.
+    pub async fn load(config: &RouterSetConfig, module_api: Arc<dyn ModuleApi>) -> Result<Self, LoadError> {
+        let engine = Arc::new(GuestEngine::new().map_err(|e| LoadError::Engine(error_text(&e)))?);
+        let mut routers = Vec::with_capacity(config.routers.len());
+        for router in &config.routers {
+            routers.push(Router::load(engine.clone(), module_api.clone(), router, &config.source).await?);
+        }
+        Ok(RouterSet { routers, module_api })
+    }
+
+    /// The loaded routers, in order.
+    pub fn routers(&self) -> impl ExactSizeIterator<Item = &RouterInfo> {
+        self.routers.iter().map(Router::info)
+    }
+
+    /// Linear memory held by all idle instances, in bytes.
+    pub fn idle_memory_bytes(&self) -> usize {
+        self.routers.iter().map(Router::idle_memory_bytes).sum()
+    }
+
+    /// Which extra users should receive which states of `states`: every
+    /// router is given the whole batch (in one call), and the answers are
+    /// unioned per user. A router that fails is skipped.
+    pub async fn get_users_for_states(&self, states: &[UserPresenceState]) -> Routed<UsersForStates> {
+        let calls = self.routers.iter().map(|router| router.get_users_for_states(states));
+        let answers = futures::future::join_all(calls).await;
+
+        let mut merged = UsersForStates::new();
+        let mut report = Report::default();
+        for (router, answer) in self.routers.iter().zip(answers) {
+            if let Some(routes) = report.take(router, answer) {
+                for (user_id, indices) in routes {
+                    merged.entry(user_id).or_default().extend(indices);
+                }
+            }
+        }
+        report.finish(merged, self.module_api.as_ref())
+    }
+
+    /// Whose presence `user_id` should additionally see. Routers are asked in
+    /// order and their answers unioned; the first that answers "all users"
+    /// decides, and the routers after it are not called.
+    pub async fn get_interested_users(&self, user_id: &str) -> Routed<InterestedUsers> {
+        let mut users = BTreeSet::new();
+        let mut report = Report::default();
+        let mut all = false;
+        for router in &self.routers {
+            match report.take(router, router.get_interested_users(user_id).await) {
+                Some(None) => {
+                    all = true;
+                    break;
+                }
+                Some(Some(named)) => users.extend(named),
+                None => {}
+            }
+        }
+        let answer = if all { InterestedUsers::All } else { InterestedUsers::Users(users) };
+        report.finish(answer, self.module_api.as_ref())
+    }
+}
+
+/// Collects failures and sends over the routers of one call.
+#[derive(Default)]
+struct Report {
+    failures: Vec<RouterFailure>,
+    /// (router name, users) in configuration order.
+    sends: Vec<(String, Vec<String>)>,
+}
+
+impl Report {
+    /// The answer of a router that succeeded; a failure is recorded.
+    fn take<T>(&mut self, router: &Router, answer: Result<RouterAnswer<T>, RouterFailure>) -> Option<T> {
+        match answer {
+            Ok(answer) => {
+                if !answer.sends.is_empty() {
+                    self.sends.push((router.name().to_owned(), answer.sends));
+                }
+                Some(answer.answer)
+            }
+            Err(failure) => {
+                self.failures.push(failure);
+                None
+            }
+        }
+    }
+
+    /// Hands the sends to the embedder, once the whole call is over.
+    fn finish<T>(self, answer: T, module_api: &dyn ModuleApi) -> Routed<T> {
+        let mut seen = HashSet::new();
+        let mut sent_presence_to = Vec::new();
+        for (router, users) in &self.sends {
+            module_api.send_local_online_presence_to(router, users);
+            for user in users {
+                if seen.insert(user.as_str()) {
+                    sent_presence_to.push(user.clone());
+                }
+            }
+        }
+        Routed {
+            answer,
+            failures: self.failures,
+            sent_presence_to,
+        }
+    }
+}
