@@ -1,1 +1,104 @@
+//! Test support: the freshly built guest components (see `build.rs`) and a
+//! [`ModuleApi`] that records everything the runtime tells the homeserver.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use presence_router_runtime::{
+    LoadError, LogLevel, ModuleApi, Presence, RouterFailure, RouterSet, RouterSetConfig, UserPresenceState,
+};
+
+/// Paths of the guest components, one constant per `.wasm` file:
+/// `EXAMPLE_ROUTER`, `SCRIPTED`, `SYNAPSE_TEST_ROUTER`, `WRONG_TYPES`,
+/// `MISSING_EXPORT`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// Everything the runtime handed to the homeserver, in order.
+#[derive(Default)]
+pub struct RecordingModuleApi {
+    pub logs: Mutex<Vec<(String, LogLevel, String)>>,
+    pub sends: Mutex<Vec<(String, Vec<String>)>>,
+    pub skipped: Mutex<Vec<RouterFailure>>,
+    pub warnings: Mutex<Vec<(String, String)>>,
+}
+
+impl RecordingModuleApi {
+    /// The log lines of one router.
+    pub fn logs_of(&self, router: &str) -> Vec<String> {
+        let logs = self.logs.lock().expect("not poisoned");
+        logs.iter().filter(|(r, _, _)| r == router).map(|(_, _, m)| m.clone()).collect()
+    }
+
+    pub fn clear(&self) {
+        self.logs.lock().expect("not poisoned").clear();
+        self.sends.lock().expect("not poisoned").clear();
+        self.skipped.lock().expect("not poisoned").clear();
+        self.warnings.lock().expect("not poisoned").clear();
+    }
+}
+
+impl ModuleApi for RecordingModuleApi {
+    fn send_local_online_presence_to(&self, router: &str, users: &[String]) {
+        self.sends.lock().expect("not poisoned").push((router.to_owned(), users.to_vec()));
+    }
+
+    fn guest_log(&self, router: &str, level: LogLevel, message: &str) {
+        self.logs.lock().expect("not poisoned").push((router.to_owned(), level, message.to_owned()));
+    }
+
+    fn router_skipped(&self, failure: &RouterFailure) {
+        self.skipped.lock().expect("not poisoned").push(failure.clone());
+    }
+
+    fn router_warning(&self, router: &str, message: &str) {
+        self.warnings.lock().expect("not poisoned").push((router.to_owned(), message.to_owned()));
+    }
+}
+
+/// Replaces `$EXAMPLE_ROUTER`, `$SCRIPTED`, ... in a YAML text with the
+/// guests' paths.
+pub fn with_guest_paths(yaml: &str) -> String {
+    [
+        ("$EXAMPLE_ROUTER", guests::EXAMPLE_ROUTER),
+        ("$SCRIPTED", guests::SCRIPTED),
+        ("$SYNAPSE_TEST_ROUTER", guests::SYNAPSE_TEST_ROUTER),
+        ("$WRONG_TYPES", guests::WRONG_TYPES),
+        ("$MISSING_EXPORT", guests::MISSING_EXPORT),
+    ]
+    .iter()
+    .fold(yaml.to_owned(), |text, (name, path)| text.replace(name, path))
+}
+
+/// Loads a router set from YAML text (guest placeholders allowed), with a
+/// recording module API.
+pub async fn load(yaml: &str) -> Result<(RouterSet, Arc<RecordingModuleApi>), LoadError> {
+    let config = RouterSetConfig::from_yaml(&with_guest_paths(yaml), Path::new("routers.yaml"), Path::new("."))?;
+    let api = Arc::new(RecordingModuleApi::default());
+    let set = RouterSet::load(&config, api.clone()).await?;
+    Ok((set, api))
+}
+
+/// Like [`load`], for a configuration that must load.
+pub async fn load_ok(yaml: &str) -> (RouterSet, Arc<RecordingModuleApi>) {
+    match load(yaml).await {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("the configuration should load: {e}"),
+    }
+}
+
+/// A batch of states, one per `(user, presence)`.
+pub fn batch(states: &[(&str, Presence)]) -> Vec<UserPresenceState> {
+    states
+        .iter()
+        .map(|(user, presence)| UserPresenceState::new(*user, presence.clone()))
+        .collect()
+}
+
+/// Writes a file into a directory and returns its path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("the temporary directory is writable");
+    path
+}
