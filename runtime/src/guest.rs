@@ -573,7 +573,7 @@ fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Er
             FailureKind::Memory,
             format!(
                 "`{export}` needed more than its {} of memory ({})",
-                bytesize::ByteSize::b(limits.memory).display().iec(),
+                crate::limits::format_bytes(limits.memory),
                 error_text(error)
             ),
         )

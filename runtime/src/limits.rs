@@ -59,6 +59,21 @@ impl Limits {
     }
 }
 
+/// A byte count the way the configuration writes it: `64MiB`, `512KiB`,
+/// or plain bytes when it is not a whole number of either.
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % GIB == 0 => format!("{}GiB", b / GIB),
+        b if b % MIB == 0 => format!("{}MiB", b / MIB),
+        b if b % KIB == 0 => format!("{}KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::DEFAULT
@@ -74,7 +89,7 @@ impl fmt::Display for Limits {
              {} send calls and {} log lines per call",
             self.fuel,
             self.fuel_per_state,
-            bytesize::ByteSize::b(self.memory).display().iec(),
+            format_bytes(self.memory),
             humantime::format_duration(self.timeout),
             self.max_answer_entries,
             self.max_instances,

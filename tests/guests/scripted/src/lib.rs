@@ -96,6 +96,9 @@ struct ScriptedRouter;
 impl Guest for ScriptedRouter {
     fn parse_config(config: String) -> Result<(), String> {
         let config: Config = serde_json::from_str(&config).map_err(|e| e.to_string())?;
+        if config.log_calls {
+            module_api::log(LogLevel::Debug, "parse-config");
+        }
         match config.parse_config.as_deref() {
             Some("err") => return Err("scripted refusal: `parse_config` is set to err".into()),
             Some("panic") => panic!("scripted panic in parse-config"),
