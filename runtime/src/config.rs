@@ -101,7 +101,8 @@ impl RouterSetConfig {
         let raw: RawConfig = serde_path_to_error::deserialize(document).map_err(|e| {
             let key = e.path().to_string();
             let location = e.inner().location().map(|l| (l.line(), l.column()));
-            error(key, yaml_message(e.inner()), location)
+            let message = yaml_message(e.inner(), &key);
+            error(key, message, location)
         })?;
         Self::from_raw(raw, source, base_dir)
     }
@@ -199,22 +200,16 @@ fn check_router_name(name: &str) -> Result<(), String> {
 
 /// serde_yaml's message without the location (reported separately) and
 /// without its own copy of the key path (serde_path_to_error's is used).
-fn yaml_message(error: &serde_yaml::Error) -> String {
+fn yaml_message(error: &serde_yaml::Error, key: &str) -> String {
     let mut message = error.to_string();
     if let Some(location) = error.location() {
-        let suffix = format!(" at line {} column {}", location.line(), location.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message.truncate(stripped.len());
-        }
+        let mark = format!(" at line {} column {}", location.line(), location.column());
+        message = message.replacen(&mark, "", 1);
     }
-    // serde_yaml prefixes some messages with its own `path: `.
-    if let Some((path, rest)) = message.split_once(": ")
-        && !path.contains(' ')
-        && (path.contains('.') || path.contains('['))
-    {
-        message = rest.to_owned();
+    match message.strip_prefix(&format!("{key}: ")) {
+        Some(rest) => rest.to_owned(),
+        None => message,
     }
-    message
 }
 
 fn yaml_kind(value: &serde_yaml::Value) -> &'static str {

@@ -497,7 +497,7 @@ impl GuestInstance {
         match answer {
             Ok((Ok(()),)) => Ok(instance),
             Ok((Err(message),)) => Err(InstanceError::ConfigRefused(message)),
-            Err(e) => Err(InstanceError::Failed(classify(&mut instance.store, limits, &e, PARSE_CONFIG))),
+            Err(e) => Err(InstanceError::Failed(classify(&mut instance.store, limits, &e, &format!("`{PARSE_CONFIG}`")))),
         }
     }
 
@@ -510,7 +510,7 @@ impl GuestInstance {
         let func: GetUsersForStatesFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_users_for_states) };
         match func.call_async(&mut self.store, (states,)).await {
             Ok((routes,)) => Ok(routes),
-            Err(e) => Err(classify(&mut self.store, &self.limits, &e, GET_USERS_FOR_STATES)),
+            Err(e) => Err(classify(&mut self.store, &self.limits, &e, &format!("`{GET_USERS_FOR_STATES}`"))),
         }
     }
 
@@ -522,7 +522,7 @@ impl GuestInstance {
         let func: GetInterestedUsersFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_interested_users) };
         match func.call_async(&mut self.store, (user_id,)).await {
             Ok((answer,)) => Ok(answer),
-            Err(e) => Err(classify(&mut self.store, &self.limits, &e, GET_INTERESTED_USERS)),
+            Err(e) => Err(classify(&mut self.store, &self.limits, &e, &format!("`{GET_INTERESTED_USERS}`"))),
         }
     }
 
@@ -554,25 +554,26 @@ fn prepare_call(store: &mut Store<GuestState>, limits: &Limits, fuel: u64) {
     state.memory.refused = false;
 }
 
-/// Tells which limit (if any) a failed call ran into.
-fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Error, export: &str) -> Failure {
+/// Tells which limit (if any) a failed call ran into. `what` names the
+/// call: "`get-users-for-states`", "instantiation".
+fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Error, what: &str) -> Failure {
     let state = store.data_mut();
     state.collect_output();
     let (kind, message) = if state.timed_out || error.is::<DeadlineExceeded>() {
         (
             FailureKind::Timeout,
-            format!("`{export}` ran past its {} deadline", humantime::format_duration(limits.timeout)),
+            format!("{what} ran past its {} deadline", humantime::format_duration(limits.timeout)),
         )
     } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
         (
             FailureKind::OutOfFuel,
-            format!("`{export}` ran out of fuel (budget {})", state.fuel_budget),
+            format!("{what} ran out of fuel (budget {})", state.fuel_budget),
         )
     } else if state.memory.refused {
         (
             FailureKind::Memory,
             format!(
-                "`{export}` needed more than its {} of memory ({})",
+                "{what} needed more than its {} of memory ({})",
                 crate::limits::format_bytes(limits.memory),
                 error_text(error)
             ),
@@ -584,11 +585,11 @@ fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Er
             .effects
             .logs
             .iter()
-            .filter(|(level, _)| *level == LogLevel::Warn)
+            .filter(|(level, line)| *level == LogLevel::Warn && !line.starts_with("note: run with `RUST_BACKTRACE"))
             .map(|(_, line)| line.as_str())
             .collect();
         let tail = stderr[stderr.len().saturating_sub(2)..].join(" / ");
-        let mut message = format!("`{export}` trapped: {}", error_text(error));
+        let mut message = format!("{what} trapped: {}", error_text(error));
         if !tail.is_empty() {
             message.push_str(&format!(" (guest stderr: {tail})"));
         }

@@ -125,6 +125,10 @@ impl Router {
         &self.info.name
     }
 
+    pub(crate) fn idle_instances(&self) -> usize {
+        self.lock_idle().len()
+    }
+
     /// Linear memory held by the idle instances, in bytes.
     pub(crate) fn idle_memory_bytes(&self) -> usize {
         self.lock_idle().iter().map(GuestInstance::memory_bytes).sum()

@@ -60,6 +60,11 @@ impl RouterSet {
         self.routers.iter().map(Router::info)
     }
 
+    /// How many warm instances the routers hold between calls.
+    pub fn warm_instances(&self) -> usize {
+        self.routers.iter().map(Router::idle_instances).sum()
+    }
+
     /// Linear memory held by all idle instances, in bytes.
     pub fn idle_memory_bytes(&self) -> usize {
         self.routers.iter().map(Router::idle_memory_bytes).sum()

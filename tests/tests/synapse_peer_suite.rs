@@ -1,0 +1,87 @@
+//! The routing facts of Synapse's own presence router tests
+//! (`tests/events/test_presence_router.py`), with the same test router
+//! (`PresenceRouterTestModule`, here the `synapse-test-router` guest). What
+//! Synapse itself adds (room membership, federation, filtering offline
+//! states out of `send_local_online_presence_to`) is the homeserver's part.
+
+use std::collections::BTreeSet;
+
+use presence_router_runtime::{InterestedUsers, Presence};
+use presence_router_tests::{batch, load_ok};
+
+const PEER_ROUTER: &str = r#"
+routers:
+  - name: peer
+    component: $SYNAPSE_TEST_ROUTER
+    config:
+      users_who_should_receive_all_presence: ["@presence_gobbler:test", "@far_away_person:island"]
+"#;
+
+#[tokio::test]
+async fn a_listed_user_sharing_no_room_sees_everyone_who_sets_presence() {
+    let (routers, _) = load_ok(PEER_ROUTER).await;
+
+    // One user goes online: the listed user gets that one update.
+    let one = batch(&[("@other_user:test", Presence::Online)]);
+    let routed = routers.get_users_for_states(&one).await;
+    assert_eq!(routed.answer["@presence_gobbler:test"].len(), 1);
+
+    // Three set theirs, the listed user's own included: all three.
+    let three = batch(&[
+        ("@other_user:test", Presence::Online),
+        ("@third_user:test", Presence::Unavailable),
+        ("@presence_gobbler:test", Presence::Online),
+    ]);
+    let routed = routers.get_users_for_states(&three).await;
+    assert_eq!(routed.answer["@presence_gobbler:test"], BTreeSet::from([0, 1, 2]));
+    // The remote listed user is routed the same updates (to federate them).
+    assert_eq!(routed.answer["@far_away_person:island"], BTreeSet::from([0, 1, 2]));
+
+    // An unlisted user gets nothing from the router: only room-mates.
+    assert!(!routed.answer.contains_key("@other_user:test"));
+    assert_eq!(
+        routers.get_interested_users("@other_user:test").await.answer,
+        InterestedUsers::Users(BTreeSet::new())
+    );
+}
+
+#[tokio::test]
+async fn the_all_users_path_finds_an_entry_for_a_listed_user_even_for_an_empty_batch() {
+    let (routers, _) = load_ok(PEER_ROUTER).await;
+    // Synapse's ALL_USERS path: get_interested_users says ALL, then the
+    // batch goes through get_users_for_states and the user's entry is
+    // taken. The entry must be there even when there is nothing to send.
+    assert_eq!(routers.get_interested_users("@presence_gobbler:test").await.answer, InterestedUsers::All);
+    let routed = routers.get_users_for_states(&[]).await;
+    assert_eq!(routed.answer.get("@presence_gobbler:test"), Some(&BTreeSet::new()));
+}
+
+#[tokio::test]
+async fn send_local_online_presence_to_reaches_the_homeserver_with_local_and_remote_users() {
+    // The scripted router's `@send:test` command calls
+    // send-local-online-presence-to(["@dave:example.com",
+    // "@far_away_person:island"]), as the peer suite does for a local and
+    // a remote user.
+    let (routers, api) = load_ok(
+        r#"
+routers:
+  - {name: peer, component: $SYNAPSE_TEST_ROUTER, config: {users_who_should_receive_all_presence: ["@dave:example.com"]}}
+  - {name: sender, component: $SCRIPTED}
+"#,
+    )
+    .await;
+    let local_users = batch(&[
+        ("@user1:test", Presence::Online),
+        ("@user2:test", Presence::Unavailable),
+        ("@send:test", Presence::Online),
+    ]);
+    let routed = routers.get_users_for_states(&local_users).await;
+    assert_eq!(routed.failures, vec![]);
+    assert_eq!(routed.sent_presence_to, vec!["@dave:example.com", "@far_away_person:island"]);
+    assert_eq!(
+        *api.sends.lock().unwrap(),
+        vec![("sender".to_owned(), vec!["@dave:example.com".to_owned(), "@far_away_person:island".to_owned()])]
+    );
+    // The listed user gets all three local users' states from the router.
+    assert_eq!(routed.answer["@dave:example.com"], BTreeSet::from([0, 1, 2]));
+}
