@@ -1,0 +1,169 @@
+//! The `presence-router` binary end to end: its exit codes, its `check`
+//! report, and the JSON Lines contract of `route`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use presence_router_tests::{guests, with_guest_paths, write_file};
+use serde_json::{Value, json};
+
+fn run(args: &[&str], cwd: &Path, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .expect("the binary reads stdin");
+    child.wait_with_output().expect("the binary exits")
+}
+
+fn answers(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every answer line is JSON"))
+        .collect()
+}
+
+/// A config in its own directory, with the example router copied next to it
+/// under a relative path.
+fn config_dir(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(dir.path().join("routers")).expect("writable");
+    std::fs::copy(guests::EXAMPLE_ROUTER, dir.path().join("routers/example.wasm")).expect("copied");
+    write_file(dir.path(), "routers.yaml", with_guest_paths(yaml));
+    dir
+}
+
+const TWO_ROUTERS: &str = r#"
+routers:
+  - name: example
+    component: routers/example.wasm
+    config: {always_send_to_users: ["@alice:example.com"], blacklisted_users: ["@mallory:example.com"]}
+  - name: scripted
+    component: $SCRIPTED
+    config: {routes: {"@bob:example.com": [1]}, interested: {"@bob:example.com": ["@carol:remote.org"]}}
+    limits: {fuel: 2000000, fuel_per_state: 1000, memory: 16MiB, timeout: 250ms}
+"#;
+
+#[test]
+fn check_lists_every_router_with_its_limits() {
+    let dir = config_dir(TWO_ROUTERS);
+    // Run from elsewhere: component paths are relative to the config file.
+    let output = run(&["check", "--config", &dir.path().join("routers.yaml").to_string_lossy()], Path::new("/"), "");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[0].ends_with("routers.yaml: 2 router(s), all loaded"), "{stdout}");
+    assert!(lines[1].starts_with("1. example (") && lines[1].ends_with("routers/example.wasm)"), "{stdout}");
+    assert!(lines[2].contains("fuel 10000000 + 200000 per state, memory 64MiB, timeout 100ms"), "{stdout}");
+    assert!(lines[3].starts_with("2. scripted ("), "{stdout}");
+    assert!(lines[4].contains("fuel 2000000 + 1000 per state, memory 16MiB, timeout 250ms"), "{stdout}");
+}
+
+#[test]
+fn check_fails_with_the_file_the_key_and_what_was_expected() {
+    let dir = config_dir("routers:\n  - component: routers/example.wasm\n    limits: {memory: lots}\n");
+    let output = run(&["check", "--config", "routers.yaml"], dir.path(), "");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "error: routers.yaml: routers[0].limits.memory: expected a size such as `64MiB` or `512KiB`, \
+         or a number of bytes, found `lots` (line 3, column 22)"
+    );
+    assert!(output.stdout.is_empty());
+
+    let output = run(&["route", "--config", "missing.yaml"], dir.path(), "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: missing.yaml: cannot read the configuration: "));
+}
+
+#[test]
+fn route_answers_each_line_in_order() {
+    let dir = config_dir(TWO_ROUTERS);
+    let input = [
+        r#"{"get_users_for_states": [{"user_id": "@mallory:example.com", "state": "online"}, {"user_id": "@carol:remote.org", "state": "org.matrix.msc3026.busy", "last_active_ts": 1700000000000, "status_msg": "in a meeting", "currently_active": true}]}"#,
+        r#"{"get_interested_users": "@alice:example.com"}"#,
+        "",
+        r#"{"get_interested_users": "@bob:example.com"}"#,
+        "not json",
+        r#"{"get_interested_users": "bob"}"#,
+        r#"{"get_users_for_states": []}"#,
+    ]
+    .join("\n");
+    let output = run(&["route", "--config", "routers.yaml"], dir.path(), &input);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let carol = json!({
+        "user_id": "@carol:remote.org",
+        "state": "org.matrix.msc3026.busy",
+        "last_active_ts": 1700000000000u64,
+        "last_federation_update_ts": 0,
+        "last_user_sync_ts": 0,
+        "status_msg": "in a meeting",
+        "currently_active": true
+    });
+    assert_eq!(
+        answers(&output),
+        vec![
+            json!({"users_for_states": {"@alice:example.com": [carol.clone()], "@bob:example.com": [carol]}}),
+            json!({"interested_users": "ALL"}),
+            json!({"interested_users": ["@carol:remote.org"]}),
+            json!({"error": "not valid JSON: expected value at line 1 column 1"}),
+            json!({"error": "get_interested_users: \"bob\" does not start with `@`"}),
+            // The scripted router's index 1 is outside an empty batch.
+            json!({
+                "users_for_states": {"@alice:example.com": []},
+                "failures": [{
+                    "router": "scripted",
+                    "kind": "invalid_answer",
+                    "message": "route 0 (@bob:example.com): state index 1 is outside the batch of 0 state(s)"
+                }]
+            }),
+        ]
+    );
+}
+
+#[test]
+fn route_reports_skipped_routers_and_sends() {
+    let dir = config_dir(
+        r#"
+routers:
+  - {name: example, component: routers/example.wasm, config: {always_send_to_users: ["@alice:example.com"]}}
+  - {name: scripted, component: $SCRIPTED, limits: {fuel: 1000000, fuel_per_state: 0}}
+"#,
+    );
+    let input = [
+        r#"{"get_users_for_states": [{"user_id": "@spin:test", "state": "online"}]}"#,
+        r#"{"get_users_for_states": [{"user_id": "@send:test", "state": "offline"}]}"#,
+        r#"{"get_interested_users": "@panic:test"}"#,
+    ]
+    .join("\n");
+    let output = run(&["route", "--config", "routers.yaml"], dir.path(), &input);
+    assert!(output.status.success());
+    let answers = answers(&output);
+    assert_eq!(answers.len(), 3);
+    assert_eq!(
+        answers[0]["failures"],
+        json!([{"router": "scripted", "kind": "out_of_fuel", "message": "`get-users-for-states` ran out of fuel (budget 1000000)"}])
+    );
+    assert_eq!(answers[0]["users_for_states"]["@alice:example.com"][0]["user_id"], "@spin:test");
+    assert_eq!(answers[1]["send_local_online_presence_to"], json!(["@dave:example.com", "@far_away_person:island"]));
+    assert_eq!(answers[1].get("failures"), None);
+    assert_eq!(answers[2]["interested_users"], json!([]));
+    assert_eq!(answers[2]["failures"][0]["kind"], "trap");
+    let message = answers[2]["failures"][0]["message"].as_str().expect("a string");
+    assert!(message.contains("scripted panic for @panic:test"), "{message}");
+    // The skipped router is in the operator's log too.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("router skipped") && stderr.contains("scripted"), "{stderr}");
+}
