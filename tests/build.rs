@@ -13,7 +13,10 @@ const GUEST_WORKSPACES: &[&str] = &["guest-example", "tests/guests"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("tests/ is inside the repository").to_owned();
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_owned();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -32,7 +35,13 @@ fn main() {
             }
         }
         let status = Command::new(&cargo)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(dir.join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir)
@@ -57,7 +66,11 @@ fn main() {
     for entry in std::fs::read_dir(&wasm_dir).expect("the guests were built") {
         let path = entry.expect("readable directory").path();
         if path.extension().is_some_and(|e| e == "wasm") {
-            let stem = path.file_stem().expect("a file name").to_string_lossy().to_uppercase();
+            let stem = path
+                .file_stem()
+                .expect("a file name")
+                .to_string_lossy()
+                .to_uppercase();
             constants.push_str(&format!(
                 "/// The `{stem}` guest component, freshly built.\npub const {stem}: &str = {:?};\n",
                 path.display().to_string()

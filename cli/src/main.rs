@@ -74,9 +74,18 @@ async fn load(config: &PathBuf) -> anyhow::Result<RouterSet> {
 
 async fn check(config: PathBuf) -> anyhow::Result<()> {
     let routers = load(&config).await?;
-    println!("{}: {} router(s), all loaded", config.display(), routers.routers().len());
+    println!(
+        "{}: {} router(s), all loaded",
+        config.display(),
+        routers.routers().len()
+    );
     for (i, router) in routers.routers().enumerate() {
-        println!("{}. {} ({})", i + 1, router.name, router.component.display());
+        println!(
+            "{}. {} ({})",
+            i + 1,
+            router.name,
+            router.component.display()
+        );
         println!("   limits: {}", router.limits);
     }
     Ok(())
@@ -89,7 +98,12 @@ async fn route(config: PathBuf) -> anyhow::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).await.context("reading stdin")? == 0 {
+        if input
+            .read_until(b'\n', &mut line)
+            .await
+            .context("reading stdin")?
+            == 0
+        {
             return Ok(());
         }
         let answer = match std::str::from_utf8(&line) {
@@ -108,7 +122,10 @@ async fn route(config: PathBuf) -> anyhow::Result<()> {
         };
         let mut text = answer.to_string();
         text.push('\n');
-        output.write_all(text.as_bytes()).await.context("writing stdout")?;
+        output
+            .write_all(text.as_bytes())
+            .await
+            .context("writing stdout")?;
         // One answer per request, visible as soon as it is ready.
         output.flush().await.context("writing stdout")?;
     }

@@ -14,7 +14,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use presence_router_runtime::{InterestedUsers, Routed, UserPresenceState, UsersForStates, validate_user_id};
+use presence_router_runtime::{
+    InterestedUsers, Routed, UserPresenceState, UsersForStates, validate_user_id,
+};
 
 /// One request line.
 #[derive(Debug, PartialEq, Eq, Deserialize)]
@@ -35,7 +37,11 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         } else {
             inner.to_string()
         };
-        if path == "." { why } else { format!("{path}: {why}") }
+        if path == "." {
+            why
+        } else {
+            format!("{path}: {why}")
+        }
     })?;
     json.end().map_err(|e| format!("not valid JSON: {e}"))?;
     match &request {
@@ -54,7 +60,10 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
 
 /// The answer line to a `get_users_for_states` request: each user with the
 /// states routed to them, in batch order.
-pub fn users_for_states_answer(batch: &[UserPresenceState], routed: &Routed<UsersForStates>) -> Value {
+pub fn users_for_states_answer(
+    batch: &[UserPresenceState],
+    routed: &Routed<UsersForStates>,
+) -> Value {
     let users: Map<String, Value> = routed
         .answer
         .iter()
@@ -90,7 +99,10 @@ fn with_report<T>(mut answer: Value, routed: &Routed<T>) -> Value {
             fields.insert("failures".into(), json!(routed.failures));
         }
         if !routed.sent_presence_to.is_empty() {
-            fields.insert("send_local_online_presence_to".into(), json!(routed.sent_presence_to));
+            fields.insert(
+                "send_local_online_presence_to".into(),
+                json!(routed.sent_presence_to),
+            );
         }
     }
     answer
@@ -121,15 +133,39 @@ mod tests {
     #[test]
     fn says_what_is_wrong_with_a_bad_line() {
         let cases = [
-            ("not json", "not valid JSON: expected value at line 1 column 1"),
-            (r#"{"get_users_for_states": [{"user_id": "@a:x"}]}"#, "get_users_for_states[0]: missing field `state` at line 1 column 45"),
-            (r#"{"get_users_for_states": [{"user_id": 5, "state": "online"}]}"#, "get_users_for_states[0].user_id: invalid type: integer `5`, expected a string at line 1 column 39"),
-            (r#"{"get_users_for_states": [{"user_id": "bob", "state": "online"}]}"#, "get_users_for_states[0].user_id: \"bob\" does not start with `@`"),
-            (r#"{"get_interested_users": "@a:"}"#, "get_interested_users: \"@a:\": the server name is empty"),
-            (r#"{"route": 1}"#, "unknown variant `route`, expected `get_users_for_states` or `get_interested_users` at line 1 column 8"),
-            (r#"{"get_interested_users": "@a:x"} {}"#, "not valid JSON: trailing characters at line 1 column 34"),
+            (
+                "not json",
+                "not valid JSON: expected value at line 1 column 1",
+            ),
+            (
+                r#"{"get_users_for_states": [{"user_id": "@a:x"}]}"#,
+                "get_users_for_states[0]: missing field `state` at line 1 column 45",
+            ),
+            (
+                r#"{"get_users_for_states": [{"user_id": 5, "state": "online"}]}"#,
+                "get_users_for_states[0].user_id: invalid type: integer `5`, expected a string at line 1 column 39",
+            ),
+            (
+                r#"{"get_users_for_states": [{"user_id": "bob", "state": "online"}]}"#,
+                "get_users_for_states[0].user_id: \"bob\" does not start with `@`",
+            ),
+            (
+                r#"{"get_interested_users": "@a:"}"#,
+                "get_interested_users: \"@a:\": the server name is empty",
+            ),
+            (
+                r#"{"route": 1}"#,
+                "unknown variant `route`, expected `get_users_for_states` or `get_interested_users` at line 1 column 8",
+            ),
+            (
+                r#"{"get_interested_users": "@a:x"} {}"#,
+                "not valid JSON: trailing characters at line 1 column 34",
+            ),
         ];
-        let actual: Vec<String> = cases.iter().map(|(line, _)| parse_request(line).unwrap_err()).collect();
+        let actual: Vec<String> = cases
+            .iter()
+            .map(|(line, _)| parse_request(line).unwrap_err())
+            .collect();
         let expected: Vec<&str> = cases.iter().map(|(_, expected)| *expected).collect();
         assert_eq!(actual, expected);
     }

@@ -39,7 +39,11 @@ fn answers(output: &Output) -> Vec<Value> {
 fn config_dir(yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::create_dir(dir.path().join("routers")).expect("writable");
-    std::fs::copy(guests::EXAMPLE_ROUTER, dir.path().join("routers/example.wasm")).expect("copied");
+    std::fs::copy(
+        guests::EXAMPLE_ROUTER,
+        dir.path().join("routers/example.wasm"),
+    )
+    .expect("copied");
     write_file(dir.path(), "routers.yaml", with_guest_paths(yaml));
     dir
 }
@@ -59,21 +63,46 @@ routers:
 fn check_lists_every_router_with_its_limits() {
     let dir = config_dir(TWO_ROUTERS);
     // Run from elsewhere: component paths are relative to the config file.
-    let output = run(&["check", "--config", &dir.path().join("routers.yaml").to_string_lossy()], Path::new("/"), "");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = run(
+        &[
+            "check",
+            "--config",
+            &dir.path().join("routers.yaml").to_string_lossy(),
+        ],
+        Path::new("/"),
+        "",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{stdout}");
-    assert!(lines[0].ends_with("routers.yaml: 2 router(s), all loaded"), "{stdout}");
-    assert!(lines[1].starts_with("1. example (") && lines[1].ends_with("routers/example.wasm)"), "{stdout}");
-    assert!(lines[2].contains("fuel 10000000 + 200000 per state, memory 64MiB, timeout 100ms"), "{stdout}");
+    assert!(
+        lines[0].ends_with("routers.yaml: 2 router(s), all loaded"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("1. example (") && lines[1].ends_with("routers/example.wasm)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("fuel 10000000 + 200000 per state, memory 64MiB, timeout 100ms"),
+        "{stdout}"
+    );
     assert!(lines[3].starts_with("2. scripted ("), "{stdout}");
-    assert!(lines[4].contains("fuel 2000000 + 1000 per state, memory 16MiB, timeout 250ms"), "{stdout}");
+    assert!(
+        lines[4].contains("fuel 2000000 + 1000 per state, memory 16MiB, timeout 250ms"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_fails_with_the_file_the_key_and_what_was_expected() {
-    let dir = config_dir("routers:\n  - component: routers/example.wasm\n    limits: {memory: lots}\n");
+    let dir =
+        config_dir("routers:\n  - component: routers/example.wasm\n    limits: {memory: lots}\n");
     let output = run(&["check", "--config", "routers.yaml"], dir.path(), "");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -85,7 +114,10 @@ fn check_fails_with_the_file_the_key_and_what_was_expected() {
 
     let output = run(&["route", "--config", "missing.yaml"], dir.path(), "");
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: missing.yaml: cannot read the configuration: "));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .starts_with("error: missing.yaml: cannot read the configuration: ")
+    );
 }
 
 #[test]
@@ -102,7 +134,11 @@ fn route_answers_each_line_in_order() {
     ]
     .join("\n");
     let output = run(&["route", "--config", "routers.yaml"], dir.path(), &input);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let carol = json!({
         "user_id": "@carol:remote.org",
         "state": "org.matrix.msc3026.busy",
@@ -156,14 +192,28 @@ routers:
         answers[0]["failures"],
         json!([{"router": "scripted", "kind": "out_of_fuel", "message": "`get-users-for-states` ran out of fuel (budget 1000000)"}])
     );
-    assert_eq!(answers[0]["users_for_states"]["@alice:example.com"][0]["user_id"], "@spin:test");
-    assert_eq!(answers[1]["send_local_online_presence_to"], json!(["@dave:example.com", "@far_away_person:island"]));
+    assert_eq!(
+        answers[0]["users_for_states"]["@alice:example.com"][0]["user_id"],
+        "@spin:test"
+    );
+    assert_eq!(
+        answers[1]["send_local_online_presence_to"],
+        json!(["@dave:example.com", "@far_away_person:island"])
+    );
     assert_eq!(answers[1].get("failures"), None);
     assert_eq!(answers[2]["interested_users"], json!([]));
     assert_eq!(answers[2]["failures"][0]["kind"], "trap");
-    let message = answers[2]["failures"][0]["message"].as_str().expect("a string");
-    assert!(message.contains("scripted panic for @panic:test"), "{message}");
+    let message = answers[2]["failures"][0]["message"]
+        .as_str()
+        .expect("a string");
+    assert!(
+        message.contains("scripted panic for @panic:test"),
+        "{message}"
+    );
     // The skipped router is in the operator's log too.
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("router skipped") && stderr.contains("scripted"), "{stderr}");
+    assert!(
+        stderr.contains("router skipped") && stderr.contains("scripted"),
+        "{stderr}"
+    );
 }

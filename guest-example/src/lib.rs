@@ -26,7 +26,6 @@ wit_bindgen::generate!({
     world: "presence-router",
 });
 
-
 /// The validated configuration. `parse-config` runs once per instance,
 /// before any other call, so a `OnceLock` is all the state a router needs.
 #[derive(Deserialize, Default)]
@@ -54,7 +53,9 @@ fn check_user_ids<'a>(key: &str, ids: impl IntoIterator<Item = &'a String>) -> R
             .and_then(|rest| rest.split_once(':'))
             .is_some_and(|(localpart, server)| !localpart.is_empty() && !server.is_empty());
         if !well_formed {
-            return Err(format!("{key}: `{id}` is not a Matrix user ID (@localpart:server)"));
+            return Err(format!(
+                "{key}: `{id}` is not a Matrix user ID (@localpart:server)"
+            ));
         }
     }
     Ok(())
@@ -68,9 +69,11 @@ impl Guest for ExampleRouter {
         // ("always_send_to_users: invalid type: string ..., expected a sequence").
         let mut json = serde_json::Deserializer::from_str(&config);
         let parsed: RouterConfig =
-            serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string() {
-                path if path == "." => e.inner().to_string(),
-                path => format!("{path}: {}", e.inner()),
+            serde_path_to_error::deserialize(&mut json).map_err(|e| {
+                match e.path().to_string() {
+                    path if path == "." => e.inner().to_string(),
+                    path => format!("{path}: {}", e.inner()),
+                }
             })?;
         check_user_ids("always_send_to_users", &parsed.always_send_to_users)?;
         check_user_ids("blacklisted_users", &parsed.blacklisted_users)?;
@@ -98,7 +101,10 @@ impl Guest for ExampleRouter {
         config
             .always_send_to_users
             .iter()
-            .map(|user_id| Route { user_id: user_id.clone(), states: routed.clone() })
+            .map(|user_id| Route {
+                user_id: user_id.clone(),
+                states: routed.clone(),
+            })
             .collect()
     }
 

@@ -277,10 +277,7 @@ impl RawLimits {
         }
         let timeout = self.timeout.map_or(d.timeout, |t| t.0);
         if timeout.is_zero() {
-            return Err((
-                format!("{key}.timeout"),
-                "must be longer than 0".to_owned(),
-            ));
+            return Err((format!("{key}.timeout"), "must be longer than 0".to_owned()));
         }
         Ok(Limits {
             fuel: positive("fuel", self.fuel, d.fuel)?,

@@ -17,7 +17,13 @@ pub struct RouterAt {
 
 impl fmt::Display for RouterAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} (router `{}`)", self.file.display(), self.key, self.router)
+        write!(
+            f,
+            "{}: {} (router `{}`)",
+            self.file.display(),
+            self.key,
+            self.router
+        )
     }
 }
 

@@ -9,7 +9,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc,
+};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -25,8 +27,10 @@ mod bindings {
     });
 }
 
-pub(crate) use bindings::matrix::presence_router::types::{InterestedUsers as RawInterestedUsers, Route as RawRoute};
 use bindings::matrix::presence_router::module_api;
+pub(crate) use bindings::matrix::presence_router::types::{
+    InterestedUsers as RawInterestedUsers, Route as RawRoute,
+};
 
 /// How often the engine's epoch advances. The deadline is checked at every
 /// tick, so this is the precision of `limits.timeout`.
@@ -70,9 +74,8 @@ impl GuestEngine {
     /// Compiles a component and checks its imports against what the host
     /// provides and its exports against the presence-router world.
     pub(crate) fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, String> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| {
-            format!("not a valid WebAssembly component: {}", error_text(&e))
-        })?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
         let export = |name: &str| {
             component.get_export_index(None, name).ok_or_else(|| {
                 format!(
@@ -202,7 +205,10 @@ impl GuestState {
 
     /// Moves what the guest wrote to stdout and stderr into the log lines.
     fn collect_output(&mut self) {
-        for (output, level) in [(self.stdout.clone(), LogLevel::Info), (self.stderr.clone(), LogLevel::Warn)] {
+        for (output, level) in [
+            (self.stdout.clone(), LogLevel::Info),
+            (self.stderr.clone(), LogLevel::Warn),
+        ] {
             let (lines, dropped) = output.take_lines();
             for line in lines {
                 self.push_log(level, line);
@@ -270,7 +276,12 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         let total = self.used_bytes.saturating_add(growth);
         if total > self.max_bytes {
@@ -281,7 +292,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= Self::MAX_TABLE_ELEMENTS)
     }
 
@@ -326,7 +342,9 @@ impl CapturedOutput {
         if bytes.len() > room {
             buffer.dropped_bytes = true;
         }
-        buffer.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        buffer
+            .bytes
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     /// The lines written since the last call, and 1 if some were cut off.
@@ -335,7 +353,11 @@ impl CapturedOutput {
         let bytes = std::mem::take(&mut buffer.bytes);
         let dropped = usize::from(std::mem::take(&mut buffer.dropped_bytes));
         let text = String::from_utf8_lossy(&bytes);
-        let lines = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+        let lines = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
         (lines, dropped)
     }
 }
@@ -458,17 +480,32 @@ impl GuestInstance {
         prepare_call(&mut store, limits, limits.fuel);
         let instance = match component.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
-            Err(e) => return Err(InstanceError::Failed(classify(&mut store, limits, &e, "instantiation"))),
+            Err(e) => {
+                return Err(InstanceError::Failed(classify(
+                    &mut store,
+                    limits,
+                    &e,
+                    "instantiation",
+                )));
+            }
         };
         let exports = component.exports;
         let func = |store: &mut Store<GuestState>, index: ComponentExportIndex, name: &str| {
-            instance
-                .get_func(&mut *store, index)
-                .ok_or_else(|| InstanceError::WrongType(format!("the export `{name}` is not a function")))
+            instance.get_func(&mut *store, index).ok_or_else(|| {
+                InstanceError::WrongType(format!("the export `{name}` is not a function"))
+            })
         };
         let parse_config = func(&mut store, exports.parse_config, PARSE_CONFIG)?;
-        let get_users_for_states = func(&mut store, exports.get_users_for_states, GET_USERS_FOR_STATES)?;
-        let get_interested_users = func(&mut store, exports.get_interested_users, GET_INTERESTED_USERS)?;
+        let get_users_for_states = func(
+            &mut store,
+            exports.get_users_for_states,
+            GET_USERS_FOR_STATES,
+        )?;
+        let get_interested_users = func(
+            &mut store,
+            exports.get_interested_users,
+            GET_INTERESTED_USERS,
+        )?;
         // Type-check each export once; the calls then skip the check.
         let wrong_type = |name: &str, e: wasmtime::Error| {
             InstanceError::WrongType(format!(
@@ -476,8 +513,9 @@ impl GuestInstance {
                 error_text(&e)
             ))
         };
-        let typed_parse_config: ParseConfigFn =
-            parse_config.typed(&store).map_err(|e| wrong_type(PARSE_CONFIG, e))?;
+        let typed_parse_config: ParseConfigFn = parse_config
+            .typed(&store)
+            .map_err(|e| wrong_type(PARSE_CONFIG, e))?;
         get_users_for_states
             .typed::<(&[UserPresenceState],), (Vec<RawRoute>,)>(&store)
             .map_err(|e| wrong_type(GET_USERS_FOR_STATES, e))?;
@@ -487,7 +525,9 @@ impl GuestInstance {
 
         // Instantiation had its own budget; parse-config gets a fresh one.
         prepare_call(&mut store, limits, limits.fuel);
-        let answer = typed_parse_config.call_async(&mut store, (config_json.to_owned(),)).await;
+        let answer = typed_parse_config
+            .call_async(&mut store, (config_json.to_owned(),))
+            .await;
         let mut instance = GuestInstance {
             store,
             get_users_for_states,
@@ -497,32 +537,55 @@ impl GuestInstance {
         match answer {
             Ok((Ok(()),)) => Ok(instance),
             Ok((Err(message),)) => Err(InstanceError::ConfigRefused(message)),
-            Err(e) => Err(InstanceError::Failed(classify(&mut instance.store, limits, &e, &format!("`{PARSE_CONFIG}`")))),
+            Err(e) => Err(InstanceError::Failed(classify(
+                &mut instance.store,
+                limits,
+                &e,
+                &format!("`{PARSE_CONFIG}`"),
+            ))),
         }
     }
 
     /// Calls `get-users-for-states` on a batch.
-    pub(crate) async fn get_users_for_states(&mut self, states: &[UserPresenceState]) -> Result<Vec<RawRoute>, Failure> {
+    pub(crate) async fn get_users_for_states(
+        &mut self,
+        states: &[UserPresenceState],
+    ) -> Result<Vec<RawRoute>, Failure> {
         let fuel = self.limits.fuel_for_batch(states.len());
         prepare_call(&mut self.store, &self.limits, fuel);
         // SAFETY: the export's type was checked against exactly these
         // parameter and result types when the instance was made.
-        let func: GetUsersForStatesFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_users_for_states) };
+        let func: GetUsersForStatesFn<'_> =
+            unsafe { TypedFunc::new_unchecked(self.get_users_for_states) };
         match func.call_async(&mut self.store, (states,)).await {
             Ok((routes,)) => Ok(routes),
-            Err(e) => Err(classify(&mut self.store, &self.limits, &e, &format!("`{GET_USERS_FOR_STATES}`"))),
+            Err(e) => Err(classify(
+                &mut self.store,
+                &self.limits,
+                &e,
+                &format!("`{GET_USERS_FOR_STATES}`"),
+            )),
         }
     }
 
     /// Calls `get-interested-users` for one user.
-    pub(crate) async fn get_interested_users(&mut self, user_id: &str) -> Result<RawInterestedUsers, Failure> {
+    pub(crate) async fn get_interested_users(
+        &mut self,
+        user_id: &str,
+    ) -> Result<RawInterestedUsers, Failure> {
         let fuel = self.limits.fuel_for_batch(1);
         prepare_call(&mut self.store, &self.limits, fuel);
         // SAFETY: as in `get_users_for_states`.
-        let func: GetInterestedUsersFn<'_> = unsafe { TypedFunc::new_unchecked(self.get_interested_users) };
+        let func: GetInterestedUsersFn<'_> =
+            unsafe { TypedFunc::new_unchecked(self.get_interested_users) };
         match func.call_async(&mut self.store, (user_id,)).await {
             Ok((answer,)) => Ok(answer),
-            Err(e) => Err(classify(&mut self.store, &self.limits, &e, &format!("`{GET_INTERESTED_USERS}`"))),
+            Err(e) => Err(classify(
+                &mut self.store,
+                &self.limits,
+                &e,
+                &format!("`{GET_INTERESTED_USERS}`"),
+            )),
         }
     }
 
@@ -538,7 +601,6 @@ impl GuestInstance {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.store.data().memory.used_bytes
     }
-
 }
 
 /// Resets the per-call state: a fresh fuel budget, a fresh deadline, and no
@@ -556,13 +618,21 @@ fn prepare_call(store: &mut Store<GuestState>, limits: &Limits, fuel: u64) {
 
 /// Tells which limit (if any) a failed call ran into. `what` names the
 /// call: "`get-users-for-states`", "instantiation".
-fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Error, what: &str) -> Failure {
+fn classify(
+    store: &mut Store<GuestState>,
+    limits: &Limits,
+    error: &wasmtime::Error,
+    what: &str,
+) -> Failure {
     let state = store.data_mut();
     state.collect_output();
     let (kind, message) = if state.timed_out || error.is::<DeadlineExceeded>() {
         (
             FailureKind::Timeout,
-            format!("{what} ran past its {} deadline", humantime::format_duration(limits.timeout)),
+            format!(
+                "{what} ran past its {} deadline",
+                humantime::format_duration(limits.timeout)
+            ),
         )
     } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
         (
@@ -585,7 +655,9 @@ fn classify(store: &mut Store<GuestState>, limits: &Limits, error: &wasmtime::Er
             .effects
             .logs
             .iter()
-            .filter(|(level, line)| *level == LogLevel::Warn && !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .filter(|(level, line)| {
+                *level == LogLevel::Warn && !line.starts_with("note: run with `RUST_BACKTRACE")
+            })
             .map(|(_, line)| line.as_str())
             .collect();
         let tail = stderr[stderr.len().saturating_sub(2)..].join(" / ");
@@ -605,7 +677,10 @@ pub(crate) fn error_text(error: &wasmtime::Error) -> String {
     for cause in error.chain() {
         let text = cause.to_string();
         let first = text.lines().next().unwrap_or("").trim().to_owned();
-        if !first.is_empty() && !first.starts_with("error while executing at wasm backtrace") && !parts.contains(&first) {
+        if !first.is_empty()
+            && !first.starts_with("error while executing at wasm backtrace")
+            && !parts.contains(&first)
+        {
             parts.push(first);
         }
     }

@@ -26,17 +26,27 @@ pub trait ModuleApi: Send + Sync + 'static {
     /// `ModuleApi.send_local_online_presence_to`). The IDs are valid Matrix
     /// user IDs; calls from a call that failed are never passed on.
     fn send_local_online_presence_to(&self, router: &str, users: &[String]) {
-        tracing::info!(router, ?users, "send_local_online_presence_to (no homeserver attached)");
+        tracing::info!(
+            router,
+            ?users,
+            "send_local_online_presence_to (no homeserver attached)"
+        );
     }
 
     /// A line a guest logged, or wrote to stdout or stderr.
     fn guest_log(&self, router: &str, level: LogLevel, message: &str) {
         match level {
-            LogLevel::Trace => tracing::trace!(target: "presence_router::guest", router, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "presence_router::guest", router, "{message}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "presence_router::guest", router, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "presence_router::guest", router, "{message}")
+            }
             LogLevel::Info => tracing::info!(target: "presence_router::guest", router, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "presence_router::guest", router, "{message}"),
-            LogLevel::Error => tracing::error!(target: "presence_router::guest", router, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: "presence_router::guest", router, "{message}")
+            }
         }
     }
 

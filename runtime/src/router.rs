@@ -63,11 +63,13 @@ impl Router {
             key: format!("{}{key}", config.key),
             router: config.name.clone(),
         };
-        let bytes = tokio::fs::read(&config.component).await.map_err(|e| LoadError::Component {
-            at: at(".component"),
-            path: config.component.clone(),
-            message: format!("cannot read the component: {e}"),
-        })?;
+        let bytes = tokio::fs::read(&config.component)
+            .await
+            .map_err(|e| LoadError::Component {
+                at: at(".component"),
+                path: config.component.clone(),
+                message: format!("cannot read the component: {e}"),
+            })?;
         // Compiling is seconds of CPU for a large component: off the executor.
         let compiling = engine.clone();
         let component = tokio::task::spawn_blocking(move || compiling.load(&bytes))
@@ -131,7 +133,10 @@ impl Router {
 
     /// Linear memory held by the idle instances, in bytes.
     pub(crate) fn idle_memory_bytes(&self) -> usize {
-        self.lock_idle().iter().map(GuestInstance::memory_bytes).sum()
+        self.lock_idle()
+            .iter()
+            .map(GuestInstance::memory_bytes)
+            .sum()
     }
 
     pub(crate) async fn get_users_for_states(
@@ -140,20 +145,29 @@ impl Router {
     ) -> Result<RouterAnswer<CheckedRoutes>, RouterFailure> {
         let mut lease = self.lease().await?;
         let max_entries = self.info.limits.max_answer_entries;
-        let result = lease.instance.get_users_for_states(states).await.and_then(|routes| {
-            answer::check_routes(routes, states.len(), max_entries).map_err(invalid_answer)
-        });
+        let result = lease
+            .instance
+            .get_users_for_states(states)
+            .await
+            .and_then(|routes| {
+                answer::check_routes(routes, states.len(), max_entries).map_err(invalid_answer)
+            });
         self.finish(lease, result)
     }
 
-    pub(crate) async fn get_interested_users(&self, user_id: &str) -> Result<RouterAnswer<CheckedInterest>, RouterFailure> {
+    pub(crate) async fn get_interested_users(
+        &self,
+        user_id: &str,
+    ) -> Result<RouterAnswer<CheckedInterest>, RouterFailure> {
         let mut lease = self.lease().await?;
         let max_entries = self.info.limits.max_answer_entries;
         let result = lease
             .instance
             .get_interested_users(user_id)
             .await
-            .and_then(|interest| answer::check_interest(interest, max_entries).map_err(invalid_answer));
+            .and_then(|interest| {
+                answer::check_interest(interest, max_entries).map_err(invalid_answer)
+            });
         self.finish(lease, result)
     }
 
@@ -194,7 +208,11 @@ impl Router {
     /// Ends a call: passes on what the guest logged, puts a healthy instance
     /// back (a trapped store can't be entered again, so it is dropped), and
     /// attributes a failure to this router.
-    fn finish<T>(&self, mut lease: Lease<'_>, result: Result<T, Failure>) -> Result<RouterAnswer<T>, RouterFailure> {
+    fn finish<T>(
+        &self,
+        mut lease: Lease<'_>,
+        result: Result<T, Failure>,
+    ) -> Result<RouterAnswer<T>, RouterFailure> {
         let effects = lease.instance.take_effects();
         let trapped = matches!(&result, Err(failure) if failure.kind != FailureKind::InvalidAnswer);
         if !trapped {
@@ -207,7 +225,13 @@ impl Router {
     }
 
     async fn new_instance(&self) -> Result<GuestInstance, InstanceError> {
-        let mut made = GuestInstance::new(&self.engine, &self.component, &self.info.limits, &self.config_json).await;
+        let mut made = GuestInstance::new(
+            &self.engine,
+            &self.component,
+            &self.info.limits,
+            &self.config_json,
+        )
+        .await;
         if let Ok(instance) = &mut made {
             // Sends during parse-config have no call to belong to: dropped.
             let _ = self.pass_on(instance.take_effects());

@@ -39,20 +39,31 @@ pub struct RouterSet {
 
 impl RouterSet {
     /// Loads the routers of a configuration file.
-    pub async fn load_file(path: impl AsRef<Path>, module_api: Arc<dyn ModuleApi>) -> Result<Self, LoadError> {
+    pub async fn load_file(
+        path: impl AsRef<Path>,
+        module_api: Arc<dyn ModuleApi>,
+    ) -> Result<Self, LoadError> {
         let config = RouterSetConfig::from_file(path)?;
         Self::load(&config, module_api).await
     }
 
     /// Compiles every router, checks it against the presence-router world and
     /// runs its `parse-config`. Fails if any router fails, naming it.
-    pub async fn load(config: &RouterSetConfig, module_api: Arc<dyn ModuleApi>) -> Result<Self, LoadError> {
+    pub async fn load(
+        config: &RouterSetConfig,
+        module_api: Arc<dyn ModuleApi>,
+    ) -> Result<Self, LoadError> {
         let engine = Arc::new(GuestEngine::new().map_err(|e| LoadError::Engine(error_text(&e)))?);
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
-            routers.push(Router::load(engine.clone(), module_api.clone(), router, &config.source).await?);
+            routers.push(
+                Router::load(engine.clone(), module_api.clone(), router, &config.source).await?,
+            );
         }
-        Ok(RouterSet { routers, module_api })
+        Ok(RouterSet {
+            routers,
+            module_api,
+        })
     }
 
     /// The loaded routers, in order.
@@ -73,8 +84,14 @@ impl RouterSet {
     /// Which extra users should receive which states of `states`: every
     /// router is given the whole batch (in one call), and the answers are
     /// unioned per user. A router that fails is skipped.
-    pub async fn get_users_for_states(&self, states: &[UserPresenceState]) -> Routed<UsersForStates> {
-        let calls = self.routers.iter().map(|router| router.get_users_for_states(states));
+    pub async fn get_users_for_states(
+        &self,
+        states: &[UserPresenceState],
+    ) -> Routed<UsersForStates> {
+        let calls = self
+            .routers
+            .iter()
+            .map(|router| router.get_users_for_states(states));
         let answers = futures::future::join_all(calls).await;
 
         let mut merged = UsersForStates::new();
@@ -106,7 +123,11 @@ impl RouterSet {
                 None => {}
             }
         }
-        let answer = if all { InterestedUsers::All } else { InterestedUsers::Users(users) };
+        let answer = if all {
+            InterestedUsers::All
+        } else {
+            InterestedUsers::Users(users)
+        };
         report.finish(answer, self.module_api.as_ref())
     }
 }
@@ -121,7 +142,11 @@ struct Report {
 
 impl Report {
     /// The answer of a router that succeeded; a failure is recorded.
-    fn take<T>(&mut self, router: &Router, answer: Result<RouterAnswer<T>, RouterFailure>) -> Option<T> {
+    fn take<T>(
+        &mut self,
+        router: &Router,
+        answer: Result<RouterAnswer<T>, RouterFailure>,
+    ) -> Option<T> {
         match answer {
             Ok(answer) => {
                 if !answer.sends.is_empty() {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use presence_router_runtime::{
-    LoadError, LogLevel, ModuleApi, Presence, RouterFailure, RouterSet, RouterSetConfig, UserPresenceState,
+    LoadError, LogLevel, ModuleApi, Presence, RouterFailure, RouterSet, RouterSetConfig,
+    UserPresenceState,
 };
 
 /// Paths of the guest components, one constant per `.wasm` file:
@@ -28,7 +29,10 @@ impl RecordingModuleApi {
     /// The log lines of one router.
     pub fn logs_of(&self, router: &str) -> Vec<String> {
         let logs = self.logs.lock().expect("not poisoned");
-        logs.iter().filter(|(r, _, _)| r == router).map(|(_, _, m)| m.clone()).collect()
+        logs.iter()
+            .filter(|(r, _, _)| r == router)
+            .map(|(_, _, m)| m.clone())
+            .collect()
     }
 
     pub fn clear(&self) {
@@ -41,19 +45,32 @@ impl RecordingModuleApi {
 
 impl ModuleApi for RecordingModuleApi {
     fn send_local_online_presence_to(&self, router: &str, users: &[String]) {
-        self.sends.lock().expect("not poisoned").push((router.to_owned(), users.to_vec()));
+        self.sends
+            .lock()
+            .expect("not poisoned")
+            .push((router.to_owned(), users.to_vec()));
     }
 
     fn guest_log(&self, router: &str, level: LogLevel, message: &str) {
-        self.logs.lock().expect("not poisoned").push((router.to_owned(), level, message.to_owned()));
+        self.logs.lock().expect("not poisoned").push((
+            router.to_owned(),
+            level,
+            message.to_owned(),
+        ));
     }
 
     fn router_skipped(&self, failure: &RouterFailure) {
-        self.skipped.lock().expect("not poisoned").push(failure.clone());
+        self.skipped
+            .lock()
+            .expect("not poisoned")
+            .push(failure.clone());
     }
 
     fn router_warning(&self, router: &str, message: &str) {
-        self.warnings.lock().expect("not poisoned").push((router.to_owned(), message.to_owned()));
+        self.warnings
+            .lock()
+            .expect("not poisoned")
+            .push((router.to_owned(), message.to_owned()));
     }
 }
 
@@ -68,13 +85,19 @@ pub fn with_guest_paths(yaml: &str) -> String {
         ("$MISSING_EXPORT", guests::MISSING_EXPORT),
     ]
     .iter()
-    .fold(yaml.to_owned(), |text, (name, path)| text.replace(name, path))
+    .fold(yaml.to_owned(), |text, (name, path)| {
+        text.replace(name, path)
+    })
 }
 
 /// Loads a router set from YAML text (guest placeholders allowed), with a
 /// recording module API.
 pub async fn load(yaml: &str) -> Result<(RouterSet, Arc<RecordingModuleApi>), LoadError> {
-    let config = RouterSetConfig::from_yaml(&with_guest_paths(yaml), Path::new("routers.yaml"), Path::new("."))?;
+    let config = RouterSetConfig::from_yaml(
+        &with_guest_paths(yaml),
+        Path::new("routers.yaml"),
+        Path::new("."),
+    )?;
     let api = Arc::new(RecordingModuleApi::default());
     let set = RouterSet::load(&config, api.clone()).await?;
     Ok((set, api))

@@ -31,17 +31,32 @@ async fn skipped_then_recovers(limits: &str, command: &str, kind: FailureKind, m
     let routed = routers.get_users_for_states(&poisoned).await;
     assert_eq!(routed.failures.len(), 1, "{command}: {:?}", routed.failures);
     let failure = &routed.failures[0];
-    assert_eq!((failure.router.as_str(), failure.kind), ("hostile", kind), "{command}: {failure:?}");
-    assert!(failure.message.contains(message), "{command}: {}", failure.message);
+    assert_eq!(
+        (failure.router.as_str(), failure.kind),
+        ("hostile", kind),
+        "{command}: {failure:?}"
+    );
+    assert!(
+        failure.message.contains(message),
+        "{command}: {}",
+        failure.message
+    );
     assert_eq!(routed.answer.len(), 1, "only the bystander answered");
     assert_eq!(routed.answer["@w:x"].len(), 2);
-    assert_eq!(*api.skipped.lock().unwrap(), routed.failures, "reported to the homeserver too");
+    assert_eq!(
+        *api.skipped.lock().unwrap(),
+        routed.failures,
+        "reported to the homeserver too"
+    );
 
     for _ in 0..2 {
         let clean = batch(&[("@u:x", Presence::Online)]);
         let routed = routers.get_users_for_states(&clean).await;
         assert_eq!(routed.failures, vec![], "{command}: the next call works");
-        assert_eq!(routed.answer.keys().collect::<Vec<_>>(), vec!["@h:x", "@w:x"]);
+        assert_eq!(
+            routed.answer.keys().collect::<Vec<_>>(),
+            vec!["@h:x", "@w:x"]
+        );
     }
 }
 
@@ -83,12 +98,24 @@ async fn memory() {
 
 #[tokio::test]
 async fn panic_is_a_trap_with_the_message() {
-    skipped_then_recovers("{}", "@panic:test", FailureKind::Trap, "scripted panic for @panic:test").await;
+    skipped_then_recovers(
+        "{}",
+        "@panic:test",
+        FailureKind::Trap,
+        "scripted panic for @panic:test",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn stack_overflow_is_a_trap() {
-    skipped_then_recovers("{}", "@deep:test", FailureKind::Trap, "call stack exhausted").await;
+    skipped_then_recovers(
+        "{}",
+        "@deep:test",
+        FailureKind::Trap,
+        "call stack exhausted",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -104,17 +131,31 @@ async fn index_outside_the_batch_is_an_invalid_answer() {
 
 #[tokio::test]
 async fn a_route_to_a_non_user_is_an_invalid_answer() {
-    skipped_then_recovers("{}", "@liar-user:test", FailureKind::InvalidAnswer, "route 0: \"alice\" does not start with `@`").await;
+    skipped_then_recovers(
+        "{}",
+        "@liar-user:test",
+        FailureKind::InvalidAnswer,
+        "route 0: \"alice\" does not start with `@`",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_answer_over_the_size_cap_is_an_invalid_answer() {
     let (routers, _) = with_bystander("{max_answer_entries: 3}").await;
-    let states = batch(&[("@a:x", Presence::Online), ("@b:x", Presence::Online), ("@c:x", Presence::Online)]);
+    let states = batch(&[
+        ("@a:x", Presence::Online),
+        ("@b:x", Presence::Online),
+        ("@c:x", Presence::Online),
+    ]);
     let routed = routers.get_users_for_states(&states).await;
     assert_eq!(routed.failures.len(), 1);
     assert_eq!(routed.failures[0].kind, FailureKind::InvalidAnswer);
-    assert!(routed.failures[0].message.contains("4 entries"), "{}", routed.failures[0].message);
+    assert!(
+        routed.failures[0].message.contains("4 entries"),
+        "{}",
+        routed.failures[0].message
+    );
     assert!(routed.answer.contains_key("@w:x"));
 }
 
@@ -132,41 +173,91 @@ routers:
     // `first` runs out of fuel and `second` past its deadline; `third` still
     // answers.
     let routed = routers.get_interested_users("@spin:test").await;
-    let kinds: Vec<_> = routed.failures.iter().map(|f| (f.router.as_str(), f.kind)).collect();
-    assert_eq!(kinds, vec![("first", FailureKind::OutOfFuel), ("second", FailureKind::Timeout)]);
+    let kinds: Vec<_> = routed
+        .failures
+        .iter()
+        .map(|f| (f.router.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("first", FailureKind::OutOfFuel),
+            ("second", FailureKind::Timeout)
+        ]
+    );
     assert_eq!(routed.answer, InterestedUsers::All);
 
     let routed = routers.get_interested_users("@liar-user:test").await;
-    let kinds: Vec<_> = routed.failures.iter().map(|f| (f.router.as_str(), f.kind)).collect();
-    assert_eq!(kinds, vec![("first", FailureKind::InvalidAnswer), ("second", FailureKind::InvalidAnswer)]);
-    assert!(routed.failures[0].message.contains("user 0: \"alice\""), "{}", routed.failures[0].message);
+    let kinds: Vec<_> = routed
+        .failures
+        .iter()
+        .map(|f| (f.router.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("first", FailureKind::InvalidAnswer),
+            ("second", FailureKind::InvalidAnswer)
+        ]
+    );
+    assert!(
+        routed.failures[0].message.contains("user 0: \"alice\""),
+        "{}",
+        routed.failures[0].message
+    );
     assert_eq!(routed.answer, InterestedUsers::Users(Default::default()));
 }
 
 #[tokio::test]
 async fn sends_and_logs_reach_the_homeserver_after_the_call() {
     let (routers, api) = with_bystander("{}").await;
-    let routed = routers.get_users_for_states(&batch(&[("@send:test", Presence::Online)])).await;
+    let routed = routers
+        .get_users_for_states(&batch(&[("@send:test", Presence::Online)]))
+        .await;
     assert_eq!(routed.failures, vec![]);
-    let expected = vec!["@dave:example.com".to_owned(), "@far_away_person:island".to_owned()];
+    let expected = vec![
+        "@dave:example.com".to_owned(),
+        "@far_away_person:island".to_owned(),
+    ];
     assert_eq!(routed.sent_presence_to, expected);
-    assert_eq!(*api.sends.lock().unwrap(), vec![("hostile".to_owned(), expected)]);
-    assert!(api.logs.lock().unwrap().contains(&("hostile".into(), LogLevel::Info, "sent presence to two users".into())));
+    assert_eq!(
+        *api.sends.lock().unwrap(),
+        vec![("hostile".to_owned(), expected)]
+    );
+    assert!(api.logs.lock().unwrap().contains(&(
+        "hostile".into(),
+        LogLevel::Info,
+        "sent presence to two users".into()
+    )));
 
     api.clear();
-    routers.get_users_for_states(&batch(&[("@print:test", Presence::Online)])).await;
+    routers
+        .get_users_for_states(&batch(&[("@print:test", Presence::Online)]))
+        .await;
     let logs = api.logs.lock().unwrap().clone();
-    assert!(logs.contains(&("hostile".into(), LogLevel::Info, "hello from stdout".into())), "{logs:?}");
-    assert!(logs.contains(&("hostile".into(), LogLevel::Warn, "hello from stderr".into())), "{logs:?}");
+    assert!(
+        logs.contains(&("hostile".into(), LogLevel::Info, "hello from stdout".into())),
+        "{logs:?}"
+    );
+    assert!(
+        logs.contains(&("hostile".into(), LogLevel::Warn, "hello from stderr".into())),
+        "{logs:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_send_to_a_non_user_invalidates_the_call_and_nothing_is_sent() {
     let (routers, api) = with_bystander("{}").await;
-    let routed = routers.get_users_for_states(&batch(&[("@send-bad:test", Presence::Online)])).await;
+    let routed = routers
+        .get_users_for_states(&batch(&[("@send-bad:test", Presence::Online)]))
+        .await;
     assert_eq!(routed.failures.len(), 1);
     assert_eq!(routed.failures[0].kind, FailureKind::InvalidAnswer);
-    assert!(routed.failures[0].message.contains("send-local-online-presence-to call 0: user 0: \"not-a-user\""));
+    assert!(
+        routed.failures[0]
+            .message
+            .contains("send-local-online-presence-to call 0: user 0: \"not-a-user\"")
+    );
     assert_eq!(routed.sent_presence_to, Vec::<String>::new());
     assert!(api.sends.lock().unwrap().is_empty());
 }
@@ -175,7 +266,10 @@ async fn a_send_to_a_non_user_invalidates_the_call_and_nothing_is_sent() {
 async fn sends_of_a_call_that_traps_are_dropped() {
     let (routers, api) = with_bystander("{}").await;
     let routed = routers
-        .get_users_for_states(&batch(&[("@send:test", Presence::Online), ("@panic:test", Presence::Online)]))
+        .get_users_for_states(&batch(&[
+            ("@send:test", Presence::Online),
+            ("@panic:test", Presence::Online),
+        ]))
         .await;
     // `send` comes first in the batch, but `run_command` stops at the first
     // command that answers: here `send` doesn't answer, so `panic` runs.
@@ -191,14 +285,26 @@ async fn a_fresh_instance_after_a_trap_runs_parse_config_again() {
     )
     .await;
     assert_eq!(api.logs_of("r"), vec!["parse-config"]);
-    routers.get_users_for_states(&batch(&[("@panic:test", Presence::Online)])).await;
+    routers
+        .get_users_for_states(&batch(&[("@panic:test", Presence::Online)]))
+        .await;
     api.clear();
-    let routed = routers.get_users_for_states(&batch(&[("@u:x", Presence::Online)])).await;
-    assert_eq!(api.logs_of("r"), vec!["parse-config", "get-users-for-states with 1 states"]);
+    let routed = routers
+        .get_users_for_states(&batch(&[("@u:x", Presence::Online)]))
+        .await;
+    assert_eq!(
+        api.logs_of("r"),
+        vec!["parse-config", "get-users-for-states with 1 states"]
+    );
     // The fresh instance has the configuration again.
-    assert_eq!(routed.answer["@h:x"].iter().copied().collect::<Vec<_>>(), vec![0]);
+    assert_eq!(
+        routed.answer["@h:x"].iter().copied().collect::<Vec<_>>(),
+        vec![0]
+    );
     // A warm instance is reused: no parse-config this time.
     api.clear();
-    routers.get_users_for_states(&batch(&[("@u:x", Presence::Online)])).await;
+    routers
+        .get_users_for_states(&batch(&[("@u:x", Presence::Online)]))
+        .await;
     assert_eq!(api.logs_of("r"), vec!["get-users-for-states with 1 states"]);
 }

@@ -15,7 +15,9 @@ fn with_placeholders(text: &str) -> String {
         (guests::MISSING_EXPORT, "$MISSING_EXPORT"),
     ]
     .iter()
-    .fold(text.to_owned(), |text, (path, name)| text.replace(path, name))
+    .fold(text.to_owned(), |text, (path, name)| {
+        text.replace(path, name)
+    })
 }
 
 #[tokio::test]

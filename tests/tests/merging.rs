@@ -26,14 +26,25 @@ routers:
 "#,
     )
     .await;
-    let states = batch(&[("@u0:x", Presence::Online), ("@u1:x", Presence::Offline), ("@u2:x", Presence::Busy)]);
+    let states = batch(&[
+        ("@u0:x", Presence::Online),
+        ("@u1:x", Presence::Offline),
+        ("@u2:x", Presence::Busy),
+    ]);
     let routed = routers.get_users_for_states(&states).await;
     let answer: Vec<(&str, Vec<u32>)> = routed
         .answer
         .iter()
         .map(|(user, set)| (user.as_str(), set.iter().copied().collect()))
         .collect();
-    assert_eq!(answer, vec![("@a:x", vec![0, 2]), ("@b:x", vec![1, 2]), ("@c:x", vec![0, 1, 2])]);
+    assert_eq!(
+        answer,
+        vec![
+            ("@a:x", vec![0, 2]),
+            ("@b:x", vec![1, 2]),
+            ("@c:x", vec![0, 1, 2])
+        ]
+    );
 }
 
 #[tokio::test]
@@ -53,18 +64,33 @@ routers:
 "#,
     )
     .await;
-    assert_eq!(routers.get_interested_users("@a:x").await.answer, users(&["@p:x", "@s:x", "@u:x"]));
-    assert_eq!(api.logs_of("three"), vec!["parse-config", "get-interested-users for @a:x"]);
+    assert_eq!(
+        routers.get_interested_users("@a:x").await.answer,
+        users(&["@p:x", "@s:x", "@u:x"])
+    );
+    assert_eq!(
+        api.logs_of("three"),
+        vec!["parse-config", "get-interested-users for @a:x"]
+    );
 
     api.clear();
     // `two` answers all: `three` is not called, `one`'s users don't matter.
-    assert_eq!(routers.get_interested_users("@b:x").await.answer, InterestedUsers::All);
+    assert_eq!(
+        routers.get_interested_users("@b:x").await.answer,
+        InterestedUsers::All
+    );
     assert_eq!(api.logs_of("one"), vec!["get-interested-users for @b:x"]);
     assert_eq!(api.logs_of("two"), vec!["get-interested-users for @b:x"]);
     assert_eq!(api.logs_of("three"), Vec::<String>::new());
 
-    assert_eq!(routers.get_interested_users("@c:x").await.answer, InterestedUsers::All);
-    assert_eq!(routers.get_interested_users("@nobody:x").await.answer, InterestedUsers::Users(BTreeSet::new()));
+    assert_eq!(
+        routers.get_interested_users("@c:x").await.answer,
+        InterestedUsers::All
+    );
+    assert_eq!(
+        routers.get_interested_users("@nobody:x").await.answer,
+        InterestedUsers::Users(BTreeSet::new())
+    );
 }
 
 #[tokio::test]
@@ -77,11 +103,21 @@ routers:
 "#,
     )
     .await;
-    let states = batch(&[("@a:x", Presence::Online), ("@b:x", Presence::Online), ("@c:x", Presence::Online)]);
+    let states = batch(&[
+        ("@a:x", Presence::Online),
+        ("@b:x", Presence::Online),
+        ("@c:x", Presence::Online),
+    ]);
     api.clear();
     routers.get_users_for_states(&states).await;
-    assert_eq!(api.logs_of("one"), vec!["get-users-for-states with 3 states"]);
-    assert_eq!(api.logs_of("two"), vec!["get-users-for-states with 3 states"]);
+    assert_eq!(
+        api.logs_of("one"),
+        vec!["get-users-for-states with 3 states"]
+    );
+    assert_eq!(
+        api.logs_of("two"),
+        vec!["get-users-for-states with 3 states"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,8 +136,13 @@ routers:
         .map(|n| {
             let routers = routers.clone();
             tokio::spawn(async move {
-                let states: Vec<_> = (0..=n).map(|i| (format!("@u{i}:x"), Presence::Online)).collect();
-                let states: Vec<_> = states.iter().map(|(u, p)| (u.as_str(), p.clone())).collect();
+                let states: Vec<_> = (0..=n)
+                    .map(|i| (format!("@u{i}:x"), Presence::Online))
+                    .collect();
+                let states: Vec<_> = states
+                    .iter()
+                    .map(|(u, p)| (u.as_str(), p.clone()))
+                    .collect();
                 let routed = routers.get_users_for_states(&batch(&states)).await;
                 (n, routed.answer["@w:x"].len())
             })

@@ -33,14 +33,23 @@ async fn a_listed_user_sharing_no_room_sees_everyone_who_sets_presence() {
         ("@presence_gobbler:test", Presence::Online),
     ]);
     let routed = routers.get_users_for_states(&three).await;
-    assert_eq!(routed.answer["@presence_gobbler:test"], BTreeSet::from([0, 1, 2]));
+    assert_eq!(
+        routed.answer["@presence_gobbler:test"],
+        BTreeSet::from([0, 1, 2])
+    );
     // The remote listed user is routed the same updates (to federate them).
-    assert_eq!(routed.answer["@far_away_person:island"], BTreeSet::from([0, 1, 2]));
+    assert_eq!(
+        routed.answer["@far_away_person:island"],
+        BTreeSet::from([0, 1, 2])
+    );
 
     // An unlisted user gets nothing from the router: only room-mates.
     assert!(!routed.answer.contains_key("@other_user:test"));
     assert_eq!(
-        routers.get_interested_users("@other_user:test").await.answer,
+        routers
+            .get_interested_users("@other_user:test")
+            .await
+            .answer,
         InterestedUsers::Users(BTreeSet::new())
     );
 }
@@ -51,9 +60,18 @@ async fn the_all_users_path_finds_an_entry_for_a_listed_user_even_for_an_empty_b
     // Synapse's ALL_USERS path: get_interested_users says ALL, then the
     // batch goes through get_users_for_states and the user's entry is
     // taken. The entry must be there even when there is nothing to send.
-    assert_eq!(routers.get_interested_users("@presence_gobbler:test").await.answer, InterestedUsers::All);
+    assert_eq!(
+        routers
+            .get_interested_users("@presence_gobbler:test")
+            .await
+            .answer,
+        InterestedUsers::All
+    );
     let routed = routers.get_users_for_states(&[]).await;
-    assert_eq!(routed.answer.get("@presence_gobbler:test"), Some(&BTreeSet::new()));
+    assert_eq!(
+        routed.answer.get("@presence_gobbler:test"),
+        Some(&BTreeSet::new())
+    );
 }
 
 #[tokio::test]
@@ -77,11 +95,23 @@ routers:
     ]);
     let routed = routers.get_users_for_states(&local_users).await;
     assert_eq!(routed.failures, vec![]);
-    assert_eq!(routed.sent_presence_to, vec!["@dave:example.com", "@far_away_person:island"]);
+    assert_eq!(
+        routed.sent_presence_to,
+        vec!["@dave:example.com", "@far_away_person:island"]
+    );
     assert_eq!(
         *api.sends.lock().unwrap(),
-        vec![("sender".to_owned(), vec!["@dave:example.com".to_owned(), "@far_away_person:island".to_owned()])]
+        vec![(
+            "sender".to_owned(),
+            vec![
+                "@dave:example.com".to_owned(),
+                "@far_away_person:island".to_owned()
+            ]
+        )]
     );
     // The listed user gets all three local users' states from the router.
-    assert_eq!(routed.answer["@dave:example.com"], BTreeSet::from([0, 1, 2]));
+    assert_eq!(
+        routed.answer["@dave:example.com"],
+        BTreeSet::from([0, 1, 2])
+    );
 }

@@ -69,12 +69,24 @@ fn run_command(user_id: &str, batch_len: usize) -> Option<Vec<Route>> {
             fn deep(depth: u64) -> u64 {
                 black_box(deep(black_box(depth + 1))) + 1
             }
-            Some(vec![Route { user_id: format!("@x{}:test", deep(0)), states: vec![] }])
+            Some(vec![Route {
+                user_id: format!("@x{}:test", deep(0)),
+                states: vec![],
+            }])
         }
-        "liar-index" => Some(vec![Route { user_id: "@a:test".into(), states: vec![batch_len as u32 + 5] }]),
-        "liar-user" => Some(vec![Route { user_id: "alice".into(), states: vec![] }]),
+        "liar-index" => Some(vec![Route {
+            user_id: "@a:test".into(),
+            states: vec![batch_len as u32 + 5],
+        }]),
+        "liar-user" => Some(vec![Route {
+            user_id: "alice".into(),
+            states: vec![],
+        }]),
         "send" => {
-            module_api::send_local_online_presence_to(&["@dave:example.com".into(), "@far_away_person:island".into()]);
+            module_api::send_local_online_presence_to(&[
+                "@dave:example.com".into(),
+                "@far_away_person:island".into(),
+            ]);
             module_api::log(LogLevel::Info, "sent presence to two users");
             None
         }
@@ -107,13 +119,18 @@ impl Guest for ScriptedRouter {
             },
             _ => {}
         }
-        CONFIG.set(config).map_err(|_| "configured twice".to_owned())
+        CONFIG
+            .set(config)
+            .map_err(|_| "configured twice".to_owned())
     }
 
     fn get_users_for_states(states: Vec<UserPresenceState>) -> Vec<Route> {
         let config = config();
         if config.log_calls {
-            module_api::log(LogLevel::Debug, &format!("get-users-for-states with {} states", states.len()));
+            module_api::log(
+                LogLevel::Debug,
+                &format!("get-users-for-states with {} states", states.len()),
+            );
         }
         for state in &states {
             if let Some(answer) = run_command(&state.user_id, states.len()) {
@@ -127,7 +144,11 @@ impl Guest for ScriptedRouter {
                 user_id: user_id.clone(),
                 states: match targets {
                     Targets::All(_) => (0..states.len() as u32).collect(),
-                    Targets::Listed(indices) => indices.iter().filter_map(|i| i.as_u64()).map(|i| i as u32).collect(),
+                    Targets::Listed(indices) => indices
+                        .iter()
+                        .filter_map(|i| i.as_u64())
+                        .map(|i| i as u32)
+                        .collect(),
                 },
             })
             .collect()
@@ -136,7 +157,10 @@ impl Guest for ScriptedRouter {
     fn get_interested_users(user_id: String) -> InterestedUsers {
         let config = config();
         if config.log_calls {
-            module_api::log(LogLevel::Debug, &format!("get-interested-users for {user_id}"));
+            module_api::log(
+                LogLevel::Debug,
+                &format!("get-interested-users for {user_id}"),
+            );
         }
         if let Some(routes) = run_command(&user_id, 0) {
             // The liars answer with a bad user ID here too.
@@ -144,9 +168,13 @@ impl Guest for ScriptedRouter {
         }
         match config.interested.get(&user_id) {
             Some(Targets::All(_)) => InterestedUsers::AllUsers,
-            Some(Targets::Listed(users)) => {
-                InterestedUsers::Users(users.iter().filter_map(|u| u.as_str()).map(str::to_owned).collect())
-            }
+            Some(Targets::Listed(users)) => InterestedUsers::Users(
+                users
+                    .iter()
+                    .filter_map(|u| u.as_str())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             None => InterestedUsers::Users(Vec::new()),
         }
     }

@@ -17,7 +17,9 @@ struct Config {
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
 fn listed() -> &'static [String] {
-    CONFIG.get().map_or(&[], |c| &c.users_who_should_receive_all_presence)
+    CONFIG
+        .get()
+        .map_or(&[], |c| &c.users_who_should_receive_all_presence)
 }
 
 struct SynapseTestRouter;
@@ -25,14 +27,19 @@ struct SynapseTestRouter;
 impl Guest for SynapseTestRouter {
     fn parse_config(config: String) -> Result<(), String> {
         let config: Config = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        CONFIG.set(config).map_err(|_| "configured twice".to_owned())
+        CONFIG
+            .set(config)
+            .map_err(|_| "configured twice".to_owned())
     }
 
     fn get_users_for_states(states: Vec<UserPresenceState>) -> Vec<Route> {
         let all: Vec<u32> = (0..states.len() as u32).collect();
         listed()
             .iter()
-            .map(|user_id| Route { user_id: user_id.clone(), states: all.clone() })
+            .map(|user_id| Route {
+                user_id: user_id.clone(),
+                states: all.clone(),
+            })
             .collect()
     }
 
