@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{
-    Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc,
+    Component, ComponentExportIndex, ComponentNamedList, Func, HasSelf, InstancePre, Lift, Linker,
+    Lower, ResourceTable, TypedFunc,
 };
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -443,10 +444,6 @@ pub(crate) struct GuestInstance {
     limits: Limits,
 }
 
-type ParseConfigFn = TypedFunc<(String,), (Result<(), String>,)>;
-type GetUsersForStatesFn<'a> = TypedFunc<(&'a [UserPresenceState],), (Vec<RawRoute>,)>;
-type GetInterestedUsersFn<'a> = TypedFunc<(&'a str,), (RawInterestedUsers,)>;
-
 /// Why an instance could not be made ready.
 pub(crate) enum InstanceError {
     /// The guest failed (trap, limit) while being instantiated or configured.
@@ -513,8 +510,8 @@ impl GuestInstance {
                 error_text(&e)
             ))
         };
-        let typed_parse_config: ParseConfigFn = parse_config
-            .typed(&store)
+        parse_config
+            .typed::<(&str,), (Result<(), String>,)>(&store)
             .map_err(|e| wrong_type(PARSE_CONFIG, e))?;
         get_users_for_states
             .typed::<(&[UserPresenceState],), (Vec<RawRoute>,)>(&store)
@@ -523,26 +520,27 @@ impl GuestInstance {
             .typed::<(&str,), (RawInterestedUsers,)>(&store)
             .map_err(|e| wrong_type(GET_INTERESTED_USERS, e))?;
 
-        // Instantiation had its own budget; parse-config gets a fresh one.
-        prepare_call(&mut store, limits, limits.fuel);
-        let answer = typed_parse_config
-            .call_async(&mut store, (config_json.to_owned(),))
-            .await;
         let mut instance = GuestInstance {
             store,
             get_users_for_states,
             get_interested_users,
             limits: limits.clone(),
         };
+        // Instantiation had its own budget; parse-config gets a fresh one.
+        // SAFETY: checked just above.
+        let answer = unsafe {
+            instance.call::<(&str,), (Result<(), String>,)>(
+                parse_config,
+                limits.fuel,
+                (config_json,),
+                PARSE_CONFIG,
+            )
+        }
+        .await;
         match answer {
             Ok((Ok(()),)) => Ok(instance),
             Ok((Err(message),)) => Err(InstanceError::ConfigRefused(message)),
-            Err(e) => Err(InstanceError::Failed(classify(
-                &mut instance.store,
-                limits,
-                &e,
-                &format!("`{PARSE_CONFIG}`"),
-            ))),
+            Err(failure) => Err(InstanceError::Failed(failure)),
         }
     }
 
@@ -552,20 +550,18 @@ impl GuestInstance {
         states: &[UserPresenceState],
     ) -> Result<Vec<RawRoute>, Failure> {
         let fuel = self.limits.fuel_for_batch(states.len());
-        prepare_call(&mut self.store, &self.limits, fuel);
-        // SAFETY: the export's type was checked against exactly these
-        // parameter and result types when the instance was made.
-        let func: GetUsersForStatesFn<'_> =
-            unsafe { TypedFunc::new_unchecked(self.get_users_for_states) };
-        match func.call_async(&mut self.store, (states,)).await {
-            Ok((routes,)) => Ok(routes),
-            Err(e) => Err(classify(
-                &mut self.store,
-                &self.limits,
-                &e,
-                &format!("`{GET_USERS_FOR_STATES}`"),
-            )),
+        // SAFETY: `GuestInstance::new` checked the export against exactly
+        // these parameter and result types.
+        let (routes,) = unsafe {
+            self.call::<(&[UserPresenceState],), (Vec<RawRoute>,)>(
+                self.get_users_for_states,
+                fuel,
+                (states,),
+                GET_USERS_FOR_STATES,
+            )
         }
+        .await?;
+        Ok(routes)
     }
 
     /// Calls `get-interested-users` for one user.
@@ -574,19 +570,45 @@ impl GuestInstance {
         user_id: &str,
     ) -> Result<RawInterestedUsers, Failure> {
         let fuel = self.limits.fuel_for_batch(1);
-        prepare_call(&mut self.store, &self.limits, fuel);
         // SAFETY: as in `get_users_for_states`.
-        let func: GetInterestedUsersFn<'_> =
-            unsafe { TypedFunc::new_unchecked(self.get_interested_users) };
-        match func.call_async(&mut self.store, (user_id,)).await {
-            Ok((answer,)) => Ok(answer),
-            Err(e) => Err(classify(
-                &mut self.store,
-                &self.limits,
-                &e,
-                &format!("`{GET_INTERESTED_USERS}`"),
-            )),
+        let (answer,) = unsafe {
+            self.call::<(&str,), (RawInterestedUsers,)>(
+                self.get_interested_users,
+                fuel,
+                (user_id,),
+                GET_INTERESTED_USERS,
+            )
         }
+        .await?;
+        Ok(answer)
+    }
+
+    /// Calls an export with a fresh fuel budget and deadline, and classifies
+    /// a failure.
+    ///
+    /// # Safety
+    ///
+    /// `func` must have been type-checked against `Params` and `Return`
+    /// (`Func::typed`): the check is skipped here because it costs as much as
+    /// a small call.
+    async unsafe fn call<Params, Return>(
+        &mut self,
+        func: Func,
+        fuel: u64,
+        params: Params,
+        export: &str,
+    ) -> Result<Return, Failure>
+    where
+        Params: ComponentNamedList + Lower + Send + Sync,
+        Return: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        prepare_call(&mut self.store, &self.limits, fuel);
+        // SAFETY: the caller guarantees the types were checked.
+        let typed = unsafe { TypedFunc::<Params, Return>::new_unchecked(func) };
+        typed
+            .call_async(&mut self.store, params)
+            .await
+            .map_err(|e| classify(&mut self.store, &self.limits, &e, &format!("`{export}`")))
     }
 
     /// What the guest did besides answering during the last call (or since

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use presence_router_runtime::{
-    LoadError, LogLevel, ModuleApi, Presence, RouterFailure, RouterSet, RouterSetConfig,
-    UserPresenceState,
+    FailureKind, LoadError, LogLevel, ModuleApi, Presence, Routed, RouterFailure, RouterSet,
+    RouterSetConfig, UserPresenceState,
 };
 
 /// Paths of the guest components, one constant per `.wasm` file:
@@ -116,6 +116,15 @@ pub fn batch(states: &[(&str, Presence)]) -> Vec<UserPresenceState> {
     states
         .iter()
         .map(|(user, presence)| UserPresenceState::new(*user, presence.clone()))
+        .collect()
+}
+
+/// Who was skipped and why, in order: `[("router", kind), ...]`.
+pub fn failure_kinds<T>(routed: &Routed<T>) -> Vec<(&str, FailureKind)> {
+    routed
+        .failures
+        .iter()
+        .map(|f| (f.router.as_str(), f.kind))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! routers' answers stand; the next call gets a fresh instance and works.
 
 use presence_router_runtime::{FailureKind, InterestedUsers, LogLevel, Presence, RouterSet};
-use presence_router_tests::{RecordingModuleApi, batch, load_ok};
+use presence_router_tests::{RecordingModuleApi, batch, failure_kinds, load_ok};
 
 /// A misbehaving scripted router beside the example router, which must keep
 /// answering.
@@ -173,13 +173,8 @@ routers:
     // `first` runs out of fuel and `second` past its deadline; `third` still
     // answers.
     let routed = routers.get_interested_users("@spin:test").await;
-    let kinds: Vec<_> = routed
-        .failures
-        .iter()
-        .map(|f| (f.router.as_str(), f.kind))
-        .collect();
     assert_eq!(
-        kinds,
+        failure_kinds(&routed),
         vec![
             ("first", FailureKind::OutOfFuel),
             ("second", FailureKind::Timeout)
@@ -188,13 +183,8 @@ routers:
     assert_eq!(routed.answer, InterestedUsers::All);
 
     let routed = routers.get_interested_users("@liar-user:test").await;
-    let kinds: Vec<_> = routed
-        .failures
-        .iter()
-        .map(|f| (f.router.as_str(), f.kind))
-        .collect();
     assert_eq!(
-        kinds,
+        failure_kinds(&routed),
         vec![
             ("first", FailureKind::InvalidAnswer),
             ("second", FailureKind::InvalidAnswer)
