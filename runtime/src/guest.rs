@@ -75,6 +75,15 @@ impl GuestEngine {
     /// Compiles a component and checks its imports against what the host
     /// provides and its exports against the presence-router world.
     pub(crate) fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, String> {
+        // A core module's header is `\0asm` then version 1; a component's
+        // has a different version and layer. Say which mistake this is.
+        if bytes.starts_with(b"\0asm\x01\0\0\0") {
+            return Err(
+                "this is a core WebAssembly module, not a component: build the router \
+                        for wasm32-wasip2, or wrap the module with `wasm-tools component new`"
+                    .to_owned(),
+            );
+        }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
         let export = |name: &str| {

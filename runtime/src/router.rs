@@ -63,7 +63,7 @@ impl Router {
             key: format!("{}{key}", config.key),
             router: config.name.clone(),
         };
-        let bytes = tokio::fs::read(&config.component)
+        let bytes = read_component(&config.component)
             .await
             .map_err(|e| LoadError::Component {
                 at: at(".component"),
@@ -287,6 +287,21 @@ impl Router {
         // The pool holds no invariant a panic elsewhere could break.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Components built with a language runtime inside are tens of MiB; a file
+/// far beyond that is a mistake (or `/dev/zero`), not a router.
+const MAX_COMPONENT_BYTES: u64 = 512 * 1024 * 1024;
+
+async fn read_component(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let size = tokio::fs::metadata(path).await?.len();
+    if size > MAX_COMPONENT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{size} bytes is more than the {} a component may have",
+            crate::limits::format_bytes(MAX_COMPONENT_BYTES)
+        )));
+    }
+    tokio::fs::read(path).await
 }
 
 fn invalid_answer(message: String) -> Failure {
