@@ -334,7 +334,8 @@ struct CapturedOutput(Arc<Mutex<OutputBuffer>>);
 struct OutputBuffer {
     bytes: Vec<u8>,
     max_bytes: usize,
-    dropped_bytes: bool,
+    /// Lines that did not fit (a cut-off partial line counts as one).
+    dropped_lines: usize,
 }
 
 impl CapturedOutput {
@@ -342,26 +343,39 @@ impl CapturedOutput {
         CapturedOutput(Arc::new(Mutex::new(OutputBuffer {
             bytes: Vec::new(),
             max_bytes: max_lines.saturating_mul(Limits::MAX_LOG_LINE_BYTES),
-            dropped_bytes: false,
+            dropped_lines: 0,
         })))
     }
 
     fn write(&self, bytes: &[u8]) {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = buffer.max_bytes.saturating_sub(buffer.bytes.len());
-        if bytes.len() > room {
-            buffer.dropped_bytes = true;
+        let newlines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count();
+        if buffer.dropped_lines > 0 {
+            buffer.dropped_lines += newlines(bytes);
+            return;
         }
-        buffer
-            .bytes
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if buffer.bytes.len() + bytes.len() <= buffer.max_bytes {
+            buffer.bytes.extend_from_slice(bytes);
+            return;
+        }
+        // Full: keep whole lines only, and drop everything from the line
+        // that did not fit until the end of the call.
+        buffer.bytes.extend_from_slice(bytes);
+        let cut = buffer.max_bytes.min(buffer.bytes.len());
+        let whole = buffer.bytes[..cut]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let dropped = newlines(&buffer.bytes[whole..]).max(1);
+        buffer.bytes.truncate(whole);
+        buffer.dropped_lines = dropped;
     }
 
-    /// The lines written since the last call, and 1 if some were cut off.
+    /// The lines written since the last call, and how many were dropped.
     fn take_lines(&self) -> (Vec<String>, usize) {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = std::mem::take(&mut buffer.bytes);
-        let dropped = usize::from(std::mem::take(&mut buffer.dropped_bytes));
+        let dropped = std::mem::take(&mut buffer.dropped_lines);
         let text = String::from_utf8_lossy(&bytes);
         let lines = text
             .lines()

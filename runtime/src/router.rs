@@ -251,7 +251,7 @@ impl Router {
             self.module_api.router_warning(
                 name,
                 &format!(
-                    "{} log line(s) or output chunk(s) dropped: over limits.max_log_lines = {} per call",
+                    "{} log line(s) dropped: over limits.max_log_lines = {} per call",
                     effects.dropped_logs, limits.max_log_lines
                 ),
             );

@@ -298,3 +298,36 @@ async fn a_fresh_instance_after_a_trap_runs_parse_config_again() {
         .await;
     assert_eq!(api.logs_of("r"), vec!["get-users-for-states with 1 states"]);
 }
+
+#[tokio::test]
+async fn sends_and_log_lines_beyond_the_caps_are_dropped_and_counted() {
+    let (routers, api) = with_bystander("{max_send_calls: 5, max_log_lines: 10}").await;
+    let routed = routers
+        .get_users_for_states(&batch(&[("@chatter:test", Presence::Online)]))
+        .await;
+    assert_eq!(routed.failures, vec![], "chatter is not a failure");
+    assert_eq!(
+        routed.sent_presence_to,
+        (0..5)
+            .map(|i| format!("@u{i}:example.com"))
+            .collect::<Vec<_>>()
+    );
+    // The `log` calls came first and filled the cap; stdout was cut off.
+    let logs = api.logs_of("hostile");
+    assert_eq!(
+        logs,
+        (0..10).map(|i| format!("chatter {i}")).collect::<Vec<_>>()
+    );
+    let warnings = api.warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings[0].0, "hostile");
+    // 990 `log` calls, and all 1,000 stdout lines.
+    assert_eq!(
+        warnings[0].1,
+        "1990 log line(s) dropped: over limits.max_log_lines = 10 per call"
+    );
+    assert_eq!(
+        warnings[1].1,
+        "995 send-local-online-presence-to call(s) dropped: over limits.max_send_calls = 5 per call"
+    );
+}

@@ -10,7 +10,8 @@
 //! `spin`, `panic`, `balloon` (allocate until refused), `deep` (unbounded
 //! recursion), `liar-index` (an index outside the batch), `liar-user` (a
 //! route to `alice`), `send` (send-local-online-presence-to and a log line),
-//! `send-bad` (send to `not-a-user`), `print` (stdout and stderr).
+//! `send-bad` (send to `not-a-user`), `print` (stdout and stderr), `chatter`
+//! (1,000 sends, log lines and stdout lines).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -88,6 +89,14 @@ fn run_command(user_id: &str, batch_len: usize) -> Option<Vec<Route>> {
                 "@far_away_person:island".into(),
             ]);
             module_api::log(LogLevel::Info, "sent presence to two users");
+            None
+        }
+        "chatter" => {
+            for i in 0..1000 {
+                module_api::send_local_online_presence_to(&[format!("@u{i}:example.com")]);
+                module_api::log(LogLevel::Info, &format!("chatter {i}"));
+                println!("stdout chatter {i}");
+            }
             None
         }
         "send-bad" => {
