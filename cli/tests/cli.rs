@@ -107,7 +107,7 @@ fn check_fails_with_the_file_the_key_and_what_was_expected() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim(),
-        "error: routers.yaml: routers[0].limits.memory: expected a size such as `64MiB` or `512KiB`, \
+        "error: routers.yaml: routers[0].limits.memory (router `example`): expected a size such as `64MiB` or `512KiB`, \
          or a number of bytes, found `lots` (line 3, column 22)"
     );
     assert!(output.stdout.is_empty());

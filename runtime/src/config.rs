@@ -54,6 +54,8 @@ pub struct ConfigError {
     /// The path of the bad key, such as `routers[1].limits.memory`, or `.`
     /// for the document itself.
     pub key: String,
+    /// The router the key belongs to, where it can be told.
+    pub router: Option<String>,
     /// What was wrong and what was expected.
     pub message: String,
     /// Line and column in the file, where the YAML parser knows them.
@@ -64,7 +66,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file.display())?;
         if self.key != "." {
-            write!(f, "{}: ", self.key)?;
+            write!(f, "{}", self.key)?;
+            if let Some(router) = &self.router {
+                write!(f, " (router `{router}`)")?;
+            }
+            f.write_str(": ")?;
         }
         f.write_str(&self.message)?;
         if let Some((line, column)) = self.location {
@@ -81,6 +87,7 @@ impl RouterSetConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             key: ".".into(),
+            router: None,
             message: format!("cannot read the configuration: {e}"),
             location: None,
         })?;
@@ -91,18 +98,20 @@ impl RouterSetConfig {
     /// Parses configuration text. `source` names it in errors; relative
     /// component paths are resolved against `base_dir`.
     pub fn from_yaml(text: &str, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
-        let error = |key: String, message: String, location| ConfigError {
-            file: source.to_owned(),
-            key,
-            message,
-            location,
-        };
         let document = serde_yaml::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(document).map_err(|e| {
             let key = e.path().to_string();
-            let location = e.inner().location().map(|l| (l.line(), l.column()));
-            let message = yaml_message(e.inner(), &key);
-            error(key, message, location)
+            // A second, lenient read, only to name the router at fault.
+            let router = serde_yaml::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|document| router_named_by(&document, &key));
+            ConfigError {
+                file: source.to_owned(),
+                message: yaml_message(e.inner(), &key),
+                location: e.inner().location().map(|l| (l.line(), l.column())),
+                key,
+                router,
+            }
         })?;
         Self::from_raw(raw, source, base_dir)
     }
@@ -114,19 +123,23 @@ impl RouterSetConfig {
         source: &Path,
         base_dir: &Path,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError {
-            file: source.to_owned(),
-            key: e.path().to_string(),
-            message: e.inner().to_string(),
-            location: None,
-        })?;
+        let router_of = |key: &str| router_named_by(&value, key);
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| ConfigError {
+                file: source.to_owned(),
+                key: e.path().to_string(),
+                router: router_of(&e.path().to_string()),
+                message: e.inner().to_string(),
+                location: None,
+            })?;
         Self::from_raw(raw, source, base_dir)
     }
 
     fn from_raw(raw: RawConfig, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
-        let error = |key: String, message: String| ConfigError {
+        let error = |key: String, router: Option<&str>, message: String| ConfigError {
             file: source.to_owned(),
             key,
+            router: router.map(str::to_owned),
             message,
             location: None,
         };
@@ -141,10 +154,11 @@ impl RouterSetConfig {
                     .map(|stem| stem.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             };
-            check_router_name(&name).map_err(|why| error(format!("{key}.name"), why))?;
+            check_router_name(&name).map_err(|why| error(format!("{key}.name"), None, why))?;
             if let Some(first) = routers.iter().find(|r| r.name == name) {
                 return Err(error(
                     format!("{key}.name"),
+                    None,
                     format!(
                         "the name `{name}` is already used by {}: give each router a unique `name`",
                         first.key
@@ -157,12 +171,14 @@ impl RouterSetConfig {
                     .map_err(|e| {
                         error(
                             format!("{key}.config"),
+                            Some(&name),
                             format!("cannot be passed to the router as JSON: {e}"),
                         )
                     })?,
                 Some(other) => {
                     return Err(error(
                         format!("{key}.config"),
+                        Some(&name),
                         format!("expected a mapping, found {}", yaml_kind(&other)),
                     ));
                 }
@@ -171,7 +187,7 @@ impl RouterSetConfig {
                 .limits
                 .unwrap_or_default()
                 .into_limits(&format!("{key}.limits"))
-                .map_err(|(key, message)| error(key, message))?;
+                .map_err(|(key, message)| error(key, Some(&name), message))?;
             routers.push(RouterConfig {
                 name,
                 component: base_dir.join(&raw.component),
@@ -185,6 +201,29 @@ impl RouterSetConfig {
             routers,
         })
     }
+}
+
+/// The name of the router that `key` (`routers[1].limits.memory`) is in,
+/// read leniently from the raw document: its `name`, or its component's
+/// file stem.
+fn router_named_by(document: &serde_json::Value, key: &str) -> Option<String> {
+    let index: usize = key
+        .strip_prefix("routers[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()?;
+    let router = document.get("routers")?.get(index)?;
+    if let Some(name) = router.get("name").and_then(|name| name.as_str()) {
+        return Some(name.to_owned());
+    }
+    let component = router.get("component")?.as_str()?;
+    Some(
+        Path::new(component)
+            .file_stem()?
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// Router names tag log lines and failure reports, so they are kept plain.
@@ -206,9 +245,12 @@ fn yaml_message(error: &serde_yaml::Error, key: &str) -> String {
         let mark = format!(" at line {} column {}", location.line(), location.column());
         message = message.replacen(&mark, "", 1);
     }
-    match message.strip_prefix(&format!("{key}: ")) {
-        Some(rest) => rest.to_owned(),
-        None => message,
+    // serde_yaml names the innermost map it knows, which may stop short of
+    // the key serde_path_to_error found (`routers[0].limits` for
+    // `routers[0].limits.cpu`).
+    match message.split_once(": ") {
+        Some((path, rest)) if key.starts_with(path) => rest.to_owned(),
+        _ => message,
     }
 }
 
@@ -348,5 +390,63 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
         }
         deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_in_defaults_and_resolves_components_against_the_config_directory() {
+        let config = RouterSetConfig::from_yaml(
+            "routers:\n  - component: routers/example.wasm\n    limits: {memory: 16MiB, timeout: 2s}\n",
+            Path::new("/etc/hs/routers.yaml"),
+            Path::new("/etc/hs"),
+        )
+        .unwrap();
+        let router = &config.routers[0];
+        assert_eq!(router.name, "example");
+        assert_eq!(router.component, Path::new("/etc/hs/routers/example.wasm"));
+        assert_eq!(router.config_json, "{}");
+        assert_eq!(router.key, "routers[0]");
+        assert_eq!(
+            router.limits,
+            Limits {
+                memory: 16 * 1024 * 1024,
+                timeout: Duration::from_secs(2),
+                ..Limits::DEFAULT
+            }
+        );
+    }
+
+    #[test]
+    fn passes_the_router_config_on_as_json() {
+        let config = RouterSetConfig::from_yaml(
+            "routers: [{component: a.wasm, config: {always_send_to_users: ['@a:x'], n: 1}}]",
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            config.routers[0].config_json,
+            r#"{"always_send_to_users":["@a:x"],"n":1}"#
+        );
+    }
+
+    #[test]
+    fn a_json_config_gets_the_same_checks_and_names_the_router() {
+        let value = serde_json::json!({"routers": [
+            {"component": "a.wasm"},
+            {"name": "second", "component": "b.wasm", "limits": {"memory": "lots"}},
+        ]});
+        let error =
+            RouterSetConfig::from_json_value(value, Path::new("homeserver.yaml"), Path::new("."))
+                .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "homeserver.yaml: routers[1].limits.memory (router `second`): expected a size such as \
+             `64MiB` or `512KiB`, or a number of bytes, found `lots`"
+        );
     }
 }
