@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use presence_router_cli::protocol::{self, Request};
+use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{ModuleApi, RouterSet};
 
 #[derive(Parser)]

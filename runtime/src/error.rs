@@ -3,8 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
-use crate::failure::FailureKind;
+use presence_router_model::{ConfigError, FailureKind};
 
 /// Where a router is configured: the file, the key path and its name.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,10 +16,9 @@ use wasmtime::component::{
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::failure::{Failure, FailureKind};
-use crate::limits::Limits;
+use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, format_bytes};
+
 use crate::module_api::LogLevel;
-use crate::presence::UserPresenceState;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -29,9 +28,33 @@ mod bindings {
 }
 
 use bindings::matrix::presence_router::module_api;
-pub(crate) use bindings::matrix::presence_router::types::{
+
+/// A failure of one call, before it is attributed to a router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// A checked `get-users-for-states` answer: (user, indices) pairs.
+pub(crate) type CheckedRoutes = Vec<(String, Vec<u32>)>;
+
+/// A checked `get-interested-users` answer: `None` is `all-users`.
+pub(crate) type CheckedInterest = Option<Vec<String>>;
+
+use bindings::matrix::presence_router::types::{
     InterestedUsers as RawInterestedUsers, Route as RawRoute,
 };
+
+/// Host bytes an answer entry may cost while wasmtime lifts it: a route (its
+/// `String` and `Vec` headers), a user ID of up to 255 bytes, or an index.
+/// wasmtime charges lifted bytes against the store's "hostcall fuel" before
+/// it allocates them, so this times `max_answer_entries` bounds what a flood
+/// can make the host allocate; the exact entry count is checked after.
+const HOST_BYTES_PER_ANSWER_ENTRY: usize = 320;
+
+/// How wasmtime says the hostcall fuel ran out.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// How often the engine's epoch advances. The deadline is checked at every
 /// tick, so this is the precision of `limits.timeout`.
@@ -488,6 +511,11 @@ impl GuestInstance {
     ) -> Result<Self, InstanceError> {
         let mut store = Store::new(&engine.engine, GuestState::new(limits));
         store.limiter(|state| &mut state.memory);
+        store.set_hostcall_fuel(
+            limits
+                .max_answer_entries
+                .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY),
+        );
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if Instant::now() >= state.deadline {
@@ -567,11 +595,11 @@ impl GuestInstance {
         }
     }
 
-    /// Calls `get-users-for-states` on a batch.
+    /// Calls `get-users-for-states` on a batch and checks the answer.
     pub(crate) async fn get_users_for_states(
         &mut self,
         states: &[UserPresenceState],
-    ) -> Result<Vec<RawRoute>, Failure> {
+    ) -> Result<CheckedRoutes, Failure> {
         let fuel = self.limits.fuel_for_batch(states.len());
         // SAFETY: `GuestInstance::new` checked the export against exactly
         // these parameter and result types.
@@ -584,14 +612,17 @@ impl GuestInstance {
             )
         }
         .await?;
+        let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
+        answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
+            .map_err(invalid_answer)?;
         Ok(routes)
     }
 
-    /// Calls `get-interested-users` for one user.
+    /// Calls `get-interested-users` for one user and checks the answer.
     pub(crate) async fn get_interested_users(
         &mut self,
         user_id: &str,
-    ) -> Result<RawInterestedUsers, Failure> {
+    ) -> Result<CheckedInterest, Failure> {
         let fuel = self.limits.fuel_for_batch(1);
         // SAFETY: as in `get_users_for_states`.
         let (answer,) = unsafe {
@@ -603,7 +634,14 @@ impl GuestInstance {
             )
         }
         .await?;
-        Ok(answer)
+        match answer {
+            RawInterestedUsers::AllUsers => Ok(None),
+            RawInterestedUsers::Users(users) => {
+                answer::check_users(&users, self.limits.max_answer_entries)
+                    .map_err(invalid_answer)?;
+                Ok(Some(users))
+            }
+        }
     }
 
     /// Calls an export with a fresh fuel budget and deadline, and classifies
@@ -648,6 +686,13 @@ impl GuestInstance {
     }
 }
 
+fn invalid_answer(message: String) -> Failure {
+    Failure {
+        kind: FailureKind::InvalidAnswer,
+        message,
+    }
+}
+
 /// Resets the per-call state: a fresh fuel budget, a fresh deadline, and no
 /// memory refusal remembered from before.
 fn prepare_call(store: &mut Store<GuestState>, limits: &Limits, fuel: u64) {
@@ -684,12 +729,25 @@ fn classify(
             FailureKind::OutOfFuel,
             format!("{what} ran out of fuel (budget {})", state.fuel_budget),
         )
+    } else if error_text(error).contains(HOSTCALL_FUEL_EXHAUSTED) {
+        // wasmtime's error type for this is private; its text is stable.
+        (
+            FailureKind::InvalidAnswer,
+            format!(
+                "{what} sent more data than limits.max_answer_entries = {} allows \
+                 (over {} bytes); refused before it was all copied",
+                limits.max_answer_entries,
+                limits
+                    .max_answer_entries
+                    .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+            ),
+        )
     } else if state.memory.refused {
         (
             FailureKind::Memory,
             format!(
                 "{what} needed more than its {} of memory ({})",
-                crate::limits::format_bytes(limits.memory),
+                format_bytes(limits.memory),
                 error_text(error)
             ),
         )

@@ -27,24 +27,18 @@
 //! # }
 //! ```
 
-mod answer;
-mod config;
 mod error;
-mod failure;
 mod guest;
-mod limits;
 mod module_api;
-mod presence;
 mod router;
 mod router_set;
-mod user_id;
 
-pub use config::{ConfigError, RouterConfig, RouterSetConfig};
 pub use error::{LoadError, RouterAt};
-pub use failure::{FailureKind, RouterFailure};
-pub use limits::Limits;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
-pub use presence::{InterestedUsers, Presence, UserPresenceState, UsersForStates};
+pub use presence_router_model::{
+    ConfigError, FailureKind, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence, Routed,
+    RouterConfig, RouterFailure, RouterSetConfig, UserPresenceState, UsersForStates, answer, jsonl,
+    validate_user_id,
+};
 pub use router::RouterInfo;
-pub use router_set::{Routed, RouterSet};
-pub use user_id::{MAX_USER_ID_LEN, validate_user_id};
+pub use router_set::RouterSet;

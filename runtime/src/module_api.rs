@@ -1,6 +1,6 @@
 //! What the embedding homeserver provides to its routers.
 
-use crate::failure::RouterFailure;
+use presence_router_model::RouterFailure;
 
 /// Severity of a line a guest logged (the WIT `log-level`). Standard output
 /// lines are logged at `Info`, standard error lines at `Warn`.

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Semaphore;
 
-use crate::answer::{self, CheckedInterest, CheckedRoutes};
-use crate::config::RouterConfig;
+use presence_router_model::{
+    FailureKind, Limits, RouterConfig, RouterFailure, UserPresenceState, answer, format_bytes,
+};
+
 use crate::error::LoadError;
-use crate::failure::{Failure, FailureKind, RouterFailure};
-use crate::guest::{CallEffects, GuestEngine, GuestInstance, InstanceError, LoadedComponent};
-use crate::limits::Limits;
+use crate::guest::{
+    CallEffects, CheckedInterest, CheckedRoutes, Failure, GuestEngine, GuestInstance,
+    InstanceError, LoadedComponent,
+};
 use crate::module_api::ModuleApi;
-use crate::presence::UserPresenceState;
 
 /// A router as `check` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,14 +146,7 @@ impl Router {
         states: &[UserPresenceState],
     ) -> Result<RouterAnswer<CheckedRoutes>, RouterFailure> {
         let mut lease = self.lease().await?;
-        let max_entries = self.info.limits.max_answer_entries;
-        let result = lease
-            .instance
-            .get_users_for_states(states)
-            .await
-            .and_then(|routes| {
-                answer::check_routes(routes, states.len(), max_entries).map_err(invalid_answer)
-            });
+        let result = lease.instance.get_users_for_states(states).await;
         self.finish(lease, result)
     }
 
@@ -160,14 +155,7 @@ impl Router {
         user_id: &str,
     ) -> Result<RouterAnswer<CheckedInterest>, RouterFailure> {
         let mut lease = self.lease().await?;
-        let max_entries = self.info.limits.max_answer_entries;
-        let result = lease
-            .instance
-            .get_interested_users(user_id)
-            .await
-            .and_then(|interest| {
-                answer::check_interest(interest, max_entries).map_err(invalid_answer)
-            });
+        let result = lease.instance.get_interested_users(user_id).await;
         self.finish(lease, result)
     }
 
@@ -298,7 +286,7 @@ async fn read_component(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     if size > MAX_COMPONENT_BYTES {
         return Err(std::io::Error::other(format!(
             "{size} bytes is more than the {} a component may have",
-            crate::limits::format_bytes(MAX_COMPONENT_BYTES)
+            format_bytes(MAX_COMPONENT_BYTES)
         )));
     }
     tokio::fs::read(path).await

@@ -5,27 +5,14 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::RouterSetConfig;
+use presence_router_model::{
+    InterestedUsers, Routed, RouterFailure, RouterSetConfig, UserPresenceState, UsersForStates,
+};
+
 use crate::error::LoadError;
-use crate::failure::RouterFailure;
 use crate::guest::{GuestEngine, error_text};
 use crate::module_api::ModuleApi;
-use crate::presence::{InterestedUsers, UserPresenceState, UsersForStates};
 use crate::router::{Router, RouterAnswer, RouterInfo};
-
-/// A merged answer, with what happened on the way.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Routed<T> {
-    pub answer: T,
-    /// The routers skipped in this call, in configuration order. Each was
-    /// also reported through [`ModuleApi::router_skipped`].
-    pub failures: Vec<RouterFailure>,
-    /// Everyone the routers asked local online presence to be sent to
-    /// during this call (already handed to
-    /// [`ModuleApi::send_local_online_presence_to`]), in order, without
-    /// repeats.
-    pub sent_presence_to: Vec<String>,
-}
 
 /// Loaded presence routers, in configuration order.
 ///

@@ -14,9 +14,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use presence_router_runtime::{
-    InterestedUsers, Routed, UserPresenceState, UsersForStates, validate_user_id,
-};
+use crate::{InterestedUsers, Routed, UserPresenceState, UsersForStates, validate_user_id};
 
 /// One request line.
 #[derive(Debug, PartialEq, Eq, Deserialize)]
@@ -111,7 +109,7 @@ fn with_report<T>(mut answer: Value, routed: &Routed<T>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use presence_router_runtime::Presence;
+    use crate::Presence;
 
     #[test]
     fn parses_both_requests_with_synapse_field_names() {

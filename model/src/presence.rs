@@ -1,14 +1,15 @@
 //! Presence data as plain Rust types: what an embedder hands to a
 //! [`RouterSet`](crate::RouterSet) and gets back.
 //!
-//! [`UserPresenceState`] is lowered into a guest straight from the caller's
-//! slice (it derives wasmtime's `Lower`), so a batch is never converted into
-//! another representation on its way in.
+//! With the `wasmtime` feature, [`UserPresenceState`] derives wasmtime's
+//! `Lower`, so the runtime lowers a batch into a guest straight from the
+//! caller's slice, never converting it on the way in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "wasmtime")]
 use wasmtime::component::{ComponentType, Lower};
 
 /// A user's presence state, as Synapse spells it.
@@ -16,22 +17,22 @@ use wasmtime::component::{ComponentType, Lower};
 /// Serialises to and from Synapse's strings. States that arrive over
 /// federation are not validated by homeservers, so any string that is none of
 /// the four known ones is kept, unchanged, as [`Presence::Other`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash, ComponentType, Lower)]
-#[component(variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "wasmtime", derive(ComponentType, Lower), component(variant))]
 #[derive(Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
 pub enum Presence {
-    #[component(name = "online")]
+    #[cfg_attr(feature = "wasmtime", component(name = "online"))]
     Online,
-    #[component(name = "unavailable")]
+    #[cfg_attr(feature = "wasmtime", component(name = "unavailable"))]
     Unavailable,
-    #[component(name = "offline")]
+    #[cfg_attr(feature = "wasmtime", component(name = "offline"))]
     Offline,
     /// Synapse's `org.matrix.msc3026.busy` (MSC3026).
-    #[component(name = "busy")]
+    #[cfg_attr(feature = "wasmtime", component(name = "busy"))]
     Busy,
     /// Any other state string, exactly as received.
-    #[component(name = "other")]
+    #[cfg_attr(feature = "wasmtime", component(name = "other"))]
     Other(String),
 }
 
@@ -89,27 +90,27 @@ impl fmt::Display for Presence {
 ///
 /// In JSON only `user_id` and `state` are required; timestamps default to 0,
 /// `status_msg` to none and `currently_active` to false.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, ComponentType, Lower)]
-#[component(record)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "wasmtime", derive(ComponentType, Lower), component(record))]
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPresenceState {
-    #[component(name = "user-id")]
+    #[cfg_attr(feature = "wasmtime", component(name = "user-id"))]
     pub user_id: String,
     pub state: Presence,
-    #[component(name = "last-active-ts")]
+    #[cfg_attr(feature = "wasmtime", component(name = "last-active-ts"))]
     #[serde(default)]
     pub last_active_ts: u64,
-    #[component(name = "last-federation-update-ts")]
+    #[cfg_attr(feature = "wasmtime", component(name = "last-federation-update-ts"))]
     #[serde(default)]
     pub last_federation_update_ts: u64,
-    #[component(name = "last-user-sync-ts")]
+    #[cfg_attr(feature = "wasmtime", component(name = "last-user-sync-ts"))]
     #[serde(default)]
     pub last_user_sync_ts: u64,
-    #[component(name = "status-msg")]
+    #[cfg_attr(feature = "wasmtime", component(name = "status-msg"))]
     #[serde(default)]
     pub status_msg: Option<String>,
-    #[component(name = "currently-active")]
+    #[cfg_attr(feature = "wasmtime", component(name = "currently-active"))]
     #[serde(default)]
     pub currently_active: bool,
 }
@@ -148,4 +149,15 @@ pub enum InterestedUsers {
     All,
     /// The presence of these users, in addition to room-mates.
     Users(BTreeSet<String>),
+}
+
+/// A merged answer, with what happened on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed<T> {
+    pub answer: T,
+    /// The routers skipped in this call, in configuration order.
+    pub failures: Vec<crate::RouterFailure>,
+    /// Everyone the routers asked local online presence to be sent to
+    /// during this call, in order, without repeats.
+    pub sent_presence_to: Vec<String>,
 }

@@ -61,7 +61,7 @@ impl Limits {
 
 /// A byte count the way the configuration writes it: `64MiB`, `512KiB`,
 /// or plain bytes when it is not a whole number of either.
-pub(crate) fn format_bytes(bytes: u64) -> String {
+pub fn format_bytes(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
     const GIB: u64 = 1024 * MIB;

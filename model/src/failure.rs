@@ -42,13 +42,6 @@ impl fmt::Display for FailureKind {
     }
 }
 
-/// A failure of one call, before it is attributed to a router.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
 /// A router that was skipped for one call: its answer (and anything it asked
 /// the homeserver to do during the call) was dropped, the others' stood.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]

@@ -1,0 +1,22 @@
+//! The data of presence routing, without the sandbox: presence states and
+//! answers, the YAML configuration and its limits, Matrix user ID rules, the
+//! checks every router answer must pass, and the CLI's JSON Lines contract.
+//!
+//! Nothing here runs a guest. It is split from `presence-router-runtime`
+//! (which re-exports all of it) so that tools such as the fuzzers can use it
+//! without building wasmtime; the `wasmtime` feature adds the derives that
+//! let the runtime lower a batch into a guest without copying it first.
+
+pub mod answer;
+mod config;
+mod failure;
+pub mod jsonl;
+mod limits;
+mod presence;
+mod user_id;
+
+pub use config::{ConfigError, RouterConfig, RouterSetConfig};
+pub use failure::{FailureKind, RouterFailure};
+pub use limits::{Limits, format_bytes};
+pub use presence::{InterestedUsers, Presence, Routed, UserPresenceState, UsersForStates};
+pub use user_id::{MAX_USER_ID_LEN, validate_user_id};
