@@ -133,7 +133,7 @@ mod tests {
     fn answers_are_capped_in_entries() {
         let err = check_routes(&routes(&[("@a:x", &[0; 10])]), 1, 10).unwrap_err();
         assert!(err.contains("11 entries"), "{err}");
-        let err = check_users(&vec!["@a:x"; 11], 10).unwrap_err();
+        let err = check_users(&["@a:x"; 11], 10).unwrap_err();
         assert_eq!(err, "11 users, more than limits.max_answer_entries = 10");
     }
 
