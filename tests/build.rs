@@ -63,6 +63,8 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let mut constants = String::new();
+    let mut all =
+        String::from("/// Every guest: (name, path).\npub const ALL: &[(&str, &str)] = &[\n");
     for entry in std::fs::read_dir(&wasm_dir).expect("the guests were built") {
         let path = entry.expect("readable directory").path();
         if path.extension().is_some_and(|e| e == "wasm") {
@@ -75,8 +77,11 @@ fn main() {
                 "/// The `{stem}` guest component, freshly built.\npub const {stem}: &str = {:?};\n",
                 path.display().to_string()
             ));
+            all.push_str(&format!("    ({stem:?}, {stem}),\n"));
         }
     }
+    all.push_str("];\n");
+    constants.push_str(&all);
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("guests.rs");
     std::fs::write(out, constants).expect("OUT_DIR is writable");
 }

@@ -87,6 +87,7 @@ async fn check(config: PathBuf) -> anyhow::Result<()> {
             router.component.display()
         );
         println!("   limits: {}", router.limits);
+        println!("   failures: {}", router.failure_policy);
     }
     Ok(())
 }

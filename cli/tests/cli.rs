@@ -57,6 +57,7 @@ routers:
     component: $SCRIPTED
     config: {routes: {"@bob:example.com": [1]}, interested: {"@bob:example.com": ["@carol:remote.org"]}}
     limits: {fuel: 2000000, fuel_per_state: 1000, memory: 16MiB, timeout: 250ms}
+    failure_policy: {suspend_after: 0}
 "#;
 
 #[test]
@@ -79,7 +80,7 @@ fn check_lists_every_router_with_its_limits() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     assert!(
         lines[0].ends_with("routers.yaml: 2 router(s), all loaded"),
         "{stdout}"
@@ -92,11 +93,16 @@ fn check_lists_every_router_with_its_limits() {
         lines[2].contains("fuel 10000000 + 200000 per state, memory 64MiB, timeout 100ms"),
         "{stdout}"
     );
-    assert!(lines[3].starts_with("2. scripted ("), "{stdout}");
+    assert_eq!(
+        lines[3],
+        "   failures: suspended after 5 failures in a row, for 1s doubling up to 5m"
+    );
+    assert!(lines[4].starts_with("2. scripted ("), "{stdout}");
     assert!(
-        lines[4].contains("fuel 2000000 + 1000 per state, memory 16MiB, timeout 250ms"),
+        lines[5].contains("fuel 2000000 + 1000 per state, memory 16MiB, timeout 250ms"),
         "{stdout}"
     );
+    assert_eq!(lines[6], "   failures: never suspended");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!     component: routers/example.wasm   # relative to the config file
 //!     config: { always_send_to_users: ["@alice:example.com"] }
 //!     limits: { fuel: 5000000, fuel_per_state: 50000, memory: 64MiB, timeout: 100ms }
+//!     failure_policy: { suspend_after: 5, backoff: 1s, max_backoff: 5m }
 //! ```
 //!
 //! Every error names the file, the key path (`routers[1].limits.memory`) and
@@ -21,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::limits::Limits;
+use crate::limits::{FailurePolicy, Limits};
 
 /// The routers to load, in the order Synapse would call them.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,7 @@ pub struct RouterConfig {
     /// receives.
     pub config_json: String,
     pub limits: Limits,
+    pub failure_policy: FailurePolicy,
     /// Where this router was written, `routers[i]`, for error messages.
     pub key: String,
 }
@@ -188,11 +190,17 @@ impl RouterSetConfig {
                 .unwrap_or_default()
                 .into_limits(&format!("{key}.limits"))
                 .map_err(|(key, message)| error(key, Some(&name), message))?;
+            let failure_policy = raw
+                .failure_policy
+                .unwrap_or_default()
+                .into_policy(&format!("{key}.failure_policy"))
+                .map_err(|(key, message)| error(key, Some(&name), message))?;
             routers.push(RouterConfig {
                 name,
                 component: base_dir.join(&raw.component),
                 config_json,
                 limits,
+                failure_policy,
                 key,
             });
         }
@@ -282,6 +290,40 @@ struct RawRouter {
     config: Option<serde_yaml::Value>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    failure_policy: Option<RawFailurePolicy>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFailurePolicy {
+    suspend_after: Option<u32>,
+    backoff: Option<HumanDuration>,
+    max_backoff: Option<HumanDuration>,
+}
+
+impl RawFailurePolicy {
+    fn into_policy(self, key: &str) -> Result<FailurePolicy, (String, String)> {
+        let d = FailurePolicy::DEFAULT;
+        let policy = FailurePolicy {
+            suspend_after: self.suspend_after.unwrap_or(d.suspend_after),
+            backoff: self.backoff.map_or(d.backoff, |b| b.0),
+            max_backoff: self.max_backoff.map_or(d.max_backoff, |b| b.0),
+        };
+        if policy.backoff.is_zero() {
+            return Err((format!("{key}.backoff"), "must be longer than 0".to_owned()));
+        }
+        if policy.max_backoff < policy.backoff {
+            return Err((
+                format!("{key}.max_backoff"),
+                format!(
+                    "must be at least `backoff` ({})",
+                    humantime::format_duration(policy.backoff)
+                ),
+            ));
+        }
+        Ok(policy)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -407,6 +449,7 @@ mod tests {
         .unwrap();
         let router = &config.routers[0];
         assert_eq!(router.name, "example");
+        assert_eq!(router.failure_policy, FailurePolicy::DEFAULT);
         assert_eq!(router.component, Path::new("/etc/hs/routers/example.wasm"));
         assert_eq!(router.config_json, "{}");
         assert_eq!(router.key, "routers[0]");

@@ -50,4 +50,19 @@ pub struct RouterFailure {
     pub router: String,
     pub kind: FailureKind,
     pub message: String,
+    /// Set when the router is suspended (see [`FailurePolicy`]): on the
+    /// failure that suspended it, and on every call skipped meanwhile.
+    ///
+    /// [`FailurePolicy`]: crate::FailurePolicy
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<Suspension>,
+}
+
+/// A router not called for a while, because it kept failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Suspension {
+    /// Failures in a row that led to the suspension.
+    pub consecutive_failures: u32,
+    /// How long until the router is called again, in milliseconds.
+    pub retry_in_ms: u64,
 }

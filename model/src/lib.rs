@@ -16,7 +16,7 @@ mod presence;
 mod user_id;
 
 pub use config::{ConfigError, RouterConfig, RouterSetConfig};
-pub use failure::{FailureKind, RouterFailure};
-pub use limits::{Limits, format_bytes};
+pub use failure::{FailureKind, RouterFailure, Suspension};
+pub use limits::{FailurePolicy, Limits, format_bytes};
 pub use presence::{InterestedUsers, Presence, Routed, UserPresenceState, UsersForStates};
 pub use user_id::{MAX_USER_ID_LEN, validate_user_id};

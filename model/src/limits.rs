@@ -59,6 +59,57 @@ impl Limits {
     }
 }
 
+/// What happens to a router that keeps failing: after `suspend_after`
+/// failures in a row it is not called for `backoff`; every suspension that
+/// follows without a success in between lasts twice as long, up to
+/// `max_backoff`. The first call after a suspension is a trial: a success
+/// ends the matter, a failure suspends the router again at once.
+///
+/// Without it, a router that always times out would cost every batch its
+/// whole deadline. YAML: `failure_policy: {suspend_after: 5, backoff: 1s,
+/// max_backoff: 5m}`; `suspend_after: 0` never suspends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailurePolicy {
+    pub suspend_after: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl FailurePolicy {
+    pub const DEFAULT: FailurePolicy = FailurePolicy {
+        suspend_after: 5,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(300),
+    };
+
+    /// How long the `n`th suspension in a row (from 1) lasts.
+    pub fn backoff_for(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy::DEFAULT
+    }
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.suspend_after == 0 {
+            return f.write_str("never suspended");
+        }
+        write!(
+            f,
+            "suspended after {} failures in a row, for {} doubling up to {}",
+            self.suspend_after,
+            humantime::format_duration(self.backoff),
+            humantime::format_duration(self.max_backoff),
+        )
+    }
+}
+
 /// A byte count the way the configuration writes it: `64MiB`, `512KiB`,
 /// or plain bytes when it is not a whole number of either.
 pub fn format_bytes(bytes: u64) -> String {
@@ -96,5 +147,22 @@ impl fmt::Display for Limits {
             self.max_send_calls,
             self.max_log_lines,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let policy = FailurePolicy {
+            suspend_after: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        };
+        let backoffs: Vec<u128> = (1..=5).map(|n| policy.backoff_for(n).as_millis()).collect();
+        assert_eq!(backoffs, vec![100, 200, 400, 500, 500]);
+        assert_eq!(policy.backoff_for(1000), Duration::from_millis(500));
     }
 }

@@ -36,9 +36,9 @@ mod router_set;
 pub use error::{LoadError, RouterAt};
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
-    ConfigError, FailureKind, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence, Routed,
-    RouterConfig, RouterFailure, RouterSetConfig, UserPresenceState, UsersForStates, answer, jsonl,
-    validate_user_id,
+    ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence,
+    Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, UserPresenceState,
+    UsersForStates, answer, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::RouterSet;

@@ -55,8 +55,13 @@ pub trait ModuleApi: Send + Sync + 'static {
         tracing::warn!(router = failure.router, kind = %failure.kind, "router skipped: {}", failure.message);
     }
 
+    /// A suspended router answered again (see `FailurePolicy`).
+    fn router_resumed(&self, router: &str) {
+        tracing::info!(router, "router answered again: no longer suspended");
+    }
+
     /// Something about a router an operator should know that is not a
-    /// failure: log lines or send calls dropped at a cap.
+    /// failure: log lines or send calls dropped at a cap, a suspension.
     fn router_warning(&self, router: &str, message: &str) {
         tracing::warn!(router, "{message}");
     }

@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
 use presence_router_model::{
-    FailureKind, Limits, RouterConfig, RouterFailure, UserPresenceState, answer, format_bytes,
+    FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, Suspension, UserPresenceState,
+    answer, format_bytes,
 };
 
 use crate::error::LoadError;
@@ -23,6 +25,18 @@ pub struct RouterInfo {
     pub name: String,
     pub component: PathBuf,
     pub limits: Limits,
+    pub failure_policy: FailurePolicy,
+}
+
+/// How a router has been doing lately, for the [`FailurePolicy`].
+#[derive(Default)]
+struct Health {
+    consecutive_failures: u32,
+    /// Suspensions since the last success.
+    suspensions: u32,
+    suspended_until: Option<Instant>,
+    /// What made the router fail last, for the reports while suspended.
+    last_failure: Option<(FailureKind, String)>,
 }
 
 /// The validated result of one router's call, with the users it asked
@@ -48,6 +62,7 @@ pub(crate) struct Router {
     /// once, which `permits` enforces.
     idle: Mutex<Vec<GuestInstance>>,
     permits: Semaphore,
+    health: Mutex<Health>,
 }
 
 impl Router {
@@ -91,7 +106,9 @@ impl Router {
                 name: config.name.clone(),
                 component: config.component.clone(),
                 limits: config.limits.clone(),
+                failure_policy: config.failure_policy.clone(),
             },
+            health: Mutex::new(Health::default()),
             config_json: config.config_json.clone(),
             component,
             engine,
@@ -162,6 +179,7 @@ impl Router {
     /// Takes a warm instance from the pool, or makes a fresh one, within
     /// `limits.max_instances`.
     async fn lease(&self) -> Result<Lease<'_>, RouterFailure> {
+        self.check_not_suspended()?;
         // The semaphore is never closed, so acquiring only waits.
         let permit = self.permits.acquire().await.map_err(|_| {
             self.failure(Failure {
@@ -209,6 +227,7 @@ impl Router {
         let sends = self.pass_on(effects);
         let answer = result.map_err(|failure| self.failure(failure))?;
         let sends = sends.map_err(|message| self.failure(invalid_answer(message)))?;
+        self.succeeded();
         Ok(RouterAnswer { answer, sends })
     }
 
@@ -257,14 +276,88 @@ impl Router {
         Ok(effects.sends.into_iter().flatten().collect())
     }
 
+    /// Attributes a failure to this router, reports it, and suspends the
+    /// router if it has failed too often in a row.
     fn failure(&self, failure: Failure) -> RouterFailure {
+        let policy = &self.info.failure_policy;
+        let mut health = self.lock_health();
+        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+        health.last_failure = Some((failure.kind, failure.message.clone()));
+        let mut suspension = None;
+        if policy.suspend_after > 0 && health.consecutive_failures >= policy.suspend_after {
+            health.suspensions = health.suspensions.saturating_add(1);
+            let backoff = policy.backoff_for(health.suspensions);
+            health.suspended_until = Some(Instant::now() + backoff);
+            suspension = Some(Suspension {
+                consecutive_failures: health.consecutive_failures,
+                retry_in_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        drop(health);
         let failure = RouterFailure {
             router: self.info.name.clone(),
             kind: failure.kind,
             message: failure.message,
+            suspension,
         };
         self.module_api.router_skipped(&failure);
+        if let Some(suspension) = suspension {
+            self.module_api.router_warning(
+                &failure.router,
+                &format!(
+                    "suspended for {} after {} failures in a row",
+                    humantime::format_duration(std::time::Duration::from_millis(
+                        suspension.retry_in_ms
+                    )),
+                    suspension.consecutive_failures
+                ),
+            );
+        }
         failure
+    }
+
+    /// Skips the call while the router is suspended; the report says why and
+    /// for how much longer. (The suspension itself was logged once.)
+    fn check_not_suspended(&self) -> Result<(), RouterFailure> {
+        let health = self.lock_health();
+        let Some(until) = health.suspended_until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now >= until {
+            // The trial call: `failure` or `succeeded` decides what next.
+            return Ok(());
+        }
+        let (kind, last) = health
+            .last_failure
+            .clone()
+            .unwrap_or((FailureKind::Trap, String::new()));
+        Err(RouterFailure {
+            router: self.info.name.clone(),
+            kind,
+            message: format!(
+                "suspended after {} failures in a row (the last: {last})",
+                health.consecutive_failures
+            ),
+            suspension: Some(Suspension {
+                consecutive_failures: health.consecutive_failures,
+                retry_in_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
+            }),
+        })
+    }
+
+    fn succeeded(&self) {
+        let mut health = self.lock_health();
+        let was_suspended = health.suspended_until.is_some();
+        *health = Health::default();
+        drop(health);
+        if was_suspended {
+            self.module_api.router_resumed(&self.info.name);
+        }
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn return_instance(&self, instance: GuestInstance) {

@@ -9,9 +9,8 @@ use presence_router_runtime::{
     RouterSetConfig, UserPresenceState,
 };
 
-/// Paths of the guest components, one constant per `.wasm` file:
-/// `EXAMPLE_ROUTER`, `SCRIPTED`, `SYNAPSE_TEST_ROUTER`, `WRONG_TYPES`,
-/// `MISSING_EXPORT`.
+/// Paths of the guest components, one constant per `.wasm` file
+/// (`EXAMPLE_ROUTER`, `SCRIPTED`, `HOSTILE_SPIN`, ...), and [`guests::ALL`].
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
@@ -74,20 +73,24 @@ impl ModuleApi for RecordingModuleApi {
     }
 }
 
-/// Replaces `$EXAMPLE_ROUTER`, `$SCRIPTED`, ... in a YAML text with the
-/// guests' paths.
+/// Replaces `$EXAMPLE_ROUTER`, `$SCRIPTED`, `$HOSTILE_SPIN`, ... (any name
+/// in [`guests::ALL`]) in a YAML text with the guests' paths.
 pub fn with_guest_paths(yaml: &str) -> String {
-    [
-        ("$EXAMPLE_ROUTER", guests::EXAMPLE_ROUTER),
-        ("$SCRIPTED", guests::SCRIPTED),
-        ("$SYNAPSE_TEST_ROUTER", guests::SYNAPSE_TEST_ROUTER),
-        ("$WRONG_TYPES", guests::WRONG_TYPES),
-        ("$MISSING_EXPORT", guests::MISSING_EXPORT),
-    ]
-    .iter()
-    .fold(yaml.to_owned(), |text, (name, path)| {
-        text.replace(name, path)
+    // Longest names first, so that `$HOSTILE_SPIN` is not read as `$HOSTILE`.
+    let mut names: Vec<_> = guests::ALL.to_vec();
+    names.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    names.iter().fold(yaml.to_owned(), |text, (name, path)| {
+        text.replace(&format!("${name}"), path)
     })
+}
+
+/// The reverse of [`with_guest_paths`], for comparing error texts.
+pub fn with_guest_names(text: &str) -> String {
+    guests::ALL
+        .iter()
+        .fold(text.to_owned(), |text, (name, path)| {
+            text.replace(path, &format!("${name}"))
+        })
 }
 
 /// Loads a router set from YAML text (guest placeholders allowed), with a

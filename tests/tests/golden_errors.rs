@@ -5,22 +5,13 @@
 
 use std::path::Path;
 
-use presence_router_tests::{guests, load};
+use presence_router_tests::{load, with_guest_names};
 
 /// Guest paths become `$NAME`, and source positions in guest panic
 /// messages (`lib.rs:104:30`) become `lib.rs:L:C`, so that editing a guest
 /// doesn't churn the golden files.
 fn with_placeholders(text: &str) -> String {
-    let text = [
-        (guests::EXAMPLE_ROUTER, "$EXAMPLE_ROUTER"),
-        (guests::SCRIPTED, "$SCRIPTED"),
-        (guests::WRONG_TYPES, "$WRONG_TYPES"),
-        (guests::MISSING_EXPORT, "$MISSING_EXPORT"),
-    ]
-    .iter()
-    .fold(text.to_owned(), |text, (path, name)| {
-        text.replace(path, name)
-    });
+    let text = with_guest_names(text);
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(at) = rest.find(".rs:") {
