@@ -22,6 +22,7 @@ pub struct RecordingModuleApi {
     pub sends: Mutex<Vec<(String, Vec<String>)>>,
     pub skipped: Mutex<Vec<RouterFailure>>,
     pub warnings: Mutex<Vec<(String, String)>>,
+    pub resumed: Mutex<Vec<String>>,
 }
 
 impl RecordingModuleApi {
@@ -39,6 +40,7 @@ impl RecordingModuleApi {
         self.sends.lock().expect("not poisoned").clear();
         self.skipped.lock().expect("not poisoned").clear();
         self.warnings.lock().expect("not poisoned").clear();
+        self.resumed.lock().expect("not poisoned").clear();
     }
 }
 
@@ -63,6 +65,13 @@ impl ModuleApi for RecordingModuleApi {
             .lock()
             .expect("not poisoned")
             .push(failure.clone());
+    }
+
+    fn router_resumed(&self, router: &str) {
+        self.resumed
+            .lock()
+            .expect("not poisoned")
+            .push(router.to_owned());
     }
 
     fn router_warning(&self, router: &str, message: &str) {

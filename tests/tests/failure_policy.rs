@@ -1,0 +1,136 @@
+//! A router that keeps failing is suspended for a back-off that doubles,
+//! then tried again; a success ends the suspension.
+
+use std::time::Duration;
+
+use presence_router_runtime::{FailureKind, Presence, RouterSet, Suspension};
+use presence_router_tests::{RecordingModuleApi, batch, failure_kinds, load_ok};
+
+async fn flaky(policy: &str) -> (RouterSet, std::sync::Arc<RecordingModuleApi>) {
+    load_ok(&format!(
+        r#"
+routers:
+  - name: flaky
+    component: $SCRIPTED
+    config: {{log_calls: true, routes: {{"@f:x": "all"}}}}
+    failure_policy: {policy}
+  - name: example
+    component: $EXAMPLE_ROUTER
+    config: {{always_send_to_users: ["@w:x"]}}
+"#
+    ))
+    .await
+}
+
+fn panicking() -> Vec<presence_router_runtime::UserPresenceState> {
+    batch(&[("@panic:test", Presence::Online)])
+}
+
+fn clean() -> Vec<presence_router_runtime::UserPresenceState> {
+    batch(&[("@u:x", Presence::Online)])
+}
+
+/// How many times the flaky router's guest actually ran.
+fn guest_calls(api: &RecordingModuleApi) -> usize {
+    api.logs_of("flaky")
+        .iter()
+        .filter(|line| line.starts_with("get-users-for-states"))
+        .count()
+}
+
+#[tokio::test]
+async fn failures_in_a_row_suspend_the_router_and_the_others_still_answer() {
+    let (routers, api) = flaky("{suspend_after: 3, backoff: 60s}").await;
+    for call in 1..=2 {
+        let routed = routers.get_users_for_states(&panicking()).await;
+        assert_eq!(routed.failures[0].suspension, None, "call {call}");
+    }
+    let routed = routers.get_users_for_states(&panicking()).await;
+    assert_eq!(
+        routed.failures[0].suspension,
+        Some(Suspension {
+            consecutive_failures: 3,
+            retry_in_ms: 60_000
+        })
+    );
+    assert_eq!(
+        *api.warnings.lock().unwrap(),
+        vec![(
+            "flaky".to_owned(),
+            "suspended for 1m after 3 failures in a row".to_owned()
+        )]
+    );
+    assert_eq!(guest_calls(&api), 3);
+
+    // Suspended: skipped without running, even on a clean batch; the
+    // example router answers as ever.
+    for _ in 0..5 {
+        let routed = routers.get_users_for_states(&clean()).await;
+        assert_eq!(failure_kinds(&routed), vec![("flaky", FailureKind::Trap)]);
+        let failure = &routed.failures[0];
+        assert!(
+            failure.message.starts_with(
+                "suspended after 3 failures in a row (the last: `get-users-for-states` trapped"
+            ),
+            "{}",
+            failure.message
+        );
+        let suspension = failure.suspension.expect("suspended");
+        assert!(suspension.retry_in_ms > 50_000 && suspension.retry_in_ms <= 60_000);
+        assert_eq!(routed.answer.keys().collect::<Vec<_>>(), vec!["@w:x"]);
+    }
+    assert_eq!(guest_calls(&api), 3, "the suspended router was not called");
+    assert_eq!(routers.get_interested_users("@a:x").await.failures.len(), 1);
+}
+
+#[tokio::test]
+async fn after_the_backoff_a_failing_trial_doubles_it_and_a_success_ends_it() {
+    let (routers, api) = flaky("{suspend_after: 2, backoff: 100ms, max_backoff: 1s}").await;
+    routers.get_users_for_states(&panicking()).await;
+    let routed = routers.get_users_for_states(&panicking()).await;
+    assert_eq!(
+        routed.failures[0].suspension.map(|s| s.retry_in_ms),
+        Some(100)
+    );
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The trial call runs the guest, fails, and suspends for twice as long.
+    let routed = routers.get_users_for_states(&panicking()).await;
+    assert_eq!(
+        routed.failures[0].suspension.map(|s| s.retry_in_ms),
+        Some(200)
+    );
+    assert_eq!(guest_calls(&api), 3);
+
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let routed = routers.get_users_for_states(&clean()).await;
+    assert_eq!(routed.failures, vec![]);
+    assert_eq!(
+        routed.answer.keys().collect::<Vec<_>>(),
+        vec!["@f:x", "@w:x"]
+    );
+    assert_eq!(*api.resumed.lock().unwrap(), vec!["flaky"]);
+
+    // All forgiven: one failure doesn't suspend again.
+    let routed = routers.get_users_for_states(&panicking()).await;
+    assert_eq!(routed.failures[0].suspension, None);
+}
+
+#[tokio::test]
+async fn a_success_between_failures_resets_the_count() {
+    let (routers, _) = flaky("{suspend_after: 3}").await;
+    for batch in [panicking(), panicking(), clean(), panicking(), panicking()] {
+        let routed = routers.get_users_for_states(&batch).await;
+        assert!(routed.failures.iter().all(|f| f.suspension.is_none()));
+    }
+}
+
+#[tokio::test]
+async fn suspend_after_zero_never_suspends() {
+    let (routers, api) = flaky("{suspend_after: 0}").await;
+    for _ in 0..12 {
+        let routed = routers.get_users_for_states(&panicking()).await;
+        assert_eq!(routed.failures[0].suspension, None);
+    }
+    assert_eq!(guest_calls(&api), 12);
+}
