@@ -34,6 +34,21 @@ use bindings::matrix::presence_router::module_api;
 pub(crate) struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// The instance can't be used again: wasmtime's call failed (a trap, or
+    /// an answer it refused to lift, whose post-return never ran). An answer
+    /// that was lifted but failed our checks leaves the instance healthy.
+    pub instance_lost: bool,
+}
+
+impl Failure {
+    /// An answer that was received whole but is not acceptable.
+    pub(crate) fn invalid_answer(message: String) -> Failure {
+        Failure {
+            kind: FailureKind::InvalidAnswer,
+            message,
+            instance_lost: false,
+        }
+    }
 }
 
 /// A checked `get-users-for-states` answer: (user, indices) pairs.
@@ -46,12 +61,15 @@ use bindings::matrix::presence_router::types::{
     InterestedUsers as RawInterestedUsers, Route as RawRoute,
 };
 
-/// Host bytes an answer entry may cost while wasmtime lifts it: a route (its
-/// `String` and `Vec` headers), a user ID of up to 255 bytes, or an index.
-/// wasmtime charges lifted bytes against the store's "hostcall fuel" before
-/// it allocates them, so this times `max_answer_entries` bounds what a flood
-/// can make the host allocate; the exact entry count is checked after.
-const HOST_BYTES_PER_ANSWER_ENTRY: usize = 320;
+/// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
+/// charges what it lifts from a guest against the store's "hostcall fuel"
+/// before it allocates it, so this times `max_answer_entries` bounds what a
+/// flood can make the host allocate (128 MiB at the default), and a flood of
+/// routes is refused before it is copied; the exact entry count is checked
+/// after. A route costs 48 bytes of `String` and `Vec` headers plus its user
+/// ID, an index 4: an answer at the entry cap whose user IDs average over 80
+/// bytes is refused as too large, which no real router comes near.
+const HOST_BYTES_PER_ANSWER_ENTRY: usize = 128;
 
 /// How wasmtime says the hostcall fuel ran out.
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
@@ -357,8 +375,14 @@ struct CapturedOutput(Arc<Mutex<OutputBuffer>>);
 struct OutputBuffer {
     bytes: Vec<u8>,
     max_bytes: usize,
-    /// Lines that did not fit (a cut-off partial line counts as one).
+    /// Set once the buffer is full: everything after is dropped and counted
+    /// until the end of the call.
+    dropping: bool,
+    /// Whole lines dropped.
     dropped_lines: usize,
+    /// Whether the last dropped bytes end inside a line (a guest may write
+    /// a line in several pieces: `eprintln!` does).
+    dropped_partial: bool,
 }
 
 impl CapturedOutput {
@@ -366,39 +390,42 @@ impl CapturedOutput {
         CapturedOutput(Arc::new(Mutex::new(OutputBuffer {
             bytes: Vec::new(),
             max_bytes: max_lines.saturating_mul(Limits::MAX_LOG_LINE_BYTES),
+            dropping: false,
             dropped_lines: 0,
+            dropped_partial: false,
         })))
     }
 
     fn write(&self, bytes: &[u8]) {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let newlines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count();
-        if buffer.dropped_lines > 0 {
-            buffer.dropped_lines += newlines(bytes);
-            return;
-        }
-        if buffer.bytes.len() + bytes.len() <= buffer.max_bytes {
+        if !buffer.dropping && buffer.bytes.len() + bytes.len() <= buffer.max_bytes {
             buffer.bytes.extend_from_slice(bytes);
             return;
         }
-        // Full: keep whole lines only, and drop everything from the line
-        // that did not fit until the end of the call.
-        buffer.bytes.extend_from_slice(bytes);
-        let cut = buffer.max_bytes.min(buffer.bytes.len());
-        let whole = buffer.bytes[..cut]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let dropped = newlines(&buffer.bytes[whole..]).max(1);
-        buffer.bytes.truncate(whole);
-        buffer.dropped_lines = dropped;
+        if !buffer.dropping {
+            // Full: keep whole lines only; the line that did not fit and all
+            // that follows are dropped.
+            buffer.dropping = true;
+            buffer.bytes.extend_from_slice(bytes);
+            let cut = buffer.max_bytes.min(buffer.bytes.len());
+            let whole = buffer.bytes[..cut]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let dropped = buffer.bytes.split_off(whole);
+            buffer.drop_bytes(&dropped);
+        } else {
+            buffer.drop_bytes(bytes);
+        }
     }
 
     /// The lines written since the last call, and how many were dropped.
     fn take_lines(&self) -> (Vec<String>, usize) {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = std::mem::take(&mut buffer.bytes);
-        let dropped = std::mem::take(&mut buffer.dropped_lines);
+        let dropped = std::mem::take(&mut buffer.dropped_lines)
+            + usize::from(std::mem::take(&mut buffer.dropped_partial));
+        buffer.dropping = false;
         let text = String::from_utf8_lossy(&bytes);
         let lines = text
             .lines()
@@ -406,6 +433,15 @@ impl CapturedOutput {
             .map(str::to_owned)
             .collect();
         (lines, dropped)
+    }
+}
+
+impl OutputBuffer {
+    fn drop_bytes(&mut self, bytes: &[u8]) {
+        if let Some(&last) = bytes.last() {
+            self.dropped_lines += bytes.iter().filter(|&&b| b == b'\n').count();
+            self.dropped_partial = last != b'\n';
+        }
     }
 }
 
@@ -614,7 +650,7 @@ impl GuestInstance {
         .await?;
         let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
         answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
-            .map_err(invalid_answer)?;
+            .map_err(Failure::invalid_answer)?;
         Ok(routes)
     }
 
@@ -638,7 +674,7 @@ impl GuestInstance {
             RawInterestedUsers::AllUsers => Ok(None),
             RawInterestedUsers::Users(users) => {
                 answer::check_users(&users, self.limits.max_answer_entries)
-                    .map_err(invalid_answer)?;
+                    .map_err(Failure::invalid_answer)?;
                 Ok(Some(users))
             }
         }
@@ -683,13 +719,6 @@ impl GuestInstance {
     /// Linear memory the instance holds, in bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.store.data().memory.used_bytes
-    }
-}
-
-fn invalid_answer(message: String) -> Failure {
-    Failure {
-        kind: FailureKind::InvalidAnswer,
-        message,
     }
 }
 
@@ -770,7 +799,11 @@ fn classify(
         }
         (FailureKind::Trap, message)
     };
-    Failure { kind, message }
+    Failure {
+        kind,
+        message,
+        instance_lost: true,
+    }
 }
 
 /// A wasmtime error as one line: the chain of causes, without the

@@ -185,6 +185,7 @@ impl Router {
             self.failure(Failure {
                 kind: FailureKind::Trap,
                 message: "the router is shutting down".into(),
+                instance_lost: false,
             })
         })?;
         let idle = self.lock_idle().pop();
@@ -196,10 +197,12 @@ impl Router {
                     InstanceError::ConfigRefused(message) => Failure {
                         kind: FailureKind::Trap,
                         message: format!("a fresh instance refused its configuration: {message}"),
+                        instance_lost: true,
                     },
                     InstanceError::WrongType(message) => Failure {
                         kind: FailureKind::Trap,
                         message,
+                        instance_lost: true,
                     },
                 };
                 self.failure(failure)
@@ -220,13 +223,13 @@ impl Router {
         result: Result<T, Failure>,
     ) -> Result<RouterAnswer<T>, RouterFailure> {
         let effects = lease.instance.take_effects();
-        let trapped = matches!(&result, Err(failure) if failure.kind != FailureKind::InvalidAnswer);
-        if !trapped {
+        let lost = matches!(&result, Err(failure) if failure.instance_lost);
+        if !lost {
             self.return_instance(lease.instance);
         }
         let sends = self.pass_on(effects);
         let answer = result.map_err(|failure| self.failure(failure))?;
-        let sends = sends.map_err(|message| self.failure(invalid_answer(message)))?;
+        let sends = sends.map_err(|message| self.failure(Failure::invalid_answer(message)))?;
         self.succeeded();
         Ok(RouterAnswer { answer, sends })
     }
@@ -383,11 +386,4 @@ async fn read_component(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
         )));
     }
     tokio::fs::read(path).await
-}
-
-fn invalid_answer(message: String) -> Failure {
-    Failure {
-        kind: FailureKind::InvalidAnswer,
-        message,
-    }
 }

@@ -11,7 +11,7 @@ impl Guest for Hostile {
     fn parse_config(config: String) -> Result<(), String> {
         let config: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
         match config.get("mode").and_then(|m| m.as_str()) {
-            Some("err") => Err("hostile refusal:  is err".into()),
+            Some("err") => Err("hostile refusal: `mode` is err".into()),
             Some("panic") => panic!("hostile panic in parse-config"),
             Some("spin") => loop {},
             Some("err-after") => {

@@ -14,7 +14,7 @@ impl Guest for Hostile {
         let (kind, count) = match (config.get("routes"), config.get("indices")) {
             (Some(n), _) => ("routes", n),
             (_, Some(n)) => ("indices", n),
-            _ => return Err("set  or ".into()),
+            _ => return Err("set `routes` or `indices`".into()),
         };
         let count = count.as_u64().ok_or("the count must be a number")? as usize;
         FLOOD

@@ -22,7 +22,10 @@ fn lying_user_id() -> String {
 impl Guest for Hostile {
     fn parse_config(config: String) -> Result<(), String> {
         let config: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
-        let lie = config.get("lie").and_then(|l| l.as_str()).ok_or("set ")?;
+        let lie = config
+            .get("lie")
+            .and_then(|l| l.as_str())
+            .ok_or("set `lie`")?;
         LIE.set(lie.to_owned())
             .map_err(|_| "configured twice".to_owned())
     }
