@@ -835,5 +835,7 @@ fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
         }
         text.truncate(end);
         text.push('…');
+        // A guest may log megabytes per line: keep only what is kept.
+        text.shrink_to_fit();
     }
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use presence_router_runtime::{
-    FailureKind, LoadError, LogLevel, ModuleApi, Presence, Routed, RouterFailure, RouterSet,
-    RouterSetConfig, UserPresenceState,
+    FailureKind, LoadError, LogLevel, LoggingModuleApi, ModuleApi, Presence, Routed, RouterFailure,
+    RouterSet, RouterSetConfig, UserPresenceState,
 };
 
 /// Paths of the guest components, one constant per `.wasm` file
@@ -113,6 +113,21 @@ pub async fn load(yaml: &str) -> Result<(RouterSet, Arc<RecordingModuleApi>), Lo
     let api = Arc::new(RecordingModuleApi::default());
     let set = RouterSet::load(&config, api.clone()).await?;
     Ok((set, api))
+}
+
+/// Loads a router set that must load, with a module API that keeps nothing
+/// (for measuring the host's memory).
+pub async fn load_forgetful(yaml: &str) -> RouterSet {
+    let config = RouterSetConfig::from_yaml(
+        &with_guest_paths(yaml),
+        Path::new("routers.yaml"),
+        Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("the configuration should parse: {e}"));
+    match RouterSet::load(&config, Arc::new(LoggingModuleApi)).await {
+        Ok(set) => set,
+        Err(e) => panic!("the configuration should load: {e}"),
+    }
 }
 
 /// Like [`load`], for a configuration that must load.

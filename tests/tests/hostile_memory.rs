@@ -1,0 +1,133 @@
+//! 10,000 calls to each hostile guest: every call has the same outcome (a
+//! fresh instance after each trap), and the host's memory does not grow
+//! after warm-up. One test in its own binary, so that no other test shares
+//! the process whose memory is measured.
+
+use std::collections::BTreeSet;
+
+use presence_router_runtime::{FailureKind, Presence};
+use presence_router_tests::{batch, failure_kinds, load_forgetful};
+
+const CALLS: usize = 10_000;
+const WARM_UP: usize = 1_000;
+/// Allocator caches and wasmtime's own bookkeeping move a little; a leak of
+/// one instance, one answer or one log line per call would be far more.
+const MAX_GROWTH_BYTES: u64 = 16 << 20;
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
+
+#[tokio::test]
+async fn hostile_guests_leave_no_trace_over_10000_calls() {
+    let cases: &[(&str, &str, &str, Option<FailureKind>)] = &[
+        (
+            "HOSTILE_SPIN",
+            "{}",
+            "{fuel: 100000, fuel_per_state: 0}",
+            Some(FailureKind::OutOfFuel),
+        ),
+        (
+            "HOSTILE_SPIN",
+            "{}",
+            "{fuel: 1000000000000000, timeout: 1ms}",
+            Some(FailureKind::Timeout),
+        ),
+        (
+            "HOSTILE_SLEEPER",
+            "{via: log}",
+            "{fuel: 5000000, timeout: 1ms}",
+            Some(FailureKind::Timeout),
+        ),
+        (
+            "HOSTILE_BALLOON",
+            "{}",
+            "{memory: 2MiB, fuel: 1000000000000}",
+            Some(FailureKind::Memory),
+        ),
+        ("HOSTILE_DEEP", "{}", "{}", Some(FailureKind::Trap)),
+        ("HOSTILE_PANIC", "{}", "{}", Some(FailureKind::Trap)),
+        ("HOSTILE_UNREACHABLE", "{}", "{}", Some(FailureKind::Trap)),
+        (
+            "HOSTILE_FLOOD",
+            "{routes: 2000}",
+            "{max_answer_entries: 10}",
+            Some(FailureKind::InvalidAnswer),
+        ),
+        (
+            "HOSTILE_FLOOD",
+            "{indices: 2000}",
+            "{max_answer_entries: 1000}",
+            Some(FailureKind::InvalidAnswer),
+        ),
+        (
+            "HOSTILE_LIAR",
+            "{lie: alice}",
+            "{}",
+            Some(FailureKind::InvalidAnswer),
+        ),
+        ("HOSTILE_CHATTER", "{calls: 100}", "{}", None),
+        ("HOSTILE_SNOOP", "{}", "{}", None),
+    ];
+    let states = batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Online)]);
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for (guest, config, limits, expected) in cases {
+        let routers = load_forgetful(&format!(
+            r#"
+routers:
+  - {{name: hostile, component: ${guest}, config: {config}, limits: {limits}, failure_policy: {{suspend_after: 0}}}}
+  - {{name: example, component: $EXAMPLE_ROUTER, config: {{always_send_to_users: ["@w:x"]}}}}
+"#
+        ))
+        .await;
+        let mut before = 0;
+        let mut wrong = 0;
+        for call in 0..CALLS {
+            if call == WARM_UP {
+                before = resident_bytes();
+            }
+            let routed = routers.get_users_for_states(&states).await;
+            let kinds: Vec<_> = failure_kinds(&routed)
+                .into_iter()
+                .map(|(_, kind)| kind)
+                .collect();
+            let example_answered = routed.answer.get("@w:x") == Some(&BTreeSet::from([0, 1]));
+            if kinds != expected.iter().copied().collect::<Vec<_>>() || !example_answered {
+                wrong += 1;
+            }
+        }
+        let after = resident_bytes();
+        let growth = after.saturating_sub(before);
+        report.push(format!(
+            "{guest:20} {config:18} {:>8} KiB resident after warm-up, {:>6} KiB growth over {} calls",
+            before / 1024,
+            growth / 1024,
+            CALLS - WARM_UP
+        ));
+        if wrong > 0 {
+            failures.push(format!(
+                "{guest} {config}: {wrong} of {CALLS} calls did not go as expected"
+            ));
+        }
+        if growth > MAX_GROWTH_BYTES {
+            failures.push(format!(
+                "{guest} {config}: the host grew by {} KiB",
+                growth / 1024
+            ));
+        }
+    }
+    println!("{}", report.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n"),
+        report.join("\n")
+    );
+}
