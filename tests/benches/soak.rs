@@ -1,0 +1,197 @@
+//! Soak: a router set with one hostile router, driven from many concurrent
+//! tasks for a fixed number of batches. Reports batches per second, p50/p99
+//! latency per batch, failures by kind and peak memory; fails (exit 1) if an
+//! answer is lost, duplicated or wrong, or if memory grows after warm-up.
+//!
+//! `cargo bench -p presence-router-tests --bench soak [-- BATCHES TASKS]`
+//! (defaults: 20000 batches, 16 tasks).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_router_runtime::{FailureKind, Presence, UserPresenceState};
+use presence_router_tests::load_forgetful;
+
+/// States per batch: a realistic burst of presence updates.
+const BATCH_LEN: usize = 50;
+/// Memory may move this much between the end of warm-up and the end.
+const MAX_GROWTH_BYTES: u64 = 16 << 20;
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+/// One task's batches: batch `n` of task `t` has states from `@t{t}b{n}s{i}:x`,
+/// so an answer can only be the answer to its own batch.
+fn batch_for(task: usize, n: usize) -> Vec<UserPresenceState> {
+    (0..BATCH_LEN)
+        .map(|i| {
+            UserPresenceState::new(
+                format!("@t{task}b{n}s{i}:x"),
+                if i % 3 == 0 {
+                    Presence::Unavailable
+                } else {
+                    Presence::Online
+                },
+            )
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let batches = args.first().copied().unwrap_or(20_000);
+    let tasks = args.get(1).copied().unwrap_or(16).max(1);
+    let routers = Arc::new(
+        load_forgetful(
+            r#"
+routers:
+  - {name: example, component: $EXAMPLE_ROUTER, config: {always_send_to_users: ["@w:x"], blacklisted_users: ["@t0b0s0:x"]}}
+  - {name: peer, component: $SYNAPSE_TEST_ROUTER, config: {users_who_should_receive_all_presence: ["@p:x"]}}
+  - name: hostile
+    component: $HOSTILE_SPIN
+    limits: {fuel: 200000, fuel_per_state: 0}
+    failure_policy: {suspend_after: 0}
+"#,
+        )
+        .await,
+    );
+
+    // Warm-up: every instance pool filled, allocators settled.
+    let warm_up = (batches / 10).max(tasks);
+    run(&routers, warm_up, tasks, usize::MAX / 2).await;
+    let resident_after_warm_up = proc_status_kib("VmRSS:");
+
+    let started = Instant::now();
+    let results = run(&routers, batches, tasks, 0).await;
+    let elapsed = started.elapsed();
+    let resident_at_end = proc_status_kib("VmRSS:");
+
+    let mut latencies: Vec<Duration> = results.iter().map(|r| r.latency).collect();
+    latencies.sort();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut answered: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let mut wrong = 0;
+    for result in &results {
+        *answered.entry((result.task, result.n)).or_default() += 1;
+        wrong += usize::from(!result.correct);
+        for kind in &result.failures {
+            *failures.entry(kind.as_str().to_owned()).or_default() += 1;
+        }
+    }
+    let lost = (0..batches)
+        .filter(|i| !answered.contains_key(&(i % tasks, i / tasks)))
+        .count();
+    let duplicated = answered.values().filter(|&&count| count > 1).count();
+    let growth_kib = resident_at_end.saturating_sub(resident_after_warm_up);
+
+    println!(
+        "soak: {batches} batches of {BATCH_LEN} states, {tasks} tasks, 3 routers (1 hostile), 2 worker threads"
+    );
+    println!(
+        "  throughput   {:.0} batches/s ({:.2?} in all)",
+        batches as f64 / elapsed.as_secs_f64(),
+        elapsed
+    );
+    println!(
+        "  latency      p50 {:.2?}, p99 {:.2?}, max {:.2?} per batch",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    println!("  failures     {failures:?}");
+    println!(
+        "  answers      {} received, {lost} lost, {duplicated} duplicated, {wrong} wrong",
+        results.len()
+    );
+    println!(
+        "  memory       peak {} MiB, {} MiB after warm-up, {} MiB at the end ({growth_kib} KiB growth)",
+        proc_status_kib("VmHWM:") / 1024,
+        resident_after_warm_up / 1024,
+        resident_at_end / 1024
+    );
+
+    let leaked = growth_kib * 1024 > MAX_GROWTH_BYTES;
+    if lost > 0 || duplicated > 0 || wrong > 0 || leaked {
+        println!(
+            "FAILED: every batch must get exactly one correct answer, and memory must stay flat"
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+struct BatchResult {
+    task: usize,
+    n: usize,
+    latency: Duration,
+    correct: bool,
+    failures: Vec<FailureKind>,
+}
+
+/// Runs `batches` batches spread over `tasks` tasks; batch `i` goes to task
+/// `i % tasks` as its batch number `i / tasks` (plus `offset`).
+async fn run(
+    routers: &Arc<presence_router_runtime::RouterSet>,
+    batches: usize,
+    tasks: usize,
+    offset: usize,
+) -> Vec<BatchResult> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let routers = routers.clone();
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                let mut n = 0;
+                while n * tasks + task < batches {
+                    let states = batch_for(task, n + offset);
+                    let started = Instant::now();
+                    let routed = routers.get_users_for_states(&states).await;
+                    let latency = started.elapsed();
+                    // The example router routes every state but a blacklisted
+                    // one to @w:x; the peer router every state to @p:x.
+                    let expected_w = states.iter().filter(|s| s.user_id != "@t0b0s0:x").count();
+                    let correct = routed.answer.get("@w:x").map(|s| s.len()) == Some(expected_w)
+                        && routed.answer.get("@p:x").map(|s| s.len()) == Some(states.len())
+                        && routed.failures.iter().all(|f| f.router == "hostile");
+                    results.push(BatchResult {
+                        task,
+                        n,
+                        latency,
+                        correct,
+                        failures: routed.failures.iter().map(|f| f.kind).collect(),
+                    });
+                    n += 1;
+                }
+                results
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(batches);
+    for handle in handles {
+        match handle.await {
+            Ok(task_results) => results.extend(task_results),
+            Err(e) => eprintln!("a soak task failed: {e}"),
+        }
+    }
+    results
+}
