@@ -223,3 +223,42 @@ routers:
         "{stderr}"
     );
 }
+
+#[test]
+fn route_reports_a_suspension_in_the_failure() {
+    let dir = config_dir(
+        r#"
+routers:
+  - {name: example, component: routers/example.wasm, config: {always_send_to_users: ["@alice:example.com"]}}
+  - {name: scripted, component: $SCRIPTED, failure_policy: {suspend_after: 2, backoff: 1m}}
+"#,
+    );
+    let panic = r#"{"get_users_for_states": [{"user_id": "@panic:test", "state": "online"}]}"#;
+    let input = [panic, panic, panic].join("\n");
+    let output = run(&["route", "--config", "routers.yaml"], dir.path(), &input);
+    assert!(output.status.success());
+    let answers = answers(&output);
+    assert_eq!(answers[0]["failures"][0].get("suspension"), None);
+    assert_eq!(
+        answers[1]["failures"][0]["suspension"],
+        json!({"consecutive_failures": 2, "retry_in_ms": 60000})
+    );
+    let skipped = &answers[2]["failures"][0];
+    assert_eq!(skipped["kind"], "trap");
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("suspended after 2 failures in a row")
+    );
+    assert_eq!(skipped["suspension"]["consecutive_failures"], 2);
+    assert_eq!(
+        answers[2]["users_for_states"]["@alice:example.com"][0]["user_id"],
+        "@panic:test"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("suspended for 1m after 2 failures in a row"),
+        "{stderr}"
+    );
+}
