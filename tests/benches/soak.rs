@@ -12,24 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_router_runtime::{FailureKind, Presence, UserPresenceState};
-use presence_router_tests::load_forgetful;
+use presence_router_tests::{load_forgetful, proc_status_bytes};
 
 /// States per batch: a realistic burst of presence updates.
 const BATCH_LEN: usize = 50;
 /// Memory may move this much between the end of warm-up and the end.
 const MAX_GROWTH_BYTES: u64 = 16 << 20;
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -79,12 +67,12 @@ routers:
     // Warm-up: every instance pool filled, allocators settled.
     let warm_up = (batches / 10).max(tasks);
     run(&routers, warm_up, tasks, usize::MAX / 2).await;
-    let resident_after_warm_up = proc_status_kib("VmRSS:");
+    let resident_after_warm_up = proc_status_bytes("VmRSS:") / 1024;
 
     let started = Instant::now();
     let results = run(&routers, batches, tasks, 0).await;
     let elapsed = started.elapsed();
-    let resident_at_end = proc_status_kib("VmRSS:");
+    let resident_at_end = proc_status_bytes("VmRSS:") / 1024;
 
     let mut latencies: Vec<Duration> = results.iter().map(|r| r.latency).collect();
     latencies.sort();
@@ -125,7 +113,7 @@ routers:
     );
     println!(
         "  memory       peak {} MiB, {} MiB after warm-up, {} MiB at the end ({growth_kib} KiB growth)",
-        proc_status_kib("VmHWM:") / 1024,
+        proc_status_bytes("VmHWM:") / 1024 / 1024,
         resident_after_warm_up / 1024,
         resident_at_end / 1024
     );

@@ -161,3 +161,24 @@ pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf
     std::fs::write(&path, contents).expect("the temporary directory is writable");
     path
 }
+
+/// A field of `/proc/self/status` in bytes (`"VmRSS:"`, resident now;
+/// `"VmHWM:"`, the peak), or 0 where there is no such file.
+pub fn proc_status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}

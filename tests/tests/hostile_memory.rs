@@ -6,23 +6,13 @@
 use std::collections::BTreeSet;
 
 use presence_router_runtime::{FailureKind, Presence};
-use presence_router_tests::{batch, failure_kinds, load_forgetful};
+use presence_router_tests::{batch, failure_kinds, load_forgetful, proc_status_bytes};
 
 const CALLS: usize = 10_000;
 const WARM_UP: usize = 1_000;
 /// Allocator caches and wasmtime's own bookkeeping move a little; a leak of
 /// one instance, one answer or one log line per call would be far more.
 const MAX_GROWTH_BYTES: u64 = 16 << 20;
-
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib * 1024
-}
 
 #[tokio::test]
 async fn hostile_guests_leave_no_trace_over_10000_calls() {
@@ -92,7 +82,7 @@ routers:
         let started = std::time::Instant::now();
         for call in 0..CALLS {
             if call == WARM_UP {
-                before = resident_bytes();
+                before = proc_status_bytes("VmRSS:");
             }
             let routed = routers.get_users_for_states(&states).await;
             let kinds: Vec<_> = failure_kinds(&routed)
@@ -105,7 +95,7 @@ routers:
             }
         }
         let per_call = started.elapsed() / CALLS as u32;
-        let after = resident_bytes();
+        let after = proc_status_bytes("VmRSS:");
         let growth = after.saturating_sub(before);
         // The time is for the reader (how much a hostile call costs the
         // host), not asserted.
