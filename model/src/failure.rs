@@ -25,6 +25,15 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in the order above.
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::OutOfFuel,
+        FailureKind::Timeout,
+        FailureKind::Memory,
+        FailureKind::Trap,
+        FailureKind::InvalidAnswer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::OutOfFuel => "out_of_fuel",

@@ -24,7 +24,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(index).copied().unwrap_or_default()
 }
 
-/// One task's batches: batch `n` of task `t` has states from `@t{t}b{n}s{i}:x`,
+/// Batch `n` of task `t` has states from `@t{t}b{n}s{i}:x`,
 /// so an answer can only be the answer to its own batch.
 fn batch_for(task: usize, n: usize) -> Vec<UserPresenceState> {
     (0..BATCH_LEN)
@@ -66,30 +66,45 @@ routers:
 
     // Warm-up: every instance pool filled, allocators settled.
     let warm_up = (batches / 10).max(tasks);
-    run(&routers, warm_up, tasks, usize::MAX / 2).await;
+    run(
+        &routers,
+        warm_up,
+        tasks,
+        TaskLog::for_batches(warm_up, tasks),
+        1 << 30,
+    )
+    .await;
+    // The measured run's own records are allocated and touched before the
+    // baseline, so that they don't count as growth.
+    let logs = TaskLog::for_batches(batches, tasks);
     let resident_after_warm_up = proc_status_bytes("VmRSS:") / 1024;
 
     let started = Instant::now();
-    let results = run(&routers, batches, tasks, 0).await;
+    let logs = run(&routers, batches, tasks, logs, 0).await;
     let elapsed = started.elapsed();
     let resident_at_end = proc_status_bytes("VmRSS:") / 1024;
 
-    let mut latencies: Vec<Duration> = results.iter().map(|r| r.latency).collect();
-    latencies.sort();
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    let mut answered: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-    let mut wrong = 0;
-    for result in &results {
-        *answered.entry((result.task, result.n)).or_default() += 1;
-        wrong += usize::from(!result.correct);
-        for kind in &result.failures {
-            *failures.entry(kind.as_str().to_owned()).or_default() += 1;
+    let mut latencies: Vec<Duration> = Vec::with_capacity(batches);
+    let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut received, mut wrong, mut duplicated, mut lost) = (0, 0, 0, 0);
+    for log in &logs {
+        for sample in &log.samples {
+            match sample.answers {
+                0 => lost += 1,
+                1 => {}
+                _ => duplicated += 1,
+            }
+            received += usize::from(sample.answers);
+            wrong += usize::from(!sample.correct && sample.answers > 0);
+            latencies.push(Duration::from_micros(u64::from(sample.latency_us)));
+        }
+        for (kind, count) in FailureKind::ALL.iter().zip(log.failures) {
+            if count > 0 {
+                *failures.entry(kind.as_str()).or_default() += count;
+            }
         }
     }
-    let lost = (0..batches)
-        .filter(|i| !answered.contains_key(&(i % tasks, i / tasks)))
-        .count();
-    let duplicated = answered.values().filter(|&&count| count > 1).count();
+    latencies.sort();
     let growth_kib = resident_at_end.saturating_sub(resident_after_warm_up);
 
     println!(
@@ -108,8 +123,7 @@ routers:
     );
     println!("  failures     {failures:?}");
     println!(
-        "  answers      {} received, {lost} lost, {duplicated} duplicated, {wrong} wrong",
-        results.len()
+        "  answers      {received} received, {lost} lost, {duplicated} duplicated, {wrong} wrong"
     );
     println!(
         "  memory       peak {} MiB, {} MiB after warm-up, {} MiB at the end ({growth_kib} KiB growth)",
@@ -128,29 +142,48 @@ routers:
     ExitCode::SUCCESS
 }
 
-struct BatchResult {
-    task: usize,
-    n: usize,
-    latency: Duration,
+/// What one batch got.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    latency_us: u32,
+    /// How many answers came back: exactly 1 is right.
+    answers: u8,
     correct: bool,
-    failures: Vec<FailureKind>,
 }
 
-/// Runs `batches` batches spread over `tasks` tasks; batch `i` goes to task
-/// `i % tasks` as its batch number `i / tasks` (plus `offset`).
+/// One task's record: a sample per batch it sends, and failures by kind.
+struct TaskLog {
+    samples: Vec<Sample>,
+    failures: [u64; FailureKind::ALL.len()],
+}
+
+impl TaskLog {
+    /// Task `t` sends batches `t`, `t + tasks`, ...: one zeroed sample each.
+    fn for_batches(batches: usize, tasks: usize) -> Vec<TaskLog> {
+        (0..tasks)
+            .map(|task| TaskLog {
+                samples: vec![Sample::default(); (batches + tasks - 1 - task) / tasks],
+                failures: [0; FailureKind::ALL.len()],
+            })
+            .collect()
+    }
+}
+
+/// Runs each task's batches; batch `n` of task `t` is made with `n + offset`.
 async fn run(
     routers: &Arc<presence_router_runtime::RouterSet>,
     batches: usize,
     tasks: usize,
+    logs: Vec<TaskLog>,
     offset: usize,
-) -> Vec<BatchResult> {
-    let handles: Vec<_> = (0..tasks)
-        .map(|task| {
+) -> Vec<TaskLog> {
+    let handles: Vec<_> = logs
+        .into_iter()
+        .enumerate()
+        .map(|(task, mut log)| {
             let routers = routers.clone();
             tokio::spawn(async move {
-                let mut results = Vec::new();
-                let mut n = 0;
-                while n * tasks + task < batches {
+                for n in 0..log.samples.len() {
                     let states = batch_for(task, n + offset);
                     let started = Instant::now();
                     let routed = routers.get_users_for_states(&states).await;
@@ -161,25 +194,28 @@ async fn run(
                     let correct = routed.answer.get("@w:x").map(|s| s.len()) == Some(expected_w)
                         && routed.answer.get("@p:x").map(|s| s.len()) == Some(states.len())
                         && routed.failures.iter().all(|f| f.router == "hostile");
-                    results.push(BatchResult {
-                        task,
-                        n,
-                        latency,
-                        correct,
-                        failures: routed.failures.iter().map(|f| f.kind).collect(),
-                    });
-                    n += 1;
+                    let sample = &mut log.samples[n];
+                    sample.answers = sample.answers.saturating_add(1);
+                    sample.correct = correct;
+                    sample.latency_us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+                    for failure in &routed.failures {
+                        if let Some(i) = FailureKind::ALL.iter().position(|k| *k == failure.kind) {
+                            log.failures[i] += 1;
+                        }
+                    }
                 }
-                results
+                log
             })
         })
         .collect();
-    let mut results = Vec::with_capacity(batches);
+    let mut logs = Vec::with_capacity(tasks);
     for handle in handles {
         match handle.await {
-            Ok(task_results) => results.extend(task_results),
+            Ok(log) => logs.push(log),
+            // A task that died lost its batches: they show as unanswered.
             Err(e) => eprintln!("a soak task failed: {e}"),
         }
     }
-    results
+    debug_assert!(logs.iter().map(|l| l.samples.len()).sum::<usize>() <= batches);
+    logs
 }
