@@ -82,6 +82,10 @@ fn main() {
     }
     all.push_str("];\n");
     constants.push_str(&all);
+    constants.push_str(&format!(
+        "/// A compiled-component cache for the tests, beside the guests.\npub const COMPONENT_CACHE_DIR: &str = {:?};\n",
+        target_dir.join("component-cache").display().to_string()
+    ));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("guests.rs");
     std::fs::write(out, constants).expect("OUT_DIR is writable");
 }

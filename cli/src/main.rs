@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use presence_router_runtime::jsonl::{self as protocol, Request};
-use presence_router_runtime::{ModuleApi, RouterSet};
+use presence_router_runtime::{
+    CacheSetting, CompileSource, LoadOptions, ModuleApi, RouterSet, RouterSetConfig,
+};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -23,18 +25,35 @@ struct Cli {
 enum Command {
     /// Load every router of a configuration, print each with its limits, and
     /// exit non-zero on any error.
-    Check {
-        /// The YAML configuration listing the routers.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Check(LoadArgs),
     /// Read JSON Lines requests on stdin and write one JSON answer per line
     /// on stdout, in order.
-    Route {
-        /// The YAML configuration listing the routers.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Route(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The YAML configuration listing the routers.
+    #[arg(long)]
+    config: PathBuf,
+    /// Keep compiled components here (default: the user's cache directory,
+    /// ~/.cache/presence-router on Linux).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every component at every start; read and write no cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl LoadArgs {
+    fn options(&self) -> LoadOptions {
+        let cache = match (&self.cache_dir, self.no_cache) {
+            (_, true) => CacheSetting::Disabled,
+            (Some(dir), false) => CacheSetting::Dir(dir.clone()),
+            (None, false) => CacheSetting::UserCacheDir,
+        };
+        LoadOptions { cache }
+    }
 }
 
 /// The CLI reports sends in each answer line, so it only logs the rest.
@@ -56,8 +75,8 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => check(config).await,
-        Command::Route { config } => route(config).await,
+        Command::Check(args) => check(args).await,
+        Command::Route(args) => route(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,23 +87,29 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn load(config: &PathBuf) -> anyhow::Result<RouterSet> {
-    Ok(RouterSet::load_file(config, Arc::new(CliModuleApi)).await?)
+async fn load(args: &LoadArgs) -> anyhow::Result<RouterSet> {
+    let config = RouterSetConfig::from_file(&args.config)?;
+    Ok(RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.options()).await?)
 }
 
-async fn check(config: PathBuf) -> anyhow::Result<()> {
-    let routers = load(&config).await?;
+async fn check(args: LoadArgs) -> anyhow::Result<()> {
+    let routers = load(&args).await?;
     println!(
         "{}: {} router(s), all loaded",
-        config.display(),
+        args.config.display(),
         routers.routers().len()
     );
     for (i, router) in routers.routers().enumerate() {
+        let how = match router.compiled_from {
+            CompileSource::Compiled => "compiled",
+            CompileSource::Cache => "from the cache",
+        };
         println!(
-            "{}. {} ({})",
+            "{}. {} ({}, {how} in {:.1?})",
             i + 1,
             router.name,
-            router.component.display()
+            router.component.display(),
+            router.load_time
         );
         println!("   limits: {}", router.limits);
         println!("   failures: {}", router.failure_policy);
@@ -92,8 +117,8 @@ async fn check(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn route(config: PathBuf) -> anyhow::Result<()> {
-    let routers = load(&config).await?;
+async fn route(args: LoadArgs) -> anyhow::Result<()> {
+    let routers = load(&args).await?;
     let mut input = BufReader::new(tokio::io::stdin());
     let mut output = tokio::io::stdout();
     let mut line = Vec::new();

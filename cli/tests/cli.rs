@@ -64,15 +64,16 @@ routers:
 fn check_lists_every_router_with_its_limits() {
     let dir = config_dir(TWO_ROUTERS);
     // Run from elsewhere: component paths are relative to the config file.
-    let output = run(
-        &[
-            "check",
-            "--config",
-            &dir.path().join("routers.yaml").to_string_lossy(),
-        ],
-        Path::new("/"),
-        "",
-    );
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("routers.yaml");
+    let args = [
+        "check",
+        "--config",
+        &config.to_string_lossy(),
+        "--cache-dir",
+        &cache.to_string_lossy(),
+    ];
+    let output = run(&args, Path::new("/"), "");
     assert!(
         output.status.success(),
         "{}",
@@ -86,7 +87,8 @@ fn check_lists_every_router_with_its_limits() {
         "{stdout}"
     );
     assert!(
-        lines[1].starts_with("1. example (") && lines[1].ends_with("routers/example.wasm)"),
+        lines[1].starts_with("1. example (")
+            && lines[1].contains("routers/example.wasm, compiled in "),
         "{stdout}"
     );
     assert!(
@@ -103,6 +105,33 @@ fn check_lists_every_router_with_its_limits() {
         "{stdout}"
     );
     assert_eq!(lines[6], "   failures: never suspended");
+
+    // The second time, both components come from the cache.
+    let output = run(&args, Path::new("/"), "");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[1].contains("example.wasm, from the cache in "),
+        "{stdout}"
+    );
+    assert!(
+        lines[4].contains("scripted.wasm, from the cache in "),
+        "{stdout}"
+    );
+    // And never with --no-cache.
+    let output = run(
+        &["check", "--config", &config.to_string_lossy(), "--no-cache"],
+        Path::new("/"),
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(", compiled in ")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, format_bytes};
 
+use crate::cache::{CacheSetting, CompileSource, ComponentCache};
 use crate::module_api::LogLevel;
 
 mod bindings {
@@ -88,10 +89,11 @@ const GET_INTERESTED_USERS: &str = "get-interested-users";
 pub(crate) struct GuestEngine {
     engine: Engine,
     linker: Linker<GuestState>,
+    cache: Option<ComponentCache>,
 }
 
 impl GuestEngine {
-    pub(crate) fn new() -> wasmtime::Result<Self> {
+    pub(crate) fn new(cache: &CacheSetting) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -110,12 +112,17 @@ impl GuestEngine {
         module_api::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
 
         start_epoch_ticker(&engine);
-        Ok(GuestEngine { engine, linker })
+        let cache = ComponentCache::open(cache, &engine);
+        Ok(GuestEngine {
+            engine,
+            linker,
+            cache,
+        })
     }
 
     /// Compiles a component and checks its imports against what the host
     /// provides and its exports against the presence-router world.
-    pub(crate) fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, String> {
+    pub(crate) fn load(&self, bytes: &[u8]) -> Result<(LoadedComponent, CompileSource), String> {
         // A core module's header is `\0asm` then version 1; a component's
         // has a different version and layer. Say which mistake this is.
         if bytes.starts_with(b"\0asm\x01\0\0\0") {
@@ -125,8 +132,11 @@ impl GuestEngine {
                     .to_owned(),
             );
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
+        let (component, source) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes),
+            None => Component::new(&self.engine, bytes).map(|c| (c, CompileSource::Compiled)),
+        }
+        .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
         let export = |name: &str| {
             component.get_export_index(None, name).ok_or_else(|| {
                 format!(
@@ -148,7 +158,7 @@ impl GuestEngine {
                 error_text(&e)
             )
         })?;
-        Ok(LoadedComponent { pre, exports })
+        Ok((LoadedComponent { pre, exports }, source))
     }
 }
 

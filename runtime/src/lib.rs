@@ -27,12 +27,14 @@
 //! # }
 //! ```
 
+mod cache;
 mod error;
 mod guest;
 mod module_api;
 mod router;
 mod router_set;
 
+pub use cache::{CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
@@ -41,4 +43,4 @@ pub use presence_router_model::{
     UsersForStates, answer, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
-pub use router_set::RouterSet;
+pub use router_set::{LoadOptions, RouterSet};

@@ -12,6 +12,7 @@ use presence_router_model::{
     answer, format_bytes,
 };
 
+use crate::cache::CompileSource;
 use crate::error::LoadError;
 use crate::guest::{
     CallEffects, CheckedInterest, CheckedRoutes, Failure, GuestEngine, GuestInstance,
@@ -26,6 +27,10 @@ pub struct RouterInfo {
     pub component: PathBuf,
     pub limits: Limits,
     pub failure_policy: FailurePolicy,
+    /// Whether the component was compiled or came from the cache.
+    pub compiled_from: CompileSource,
+    /// How long reading and compiling (or deserializing) it took.
+    pub load_time: std::time::Duration,
 }
 
 /// How a router has been doing lately, for the [`FailurePolicy`].
@@ -89,24 +94,28 @@ impl Router {
             })?;
         // Compiling is seconds of CPU for a large component: off the executor.
         let compiling = engine.clone();
-        let component = tokio::task::spawn_blocking(move || compiling.load(&bytes))
-            .await
-            .map_err(|e| LoadError::Component {
-                at: at(".component"),
-                path: config.component.clone(),
-                message: format!("compilation did not finish: {e}"),
-            })?
-            .map_err(|message| LoadError::Component {
-                at: at(".component"),
-                path: config.component.clone(),
-                message,
-            })?;
+        let started = Instant::now();
+        let (component, compiled_from) =
+            tokio::task::spawn_blocking(move || compiling.load(&bytes))
+                .await
+                .map_err(|e| LoadError::Component {
+                    at: at(".component"),
+                    path: config.component.clone(),
+                    message: format!("compilation did not finish: {e}"),
+                })?
+                .map_err(|message| LoadError::Component {
+                    at: at(".component"),
+                    path: config.component.clone(),
+                    message,
+                })?;
         let router = Router {
             info: RouterInfo {
                 name: config.name.clone(),
                 component: config.component.clone(),
                 limits: config.limits.clone(),
                 failure_policy: config.failure_policy.clone(),
+                compiled_from,
+                load_time: started.elapsed(),
             },
             health: Mutex::new(Health::default()),
             config_json: config.config_json.clone(),

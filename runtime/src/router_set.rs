@@ -9,10 +9,19 @@ use presence_router_model::{
     InterestedUsers, Routed, RouterFailure, RouterSetConfig, UserPresenceState, UsersForStates,
 };
 
+use crate::cache::CacheSetting;
 use crate::error::LoadError;
 use crate::guest::{GuestEngine, error_text};
 use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterAnswer, RouterInfo};
+
+/// How a router set is loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Where compiled components are kept (default: the user's cache
+    /// directory).
+    pub cache: CacheSetting,
+}
 
 /// Loaded presence routers, in configuration order.
 ///
@@ -40,7 +49,18 @@ impl RouterSet {
         config: &RouterSetConfig,
         module_api: Arc<dyn ModuleApi>,
     ) -> Result<Self, LoadError> {
-        let engine = Arc::new(GuestEngine::new().map_err(|e| LoadError::Engine(error_text(&e)))?);
+        Self::load_with(config, module_api, &LoadOptions::default()).await
+    }
+
+    /// Like [`RouterSet::load`], with where compiled components are cached.
+    pub async fn load_with(
+        config: &RouterSetConfig,
+        module_api: Arc<dyn ModuleApi>,
+        options: &LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let engine = Arc::new(
+            GuestEngine::new(&options.cache).map_err(|e| LoadError::Engine(error_text(&e)))?,
+        );
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
             routers.push(

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use presence_router_runtime::{
-    FailureKind, LoadError, LogLevel, LoggingModuleApi, ModuleApi, Presence, Routed, RouterFailure,
-    RouterSet, RouterSetConfig, UserPresenceState,
+    CacheSetting, FailureKind, LoadError, LoadOptions, LogLevel, LoggingModuleApi, ModuleApi,
+    Presence, Routed, RouterFailure, RouterSet, RouterSetConfig, UserPresenceState,
 };
 
 /// Paths of the guest components, one constant per `.wasm` file
@@ -111,7 +111,7 @@ pub async fn load(yaml: &str) -> Result<(RouterSet, Arc<RecordingModuleApi>), Lo
         Path::new("."),
     )?;
     let api = Arc::new(RecordingModuleApi::default());
-    let set = RouterSet::load(&config, api.clone()).await?;
+    let set = RouterSet::load_with(&config, api.clone(), &test_load_options()).await?;
     Ok((set, api))
 }
 
@@ -124,9 +124,17 @@ pub async fn load_forgetful(yaml: &str) -> RouterSet {
         Path::new("."),
     )
     .unwrap_or_else(|e| panic!("the configuration should parse: {e}"));
-    match RouterSet::load(&config, Arc::new(LoggingModuleApi)).await {
+    match RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &test_load_options()).await {
         Ok(set) => set,
         Err(e) => panic!("the configuration should load: {e}"),
+    }
+}
+
+/// Tests share one compiled-component cache under `target/`, keyed by
+/// each component's hash, so a rebuilt guest is never served stale.
+pub fn test_load_options() -> LoadOptions {
+    LoadOptions {
+        cache: CacheSetting::Dir(PathBuf::from(guests::COMPONENT_CACHE_DIR)),
     }
 }
 
