@@ -13,7 +13,10 @@ use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, Func, HasSelf, InstancePre, Lift, Linker,
     Lower, ResourceTable, TypedFunc,
 };
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, format_bytes};
@@ -84,6 +87,47 @@ const PARSE_CONFIG: &str = "parse-config";
 const GET_USERS_FOR_STATES: &str = "get-users-for-states";
 const GET_INTERESTED_USERS: &str = "get-interested-users";
 
+/// How many instances of which size the pooling allocator keeps slots for:
+/// enough for every router of the set at its `max_instances` at once, plus
+/// one each for a fresh instance built while a trapped one is still going.
+pub(crate) struct InstancePool {
+    pub instances: u32,
+    pub max_memory_bytes: u64,
+}
+
+impl InstancePool {
+    /// Per component: room for components built with a language runtime
+    /// inside (several core instances, tables and memories).
+    const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+    const MEMORIES_PER_COMPONENT: u32 = 4;
+    const TABLES_PER_COMPONENT: u32 = 32;
+    const MIN_SLOT_BYTES: u64 = 1 << 30;
+
+    fn config(&self) -> PoolingAllocationConfig {
+        let instances = self.instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(Self::CORE_INSTANCES_PER_COMPONENT))
+            .max_core_instances_per_component(Self::CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances.saturating_mul(Self::MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(Self::MEMORIES_PER_COMPONENT)
+            .max_memories_per_module(Self::MEMORIES_PER_COMPONENT)
+            .total_tables(instances.saturating_mul(Self::TABLES_PER_COMPONENT))
+            .max_tables_per_component(Self::TABLES_PER_COMPONENT)
+            .table_elements(MemoryLimiter::MAX_TABLE_ELEMENTS)
+            .total_stacks(instances)
+            // Slots are address space, not memory: size them generously and
+            // leave the limit to `MemoryLimiter`, whose refusal says which
+            // limit was hit (a slot too small would refuse the component at
+            // compile time instead, with wasmtime's words).
+            .max_memory_size(
+                usize::try_from(self.max_memory_bytes.max(Self::MIN_SLOT_BYTES))
+                    .unwrap_or(usize::MAX),
+            );
+        pool
+    }
+}
+
 /// One wasmtime engine and linker, shared by all routers of a set, with the
 /// thread that drives epoch-based deadlines.
 pub(crate) struct GuestEngine {
@@ -93,16 +137,30 @@ pub(crate) struct GuestEngine {
 }
 
 impl GuestEngine {
-    pub(crate) fn new(cache: &CacheSetting) -> wasmtime::Result<Self> {
+    pub(crate) fn new(cache: &CacheSetting, pool: &InstancePool) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             // Fuel bounds the work of a call; epochs bound its wall-clock time
-            // (fuel alone can't: a host call or a big `memory.fill` costs
-            // little fuel and much time).
+            // (fuel alone can't: a host call with a big argument costs the
+            // guest little fuel and the host much time).
             .consume_fuel(true)
             .epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool.config()));
+        // The pool reserves address space up front; where the machine
+        // refuses that (a `ulimit -v`, say), instances are allocated one by
+        // one instead: slower to make, as safe.
+        let engine = match Engine::new(&pooled) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(
+                    "pooling allocator unavailable, allocating instances on demand: {}",
+                    error_text(&e)
+                );
+                Engine::new(&config)?
+            }
+        };
 
         let mut linker = Linker::new(&engine);
         // A std guest for wasm32-wasip2 imports WASI even when it never uses

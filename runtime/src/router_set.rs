@@ -11,7 +11,7 @@ use presence_router_model::{
 
 use crate::cache::CacheSetting;
 use crate::error::LoadError;
-use crate::guest::{GuestEngine, error_text};
+use crate::guest::{GuestEngine, InstancePool, error_text};
 use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterAnswer, RouterInfo};
 
@@ -58,8 +58,26 @@ impl RouterSet {
         module_api: Arc<dyn ModuleApi>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
+        let pool = InstancePool {
+            instances: config
+                .routers
+                .iter()
+                .map(|r| {
+                    u32::try_from(r.limits.max_instances)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(1)
+                })
+                .fold(0, u32::saturating_add),
+            max_memory_bytes: config
+                .routers
+                .iter()
+                .map(|r| r.limits.memory)
+                .max()
+                .unwrap_or(0),
+        };
         let engine = Arc::new(
-            GuestEngine::new(&options.cache).map_err(|e| LoadError::Engine(error_text(&e)))?,
+            GuestEngine::new(&options.cache, &pool)
+                .map_err(|e| LoadError::Engine(error_text(&e)))?,
         );
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
