@@ -133,14 +133,14 @@ impl UserPresenceState {
 
 /// The merged answer of `get-users-for-states`: for each user who should
 /// also receive updates, the indices (into the batch that was routed) of
-/// those updates.
+/// those updates, ascending and without repeats.
 ///
 /// Indices rather than copies, so that an embedder hands back its *own*
 /// state objects (Synapse expects the same `UserPresenceState` objects it
 /// passed in). A user may map to an empty set: a router named them but
 /// routed nothing to them, and Synapse's `ALL_USERS` path relies on the
 /// entry being there.
-pub type UsersForStates = BTreeMap<String, BTreeSet<u32>>;
+pub type UsersForStates = BTreeMap<String, Vec<u32>>;
 
 /// The merged answer of `get-interested-users`.
 #[derive(Clone, Debug, PartialEq, Eq)]

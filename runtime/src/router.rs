@@ -243,6 +243,11 @@ impl Router {
         Ok(RouterAnswer { answer, sends })
     }
 
+    /// Makes a fresh instance and drops it: what a call after a trap pays.
+    pub(crate) async fn make_fresh_instance(&self) -> bool {
+        self.new_instance().await.is_ok()
+    }
+
     async fn new_instance(&self) -> Result<GuestInstance, InstanceError> {
         let mut made = GuestInstance::new(
             &self.engine,

@@ -13,10 +13,10 @@ routers:
       blacklisted_users: ["@mallory:example.com"]
 "#;
 
-fn routes(entries: &[(&str, &[u32])]) -> BTreeMap<String, BTreeSet<u32>> {
+fn routes(entries: &[(&str, &[u32])]) -> BTreeMap<String, Vec<u32>> {
     entries
         .iter()
-        .map(|(user, indices)| (user.to_string(), indices.iter().copied().collect()))
+        .map(|(user, indices)| (user.to_string(), indices.to_vec()))
         .collect()
 }
 
