@@ -35,7 +35,7 @@ routers:
     let answer: Vec<(&str, Vec<u32>)> = routed
         .answer
         .iter()
-        .map(|(user, set)| (user.as_str(), set.iter().copied().collect()))
+        .map(|(user, set)| (user.as_str(), set.to_vec()))
         .collect();
     assert_eq!(
         answer,
