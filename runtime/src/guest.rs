@@ -32,6 +32,9 @@ mod bindings {
 }
 
 use bindings::matrix::presence_router::module_api;
+use bindings::matrix::presence_router::types::{
+    InterestedUsers as RawInterestedUsers, Route as RawRoute,
+};
 
 /// A failure of one call, before it is attributed to a router.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,10 +63,6 @@ pub(crate) type CheckedRoutes = Vec<(String, Vec<u32>)>;
 
 /// A checked `get-interested-users` answer: `None` is `all-users`.
 pub(crate) type CheckedInterest = Option<Vec<String>>;
-
-use bindings::matrix::presence_router::types::{
-    InterestedUsers as RawInterestedUsers, Route as RawRoute,
-};
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
@@ -282,6 +281,9 @@ pub(crate) struct GuestState {
     timed_out: bool,
     /// The fuel the current call started with, for failure messages.
     fuel_budget: u64,
+    /// The last lines the guest wrote to stderr during the current call,
+    /// kept even when the log was full: a panic's message, for the failure.
+    stderr_tail: Vec<String>,
 }
 
 impl GuestState {
@@ -310,6 +312,7 @@ impl GuestState {
             deadline: Instant::now(),
             timed_out: false,
             fuel_budget: 0,
+            stderr_tail: Vec::new(),
         }
     }
 
@@ -328,11 +331,14 @@ impl GuestState {
             (self.stdout.clone(), LogLevel::Info),
             (self.stderr.clone(), LogLevel::Warn),
         ] {
-            let (lines, dropped) = output.take_lines();
-            for line in lines {
+            let captured = output.take_lines();
+            for line in captured.lines {
                 self.push_log(level, line);
             }
-            self.effects.dropped_logs += dropped;
+            self.effects.dropped_logs += captured.dropped;
+            if level == LogLevel::Warn && !captured.last_lines.is_empty() {
+                self.stderr_tail = captured.last_lines;
+            }
         }
     }
 }
@@ -451,6 +457,17 @@ struct OutputBuffer {
     /// Whether the last dropped bytes end inside a line (a guest may write
     /// a line in several pieces: `eprintln!` does).
     dropped_partial: bool,
+    /// The last bytes written, kept whatever the caps: a panic message comes
+    /// last, after whatever filled the log.
+    tail: Vec<u8>,
+}
+
+/// What the capture of one stream yields after a call.
+struct CapturedLines {
+    lines: Vec<String>,
+    dropped: usize,
+    /// The last three non-empty lines written, dropped or not.
+    last_lines: Vec<String>,
 }
 
 impl CapturedOutput {
@@ -461,11 +478,19 @@ impl CapturedOutput {
             dropping: false,
             dropped_lines: 0,
             dropped_partial: false,
+            tail: Vec::new(),
         })))
     }
 
+    /// Bytes of output kept for the last lines, beyond any cap.
+    const TAIL_BYTES: usize = 2 * Limits::MAX_LOG_LINE_BYTES;
+
     fn write(&self, bytes: &[u8]) {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let recent = &bytes[bytes.len().saturating_sub(Self::TAIL_BYTES)..];
+        buffer.tail.extend_from_slice(recent);
+        let excess = buffer.tail.len().saturating_sub(Self::TAIL_BYTES);
+        buffer.tail.drain(..excess);
         if !buffer.dropping && buffer.bytes.len() + bytes.len() <= buffer.max_bytes {
             buffer.bytes.extend_from_slice(bytes);
             return;
@@ -487,21 +512,36 @@ impl CapturedOutput {
         }
     }
 
-    /// The lines written since the last call, and how many were dropped.
-    fn take_lines(&self) -> (Vec<String>, usize) {
+    /// The lines written since the last call, how many were dropped, and
+    /// the last ones written.
+    fn take_lines(&self) -> CapturedLines {
         let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = std::mem::take(&mut buffer.bytes);
+        let tail = std::mem::take(&mut buffer.tail);
         let dropped = std::mem::take(&mut buffer.dropped_lines)
             + usize::from(std::mem::take(&mut buffer.dropped_partial));
         buffer.dropping = false;
-        let text = String::from_utf8_lossy(&bytes);
-        let lines = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
+        let lines = non_empty_lines(&String::from_utf8_lossy(&bytes))
             .map(str::to_owned)
             .collect();
-        (lines, dropped)
+        let tail = String::from_utf8_lossy(&tail);
+        let mut last_lines: Vec<String> = non_empty_lines(&tail)
+            .rev()
+            .take(3)
+            .map(str::to_owned)
+            .collect();
+        last_lines.reverse();
+        CapturedLines {
+            lines,
+            dropped,
+            last_lines,
+        }
     }
+}
+
+/// The non-blank lines of captured output.
+fn non_empty_lines(text: &str) -> impl DoubleEndedIterator<Item = &str> {
+    text.lines().filter(|line| !line.trim().is_empty())
 }
 
 impl OutputBuffer {
@@ -801,6 +841,7 @@ fn prepare_call(store: &mut Store<GuestState>, limits: &Limits, fuel: u64) {
     state.timed_out = false;
     state.fuel_budget = fuel;
     state.memory.refused = false;
+    state.stderr_tail.clear();
 }
 
 /// Tells which limit (if any) a failed call ran into. `what` names the
@@ -849,18 +890,15 @@ fn classify(
             ),
         )
     } else {
-        // A panic's message went to stderr: quote its last lines, the
-        // rest are in the log.
-        let stderr: Vec<&str> = state
-            .effects
-            .logs
+        // A panic's message went to stderr: quote its last lines (the
+        // rest are in the log), without Rust's hint about backtraces.
+        let quoted: Vec<&str> = state
+            .stderr_tail
             .iter()
-            .filter(|(level, line)| {
-                *level == LogLevel::Warn && !line.starts_with("note: run with `RUST_BACKTRACE")
-            })
-            .map(|(_, line)| line.as_str())
+            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .map(String::as_str)
             .collect();
-        let tail = stderr[stderr.len().saturating_sub(2)..].join(" / ");
+        let tail = quoted[quoted.len().saturating_sub(2)..].join(" / ");
         let mut message = format!("{what} trapped: {}", error_text(error));
         if !tail.is_empty() {
             message.push_str(&format!(" (guest stderr: {tail})"));

@@ -305,10 +305,7 @@ impl Router {
             health.suspensions = health.suspensions.saturating_add(1);
             let backoff = policy.backoff_for(health.suspensions);
             health.suspended_until = Some(Instant::now() + backoff);
-            suspension = Some(Suspension {
-                consecutive_failures: health.consecutive_failures,
-                retry_in_ms: u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-            });
+            suspension = Some(suspension_for(health.consecutive_failures, backoff));
         }
         drop(health);
         let failure = RouterFailure {
@@ -356,10 +353,7 @@ impl Router {
                 "suspended after {} failures in a row (the last: {last})",
                 health.consecutive_failures
             ),
-            suspension: Some(Suspension {
-                consecutive_failures: health.consecutive_failures,
-                retry_in_ms: u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX),
-            }),
+            suspension: Some(suspension_for(health.consecutive_failures, until - now)),
         })
     }
 
@@ -384,6 +378,13 @@ impl Router {
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<GuestInstance>> {
         // The pool holds no invariant a panic elsewhere could break.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn suspension_for(consecutive_failures: u32, retry_in: std::time::Duration) -> Suspension {
+    Suspension {
+        consecutive_failures,
+        retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

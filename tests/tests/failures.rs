@@ -328,3 +328,24 @@ async fn sends_and_log_lines_beyond_the_caps_are_dropped_and_counted() {
         "995 send-local-online-presence-to call(s) dropped: over limits.max_send_calls = 5 per call"
     );
 }
+
+#[tokio::test]
+async fn a_panic_after_the_log_is_full_is_still_quoted() {
+    // `chatter` fills the 10 log lines (and stdout) first; the panic that
+    // follows must still name itself in the failure.
+    let (routers, _) = with_bystander("{max_log_lines: 10}").await;
+    let routed = routers
+        .get_users_for_states(&batch(&[
+            ("@chatter:test", Presence::Online),
+            ("@panic:test", Presence::Online),
+        ]))
+        .await;
+    assert_eq!(failure_kinds(&routed), vec![("hostile", FailureKind::Trap)]);
+    assert!(
+        routed.failures[0]
+            .message
+            .ends_with("/ scripted panic for @panic:test)"),
+        "{}",
+        routed.failures[0].message
+    );
+}
