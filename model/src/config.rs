@@ -374,7 +374,17 @@ impl RawLimits {
                 self.max_answer_entries,
                 d.max_answer_entries,
             )?,
-            max_instances: count("max_instances", self.max_instances, d.max_instances)?,
+            max_instances: match count("max_instances", self.max_instances, d.max_instances)? {
+                // Each instance reserves a pooling-allocator slot (address
+                // space, and up to a few MiB kept resident once used).
+                n if n > Limits::MAX_INSTANCES => {
+                    return Err((
+                        format!("{key}.max_instances"),
+                        format!("{n} is more than the {} allowed", Limits::MAX_INSTANCES),
+                    ));
+                }
+                n => n,
+            },
             // Zero send calls or log lines: the router may not use them.
             max_send_calls: self.max_send_calls.unwrap_or(d.max_send_calls),
             max_log_lines: self.max_log_lines.unwrap_or(d.max_log_lines),

@@ -18,5 +18,7 @@ mod user_id;
 pub use config::{ConfigError, RouterConfig, RouterSetConfig};
 pub use failure::{FailureKind, RouterFailure, Suspension};
 pub use limits::{FailurePolicy, Limits, format_bytes};
-pub use presence::{InterestedUsers, Presence, Routed, UserPresenceState, UsersForStates};
+pub use presence::{
+    CallStats, InterestedUsers, Presence, Routed, UserPresenceState, UsersForStates,
+};
 pub use user_id::{MAX_USER_ID_LEN, validate_user_id};

@@ -37,6 +37,9 @@ impl Limits {
     /// Defaults sized for a compact router (Rust, C) and generous enough for
     /// one built with a language runtime inside (JavaScript, Python): the
     /// deadline, not fuel, is what stops a slow router first.
+    /// The most warm instances one router may keep.
+    pub const MAX_INSTANCES: usize = 1024;
+
     pub const DEFAULT: Limits = Limits {
         fuel: 10_000_000,
         fuel_per_state: 200_000,

@@ -160,4 +160,23 @@ pub struct Routed<T> {
     /// Everyone the routers asked local online presence to be sent to
     /// during this call, in order, without repeats.
     pub sent_presence_to: Vec<String>,
+    /// What each router that answered used, in the order they were called.
+    pub stats: Vec<CallStats>,
+}
+
+/// What one router's successful call used, to set limits by (and for
+/// `presence-router test`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallStats {
+    pub router: String,
+    /// Fuel the call consumed, and the budget it had.
+    pub fuel_used: u64,
+    pub fuel_budget: u64,
+    /// The instance's linear memory after the call: the most it has used,
+    /// since wasm memory never shrinks.
+    pub memory_bytes: u64,
+    /// Entries in the answer: one per route or named user, one per index.
+    pub answer_entries: usize,
+    /// Wall-clock time of the call itself (not waiting for an instance).
+    pub elapsed: std::time::Duration,
 }

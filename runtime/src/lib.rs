@@ -38,8 +38,8 @@ pub use cache::{CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
-    ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence,
-    Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, UserPresenceState,
+    CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
+    Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, UserPresenceState,
     UsersForStates, answer, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use presence_router_model::{
-    FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, Suspension, UserPresenceState,
-    answer, format_bytes,
+    CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, Suspension,
+    UserPresenceState, answer, format_bytes,
 };
 
 use crate::cache::CompileSource;
@@ -49,6 +49,24 @@ struct Health {
 pub(crate) struct RouterAnswer<T> {
     pub answer: T,
     pub sends: Vec<String>,
+    pub stats: CallStats,
+}
+
+/// How many entries an answer has, against `limits.max_answer_entries`.
+pub(crate) trait AnswerEntries {
+    fn answer_entries(&self) -> usize;
+}
+
+impl AnswerEntries for CheckedRoutes {
+    fn answer_entries(&self) -> usize {
+        self.iter().map(|(_, indices)| 1 + indices.len()).sum()
+    }
+}
+
+impl AnswerEntries for CheckedInterest {
+    fn answer_entries(&self) -> usize {
+        self.as_ref().map_or(1, Vec::len)
+    }
 }
 
 /// An instance checked out of the pool for one call.
@@ -200,22 +218,7 @@ impl Router {
         let idle = self.lock_idle().pop();
         let instance = match idle {
             Some(instance) => instance,
-            None => self.new_instance().await.map_err(|e| {
-                let failure = match e {
-                    InstanceError::Failed(failure) => failure,
-                    InstanceError::ConfigRefused(message) => Failure {
-                        kind: FailureKind::Trap,
-                        message: format!("a fresh instance refused its configuration: {message}"),
-                        instance_lost: true,
-                    },
-                    InstanceError::WrongType(message) => Failure {
-                        kind: FailureKind::Trap,
-                        message,
-                        instance_lost: true,
-                    },
-                };
-                self.failure(failure)
-            })?,
+            None => self.fresh_instance().await?,
         };
         Ok(Lease {
             instance,
@@ -226,12 +229,14 @@ impl Router {
     /// Ends a call: passes on what the guest logged, puts a healthy instance
     /// back (a trapped store can't be entered again, so it is dropped), and
     /// attributes a failure to this router.
-    fn finish<T>(
+    fn finish<T: AnswerEntries>(
         &self,
         mut lease: Lease<'_>,
         result: Result<T, Failure>,
     ) -> Result<RouterAnswer<T>, RouterFailure> {
         let effects = lease.instance.take_effects();
+        let usage = lease.instance.last_call();
+        let memory_bytes = lease.instance.memory_bytes() as u64;
         let lost = matches!(&result, Err(failure) if failure.instance_lost);
         if !lost {
             self.return_instance(lease.instance);
@@ -240,7 +245,58 @@ impl Router {
         let answer = result.map_err(|failure| self.failure(failure))?;
         let sends = sends.map_err(|message| self.failure(Failure::invalid_answer(message)))?;
         self.succeeded();
-        Ok(RouterAnswer { answer, sends })
+        let stats = CallStats {
+            router: self.info.name.clone(),
+            fuel_used: usage.fuel_used,
+            fuel_budget: usage.fuel_budget,
+            memory_bytes,
+            answer_entries: answer.answer_entries(),
+            elapsed: usage.elapsed,
+        };
+        Ok(RouterAnswer {
+            answer,
+            sends,
+            stats,
+        })
+    }
+
+    /// Fills the pool to `limits.max_instances` warm instances. All permits
+    /// are held meanwhile, so no call holds an instance and the pool can't
+    /// overshoot.
+    pub(crate) async fn warm_up(&self) -> Result<(), RouterFailure> {
+        let max = self.info.limits.max_instances;
+        let Ok(_all) = self
+            .permits
+            .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+            .await
+        else {
+            return Ok(());
+        };
+        while self.idle_instances() < max {
+            let instance = self.fresh_instance().await?;
+            self.return_instance(instance);
+        }
+        Ok(())
+    }
+
+    /// A fresh instance for a call or the pool; its failure counts against
+    /// the router like a failed call.
+    async fn fresh_instance(&self) -> Result<GuestInstance, RouterFailure> {
+        self.new_instance().await.map_err(|e| {
+            self.failure(match e {
+                InstanceError::Failed(failure) => failure,
+                InstanceError::ConfigRefused(message) => Failure {
+                    kind: FailureKind::Trap,
+                    message: format!("a fresh instance refused its configuration: {message}"),
+                    instance_lost: true,
+                },
+                InstanceError::WrongType(message) => Failure {
+                    kind: FailureKind::Trap,
+                    message,
+                    instance_lost: true,
+                },
+            })
+        })
     }
 
     /// Makes a fresh instance and drops it: what a call after a trap pays.

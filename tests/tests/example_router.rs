@@ -139,3 +139,35 @@ async fn the_router_refuses_unknown_keys_wrong_types_and_bad_user_ids_by_name() 
         assert!(error.contains(expected), "{config}: {error}");
     }
 }
+
+#[tokio::test]
+async fn each_answer_reports_what_the_call_used_against_its_limits() {
+    let (routers, _) = load_ok(&format!(
+        "{EXAMPLE}    limits: {{fuel: 1000000, fuel_per_state: 10000}}\n"
+    ))
+    .await;
+    let states = batch(&[
+        ("@bob:example.com", Presence::Online),
+        ("@mallory:example.com", Presence::Online),
+        ("@carol:remote.org", Presence::Online),
+    ]);
+    let routed = routers.get_users_for_states(&states).await;
+    let [stats] = routed.stats.as_slice() else {
+        panic!("one router, one entry: {:?}", routed.stats);
+    };
+    assert_eq!(stats.router, "example_router");
+    assert_eq!(stats.fuel_budget, 1_000_000 + 3 * 10_000);
+    assert!(
+        (1..stats.fuel_budget).contains(&stats.fuel_used),
+        "{stats:?}"
+    );
+    // Two routes of two indices each.
+    assert_eq!(stats.answer_entries, 2 * (1 + 2));
+    assert!(stats.memory_bytes >= 64 * 1024, "{stats:?}");
+    assert!(stats.elapsed < std::time::Duration::from_millis(100));
+
+    let interest = routers.get_interested_users("@alice:example.com").await;
+    assert_eq!(interest.stats.len(), 1);
+    assert_eq!(interest.stats[0].answer_entries, 1);
+    assert_eq!(interest.stats[0].fuel_budget, 1_000_000 + 10_000);
+}

@@ -157,3 +157,28 @@ routers:
     assert!((1..=3).contains(&warm), "{warm} warm instances");
     assert!(routers.idle_memory_bytes() >= warm * 64 * 1024);
 }
+
+#[tokio::test]
+async fn warm_up_fills_every_pool_to_its_limit_and_no_further() {
+    let (routers, _) = load_ok(
+        r#"
+routers:
+  - {name: a, component: $EXAMPLE_ROUTER, config: {always_send_to_users: ["@w:x"]}, limits: {max_instances: 3}}
+  - {name: b, component: $SYNAPSE_TEST_ROUTER, config: {users_who_should_receive_all_presence: []}, limits: {max_instances: 2}}
+"#,
+    )
+    .await;
+    // Loading leaves the instance that ran the first parse-config.
+    assert_eq!(routers.warm_instances(), 2);
+    assert_eq!(routers.warm_up().await, vec![]);
+    assert_eq!(routers.warm_instances(), 5);
+    let one = routers.idle_memory_bytes() / 5;
+    assert!(one >= 64 * 1024, "{one} bytes per instance");
+    // Already full: nothing more is made, and calls use the warm instances.
+    assert_eq!(routers.warm_up().await, vec![]);
+    let routed = routers
+        .get_users_for_states(&batch(&[("@u:x", Presence::Online)]))
+        .await;
+    assert_eq!(routed.answer["@w:x"], vec![0]);
+    assert_eq!(routers.warm_instances(), 5);
+}
