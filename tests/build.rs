@@ -11,6 +11,18 @@ use std::process::Command;
 /// Guest workspaces, relative to the repository root.
 const GUEST_WORKSPACES: &[&str] = &["guest-example", "tests/guests"];
 
+/// The example router in other languages: (language, folder, what its
+/// `build.sh OUT_DIR` needs on the machine). Their components land beside
+/// the Rust guests, as `EXAMPLE_ROUTER_JS` and `EXAMPLE_ROUTER_PYTHON`.
+const LANGUAGE_GUESTS: &[(&str, &str, &str)] = &[
+    ("JavaScript", "guest-example-js", "node and npm"),
+    (
+        "Python",
+        "guest-example-python",
+        "python3 with venv and pip",
+    ),
+];
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
@@ -62,6 +74,28 @@ fn main() {
     }
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    for (language, dir, needs) in LANGUAGE_GUESTS {
+        let dir = root.join(dir);
+        for watched in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = watched.path();
+            if path.file_name().is_some_and(|n| n != "node_modules") {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+        // Each script installs its pinned toolchain when missing and skips
+        // the build when none of its inputs changed.
+        let status = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .arg(&wasm_dir)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run bash to build the {language} router: {e}"));
+        assert!(
+            status.success(),
+            "building the {language} example router failed (it needs {needs}; \
+             see {}/README.md)",
+            dir.display()
+        );
+    }
     let mut constants = String::new();
     let mut all =
         String::from("/// Every guest: (name, path).\npub const ALL: &[(&str, &str)] = &[\n");

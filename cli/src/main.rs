@@ -1,5 +1,6 @@
 //! `presence-router`: load presence routers from a YAML configuration, check
-//! them, and route presence batches given as JSON Lines.
+//! them, and route presence batches given as JSON Lines; test one router
+//! component (`test`) or route through it without a configuration (`run`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{
-    CacheSetting, CompileSource, LoadOptions, ModuleApi, RouterSet, RouterSetConfig,
+    CacheSetting, CompileSource, Limits, LoadOptions, ModuleApi, RouterSet, RouterSetConfig,
+};
+use presence_router_testkit::{
+    BuiltinCall, Case, CaseCall, CaseResult, TestKit, check_consistency, read_case_file,
+    single_router,
 };
 
 #[derive(Parser)]
@@ -29,6 +34,52 @@ enum Command {
     /// Read JSON Lines requests on stdin and write one JSON answer per line
     /// on stdout, in order.
     Route(LoadArgs),
+    /// Test one component before an operator loads it: built-in cases, your
+    /// own (--cases), and whether its two callbacks agree; each call's use
+    /// of fuel, memory, answer size and time against the default limits.
+    Test(TestArgs),
+    /// Like `route`, for one component and no configuration file: quick
+    /// experiments.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct ComponentArgs {
+    /// The router component (.wasm).
+    #[arg(long, value_name = "FILE")]
+    component: PathBuf,
+    /// The router's configuration, as the JSON object `parse-config` gets.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    config_json: String,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+impl ComponentArgs {
+    /// The configuration, checked to be a JSON object.
+    fn config_json(&self) -> anyhow::Result<String> {
+        match serde_json::from_str::<serde_json::Value>(&self.config_json) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(value.to_string()),
+            Ok(_) => anyhow::bail!("--config-json: must be a JSON object, such as '{{}}'"),
+            Err(e) => anyhow::bail!("--config-json: not valid JSON: {e}"),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    #[command(flatten)]
+    component: ComponentArgs,
+    /// Your own cases: a YAML or JSON file of batches and expected routes
+    /// (see docs/writing-a-router.md).
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    component: ComponentArgs,
 }
 
 #[derive(clap::Args)]
@@ -36,6 +87,12 @@ struct LoadArgs {
     /// The YAML configuration listing the routers.
     #[arg(long)]
     config: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(clap::Args)]
+struct CacheArgs {
     /// Keep compiled components here (default: the user's cache directory,
     /// ~/.cache/presence-router on Linux).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -45,7 +102,7 @@ struct LoadArgs {
     no_cache: bool,
 }
 
-impl LoadArgs {
+impl CacheArgs {
     fn options(&self) -> LoadOptions {
         let cache = match (&self.cache_dir, self.no_cache) {
             (_, true) => CacheSetting::Disabled,
@@ -77,6 +134,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args).await,
         Command::Route(args) => route(args).await,
+        Command::Test(args) => test(args).await,
+        Command::Run(args) => run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,7 +148,7 @@ async fn main() -> ExitCode {
 
 async fn load(args: &LoadArgs) -> anyhow::Result<RouterSet> {
     let config = RouterSetConfig::from_file(&args.config)?;
-    Ok(RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.options()).await?)
+    Ok(RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.cache.options()).await?)
 }
 
 async fn check(args: LoadArgs) -> anyhow::Result<()> {
@@ -118,7 +177,107 @@ async fn check(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 async fn route(args: LoadArgs) -> anyhow::Result<()> {
-    let routers = load(&args).await?;
+    serve_json_lines(&load(&args).await?).await
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let args = &args.component;
+    let config = single_router(&args.component, &args.config_json()?, Limits::DEFAULT);
+    let routers =
+        RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.cache.options()).await?;
+    serve_json_lines(&routers).await
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<()> {
+    let component = &args.component;
+    let config_json = component.config_json()?;
+    let cases = match &args.cases {
+        Some(path) => read_case_file(path)?,
+        None => Vec::new(),
+    };
+    let mut kit = TestKit::new(
+        &component.component,
+        &config_json,
+        component.cache.options(),
+        Limits::DEFAULT,
+    );
+    // A router that can't start fails every case for the same reason: say
+    // it once.
+    let routers = kit
+        .router_set(&config_json, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{} with {config_json}, against the default limits ({})",
+        component.component.display(),
+        Limits::DEFAULT
+    );
+    let mut failed = 0;
+    println!("\nbuilt-in cases");
+    for (name, call) in kit.builtin_cases() {
+        let result = kit.run_builtin(&name, &call).await;
+        failed += print_case(&result, kit.limits(), builtin_states(&call));
+    }
+    if let Some(path) = &args.cases {
+        println!("\n{}", path.display());
+        for case in &cases {
+            let result = kit.run_case(case).await;
+            failed += print_case(&result, kit.limits(), case_states(case));
+        }
+    }
+    println!("\nconsistency of get-users-for-states and get-interested-users");
+    match check_consistency(&routers, &config_json).await {
+        Ok((mismatches, summary)) if mismatches.is_empty() => {
+            println!("  PASS  {summary}: they agree");
+        }
+        Ok((mismatches, summary)) => {
+            failed += 1;
+            println!("  FAIL  {summary}: {} mismatch(es)", mismatches.len());
+            for mismatch in mismatches.iter().take(10) {
+                println!("        {}", mismatch.what);
+                println!("          smallest example: {}", mismatch.example);
+            }
+        }
+        Err(message) => {
+            failed += 1;
+            println!("  FAIL  could not check: {message}");
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    println!("\nall passed");
+    Ok(())
+}
+
+fn builtin_states(call: &BuiltinCall) -> usize {
+    match call {
+        BuiltinCall::UsersForStates(batch) => batch.len(),
+        BuiltinCall::InterestedUsers(_) => 1,
+    }
+}
+
+fn case_states(case: &Case) -> usize {
+    match &case.call {
+        CaseCall::UsersForStates { batch, .. } => batch.len(),
+        _ => 1,
+    }
+}
+
+/// Prints one case; 1 if it failed.
+fn print_case(result: &CaseResult, limits: &Limits, states: usize) -> usize {
+    let verdict = if result.passed { "PASS" } else { "FAIL" };
+    println!("  {verdict}  {}", result.name);
+    if let Some(usage) = result.usage(limits, states) {
+        println!("        {usage}");
+    }
+    for line in &result.details {
+        println!("        {line}");
+    }
+    usize::from(!result.passed)
+}
+
+async fn serve_json_lines(routers: &RouterSet) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut output = tokio::io::stdout();
     let mut line = Vec::new();

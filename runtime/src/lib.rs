@@ -40,7 +40,7 @@ pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
     Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, UserPresenceState,
-    UsersForStates, answer, jsonl, validate_user_id,
+    UsersForStates, answer, format_bytes, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, RouterSet};

@@ -1,0 +1,185 @@
+//! One conformance suite for the example router in every language: the
+//! cases of `tests/conformance/example-router.yaml`, the test kit's
+//! built-in cases and its consistency check, run through the runtime
+//! against the Rust, JavaScript and Python components. Also: the kit itself
+//! catches what it is for (a wrong answer, callbacks that disagree, a
+//! router that needs more than the limits).
+
+use std::path::Path;
+
+use presence_router_runtime::Limits;
+use presence_router_testkit::{TestKit, check_consistency, read_case_file};
+use presence_router_tests::{guests, test_load_options};
+
+/// The configuration cases without their own `config` use.
+const CONFIG: &str = r#"{"always_send_to_users": ["@alice:example.com", "@watcher:remote.org"], "blacklisted_users": ["@mallory:example.com"]}"#;
+
+const CASES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/conformance/example-router.yaml"
+);
+
+/// Every failed check of one component, as readable lines.
+async fn conformance_failures(component: &str) -> Vec<String> {
+    let mut kit = TestKit::new(
+        Path::new(component),
+        CONFIG,
+        test_load_options(),
+        Limits::DEFAULT,
+    );
+    let mut failures = Vec::new();
+    let mut record = |result: presence_router_testkit::CaseResult| {
+        if !result.passed {
+            failures.push(format!("{}: {}", result.name, result.details.join(" / ")));
+        }
+    };
+    let cases = read_case_file(Path::new(CASES)).expect("the conformance cases parse");
+    assert!(cases.len() >= 15, "{} cases", cases.len());
+    for case in &cases {
+        record(kit.run_case(case).await);
+    }
+    for (name, call) in kit.builtin_cases() {
+        record(kit.run_builtin(&name, &call).await);
+    }
+    let routers = kit.router_set(CONFIG, false).await.expect("it loads");
+    match check_consistency(&routers, CONFIG).await {
+        Ok((mismatches, _)) => failures.extend(mismatches.into_iter().map(|m| m.what)),
+        Err(message) => failures.push(message),
+    }
+    failures
+}
+
+#[tokio::test]
+async fn the_rust_example_router_conforms() {
+    assert_eq!(
+        conformance_failures(guests::EXAMPLE_ROUTER).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn the_javascript_example_router_conforms() {
+    assert_eq!(
+        conformance_failures(guests::EXAMPLE_ROUTER_JS).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn the_python_example_router_conforms() {
+    assert_eq!(
+        conformance_failures(guests::EXAMPLE_ROUTER_PYTHON).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_expectation_fails_with_a_diff_naming_the_states() {
+    let cases = presence_router_testkit::cases::parse_cases(
+        r#"
+cases:
+  - name: wrong on purpose
+    get_users_for_states:
+      - {user_id: "@bob:example.com", state: online}
+      - {user_id: "@mallory:example.com", state: online}
+    expect: {"@alice:example.com": [0, 1]}
+  - name: refusal expected, none comes
+    config: {always_send_to_users: []}
+    expect_config_error: "anything"
+"#,
+    )
+    .expect("valid cases");
+    let mut kit = TestKit::new(
+        Path::new(guests::EXAMPLE_ROUTER),
+        CONFIG,
+        test_load_options(),
+        Limits::DEFAULT,
+    );
+    let wrong = kit.run_case(&cases[0]).await;
+    assert!(!wrong.passed);
+    assert_eq!(
+        wrong.details,
+        vec![
+            "@alice:example.com: expected [0 (@bob:example.com), 1 (@mallory:example.com)], \
+             got [0 (@bob:example.com)]; missing [1 (@mallory:example.com)]",
+            "@watcher:remote.org: expected [], got [0 (@bob:example.com)]; unexpected \
+             [0 (@bob:example.com)]",
+        ]
+    );
+    // The call still reports what it used.
+    assert_eq!(wrong.stats.map(|s| s.answer_entries), Some(4));
+    let accepted = kit.run_case(&cases[1]).await;
+    assert!(!accepted.passed);
+    assert!(
+        accepted.details[0].contains("was accepted"),
+        "{:?}",
+        accepted.details
+    );
+}
+
+#[tokio::test]
+async fn callbacks_that_disagree_are_reported_with_the_smallest_example() {
+    // Routes every update to @w, but says @w is interested in no one.
+    let config = r#"{"routes": {"@w:example.com": "all"}, "interested": {}}"#;
+    let mut kit = TestKit::new(
+        Path::new(guests::SCRIPTED),
+        config,
+        test_load_options(),
+        Limits::DEFAULT,
+    );
+    let routers = kit.router_set(config, false).await.expect("it loads");
+    let (mismatches, _) = check_consistency(&routers, config)
+        .await
+        .expect("the router answers");
+    let about_kit0: Vec<_> = mismatches
+        .iter()
+        .filter(|m| m.sender == "@kit0:example.com")
+        .collect();
+    let [mismatch] = about_kit0.as_slice() else {
+        panic!("one mismatch about @kit0: {mismatches:#?}");
+    };
+    assert_eq!(mismatch.user, "@w:example.com");
+    assert!(
+        mismatch.what.contains("does not name @kit0:example.com"),
+        "{}",
+        mismatch.what
+    );
+    assert_eq!(
+        mismatch.example,
+        "get-users-for-states([{user_id: @kit0:example.com, state: online}]) routes it to \
+         @w:example.com; get-interested-users(@w:example.com) = {}"
+    );
+}
+
+#[tokio::test]
+async fn a_router_over_the_limits_is_told_what_it_needs() {
+    let limits = Limits {
+        fuel: 50_000,
+        fuel_per_state: 10,
+        ..Limits::DEFAULT
+    };
+    let mut kit = TestKit::new(
+        Path::new(guests::EXAMPLE_ROUTER),
+        CONFIG,
+        test_load_options(),
+        limits,
+    );
+    let (name, call) = kit
+        .builtin_cases()
+        .into_iter()
+        .find(|(name, _)| name.contains("1,000"))
+        .expect("the large built-in case");
+    let result = kit.run_builtin(&name, &call).await;
+    assert!(!result.passed);
+    assert!(
+        result.details[0].starts_with("out_of_fuel:"),
+        "{:?}",
+        result.details
+    );
+    assert!(
+        result.details[1].starts_with("with the limits raised, it needs fuel ")
+            && result.details[1].contains("limits.fuel 50000 + limits.fuel_per_state 10 × 1000"),
+        "{:?}",
+        result.details
+    );
+}
