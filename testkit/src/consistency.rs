@@ -2,10 +2,10 @@
 //!
 //! Synapse uses `get-users-for-states` when presence changes (whose sync
 //! streams to wake) and `get-interested-users` when a user syncs (whose
-//! presence to fetch for them, which it then filters through
-//! `get-users-for-states` again). Its documentation warns that the two must
-//! line up, or users see presence that comes and goes. On generated
-//! batches, for every user `u`:
+//! presence to put in their `/sync`; for `all-users`, everyone's that
+//! changed, filtered through `get-users-for-states` again). Its
+//! documentation warns that the two must line up, or users see presence
+//! late or never. On generated batches, for every user `u`:
 //!
 //! - if `get-interested-users(u)` names users `X`, every update routed to
 //!   `u` must come from a user in `X`, and every update from a user in `X`
@@ -181,7 +181,8 @@ fn disagreements(
                         sender.clone(),
                         format!(
                             "{sender}'s update is routed to {user}, but get-interested-users({user}) \
-                             does not name {sender}: {user} loses it at the next full sync"
+                             does not name {sender}: {user}'s sync is woken for it, and /sync \
+                             leaves it out"
                         ),
                     ));
                 }
@@ -193,7 +194,8 @@ fn disagreements(
                         sender.clone(),
                         format!(
                             "get-interested-users({user}) names {sender}, but {sender}'s update \
-                             is not routed to {user}: {user} never sees it change"
+                             is not routed to {user}: {user} sees it only when something else \
+                             wakes their sync"
                         ),
                     ));
                 }

@@ -77,4 +77,6 @@ async fn measure(label: &str, component: &str) {
 async fn main() {
     println!("memory per warm instance ({INSTANCES} instances per router)");
     measure("rust", "$EXAMPLE_ROUTER").await;
+    measure("js", "$EXAMPLE_ROUTER_JS").await;
+    measure("python", "$EXAMPLE_ROUTER_PYTHON").await;
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Create (or reuse) the Python venv that runs a real Synapse for the e2e test.
+#
+#   synapse-module/e2e/setup.sh            # idempotent; prints the venv path last
+#   PYTHON=/path/to/python3.11 setup.sh    # choose the interpreter (>= 3.10)
+#   SYNAPSE_VENV=/some/dir setup.sh        # choose the venv location
+#
+# The venv is reused as long as requirements.txt + constraints.txt are
+# unchanged (a copy of both is kept as a stamp inside the venv).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+VENV="${SYNAPSE_VENV:-$REPO/target/toolchains/synapse-venv}"
+STAMP="$VENV/.e2e-requirements.stamp"
+
+pick_python() {
+  if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
+  for p in python3.11 python3.12 python3.13 python3.10 python3; do
+    if command -v "$p" >/dev/null 2>&1; then echo "$p"; return; fi
+  done
+  echo "setup.sh: no python3 found" >&2; exit 1
+}
+
+want="$(cat "$HERE/requirements.txt" "$HERE/constraints.txt")"
+if [[ -x "$VENV/bin/python" && -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$want" ]] \
+   && "$VENV/bin/python" -c 'import synapse, httpx, pytest' 2>/dev/null; then
+  echo "setup.sh: reusing $VENV" >&2
+  echo "$VENV"
+  exit 0
+fi
+
+PY="$(pick_python)"
+"$PY" - <<'PYEOF'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"setup.sh: Synapse needs Python >= 3.10, got {sys.version.split()[0]}")
+PYEOF
+
+echo "setup.sh: building $VENV with $("$PY" --version 2>&1)" >&2
+start=$(date +%s)
+rm -rf "$VENV"
+mkdir -p "$(dirname "$VENV")"
+"$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r "$HERE/requirements.txt" -c "$HERE/constraints.txt"
+printf '%s' "$want" > "$STAMP"
+echo "setup.sh: installed in $(( $(date +%s) - start ))s" >&2
+echo "$VENV"

@@ -1,0 +1,96 @@
+//! What each language's toolchain costs, for the example router built in
+//! Rust, JavaScript (componentize-js) and Python (componentize-py): component
+//! size, compile and cached load, a fresh instance, per-call time and fuel
+//! per state. Medians of repeated runs; one process, one run.
+//!
+//! `cargo bench -p presence-router-tests --bench languages`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_router_runtime::{
+    CacheSetting, Limits, LoadOptions, LoggingModuleApi, RouterSet, UserPresenceState,
+};
+use presence_router_testkit::{generated_batch, single_router};
+use presence_router_tests::guests;
+
+const CONFIG: &str = r#"{"always_send_to_users": ["@alice:example.com", "@bob:example.com"], "blacklisted_users": ["@mallory:example.com"]}"#;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn load(component: &str, cache: CacheSetting) -> (RouterSet, Duration) {
+    let config = single_router(Path::new(component), CONFIG, Limits::DEFAULT);
+    let started = Instant::now();
+    let routers = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &LoadOptions { cache })
+        .await
+        .unwrap_or_else(|e| panic!("{component} loads: {e}"));
+    (routers, started.elapsed())
+}
+
+/// Median time and fuel of one call on `batch`, over `runs` calls.
+async fn call(routers: &RouterSet, batch: &[UserPresenceState], runs: usize) -> (Duration, u64) {
+    let mut times = Vec::with_capacity(runs);
+    let mut fuel = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let routed = routers.get_users_for_states(batch).await;
+        times.push(started.elapsed());
+        assert!(routed.failures.is_empty(), "{:?}", routed.failures);
+        fuel = routed.stats[0].fuel_used;
+    }
+    (median(times), fuel)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let cache_dir = tempfile::tempdir().expect("a temporary cache");
+    println!(
+        "| language | component | compile | load from cache | fresh instance | batch 1 | batch 100, per state | batch 1,000, per state | fuel per state | linear memory |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (language, component, runs) in [
+        ("Rust", guests::EXAMPLE_ROUTER, 2_000),
+        ("JavaScript", guests::EXAMPLE_ROUTER_JS, 40),
+        ("Python", guests::EXAMPLE_ROUTER_PYTHON, 40),
+    ] {
+        let size = std::fs::metadata(component).expect("built").len();
+        let cache = CacheSetting::Dir(cache_dir.path().to_owned());
+        let (_, compile) = load(component, cache.clone()).await;
+        let loads: Vec<Duration> = {
+            let mut loads = Vec::new();
+            for _ in 0..5 {
+                loads.push(load(component, cache.clone()).await.1);
+            }
+            loads
+        };
+        let (routers, _) = load(component, cache.clone()).await;
+        let mut fresh = Vec::new();
+        for _ in 0..runs.min(200) {
+            let started = Instant::now();
+            assert!(routers.make_fresh_instance(0).await);
+            fresh.push(started.elapsed());
+        }
+        let (one, _) = call(&routers, &generated_batch(1), runs).await;
+        let (hundred, _) = call(&routers, &generated_batch(100), runs / 4).await;
+        let (thousand, fuel_1000) = call(&routers, &generated_batch(1_000), runs / 20).await;
+        let (_, fuel_0) = call(&routers, &[], 5).await;
+        let routed = routers.get_users_for_states(&generated_batch(1_000)).await;
+        let memory = routed.stats[0].memory_bytes;
+        println!(
+            "| {language} | {:.1} MB | {:.1?} | {:.1?} | {:.1?} | {:.1?} | {:.0?} | {:.0?} | {} | {:.1} MiB |",
+            size as f64 / 1e6,
+            compile,
+            median(loads),
+            median(fresh),
+            one,
+            hundred / 100,
+            thousand / 1_000,
+            (fuel_1000 - fuel_0) / 1_000,
+            memory as f64 / f64::from(1 << 20),
+        );
+    }
+}
