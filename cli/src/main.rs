@@ -14,10 +14,7 @@ use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{
     CacheSetting, CompileSource, Limits, LoadOptions, ModuleApi, RouterSet, RouterSetConfig,
 };
-use presence_router_testkit::{
-    BuiltinCall, Case, CaseCall, CaseResult, TestKit, check_consistency, read_case_file,
-    single_router,
-};
+use presence_router_testkit::{CaseResult, TestKit, read_case_file, single_router};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -201,10 +198,10 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         component.cache.options(),
         Limits::DEFAULT,
     );
-    // A router that can't start fails every case for the same reason: say
+    // A router that can't start fails every check for the same reason: say
     // it once.
-    let routers = kit
-        .router_set(&config_json, false)
+    let run = kit
+        .run_all(&cases)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -212,69 +209,48 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         component.component.display(),
         Limits::DEFAULT
     );
-    let mut failed = 0;
     println!("\nbuilt-in cases");
-    for (name, call) in kit.builtin_cases() {
-        let result = kit.run_builtin(&name, &call).await;
-        failed += print_case(&result, kit.limits(), builtin_states(&call));
+    for result in &run.builtin {
+        print_case(result, kit.limits());
     }
     if let Some(path) = &args.cases {
         println!("\n{}", path.display());
-        for case in &cases {
-            let result = kit.run_case(case).await;
-            failed += print_case(&result, kit.limits(), case_states(case));
+        for result in &run.cases {
+            print_case(result, kit.limits());
         }
     }
     println!("\nconsistency of get-users-for-states and get-interested-users");
-    match check_consistency(&routers, &config_json).await {
+    match &run.consistency {
         Ok((mismatches, summary)) if mismatches.is_empty() => {
             println!("  PASS  {summary}: they agree");
         }
         Ok((mismatches, summary)) => {
-            failed += 1;
             println!("  FAIL  {summary}: {} mismatch(es)", mismatches.len());
             for mismatch in mismatches.iter().take(10) {
                 println!("        {}", mismatch.what);
                 println!("          smallest example: {}", mismatch.example);
             }
         }
-        Err(message) => {
-            failed += 1;
-            println!("  FAIL  could not check: {message}");
+        Err(message) => println!("  FAIL  could not check: {message}"),
+    }
+    match run.failed() {
+        0 => {
+            println!("\nall passed");
+            Ok(())
         }
-    }
-    if failed > 0 {
-        anyhow::bail!("{failed} check(s) failed");
-    }
-    println!("\nall passed");
-    Ok(())
-}
-
-fn builtin_states(call: &BuiltinCall) -> usize {
-    match call {
-        BuiltinCall::UsersForStates(batch) => batch.len(),
-        BuiltinCall::InterestedUsers(_) => 1,
+        failed => anyhow::bail!("{failed} check(s) failed"),
     }
 }
 
-fn case_states(case: &Case) -> usize {
-    match &case.call {
-        CaseCall::UsersForStates { batch, .. } => batch.len(),
-        _ => 1,
-    }
-}
-
-/// Prints one case; 1 if it failed.
-fn print_case(result: &CaseResult, limits: &Limits, states: usize) -> usize {
+fn print_case(result: &CaseResult, limits: &Limits) {
     let verdict = if result.passed { "PASS" } else { "FAIL" };
     println!("  {verdict}  {}", result.name);
-    if let Some(usage) = result.usage(limits, states) {
+    if let Some(usage) = result.usage(limits) {
         println!("        {usage}");
     }
     for line in &result.details {
         println!("        {line}");
     }
-    usize::from(!result.passed)
 }
 
 async fn serve_json_lines(routers: &RouterSet) -> anyhow::Result<()> {

@@ -645,11 +645,10 @@ pub(crate) struct GuestInstance {
     get_users_for_states: Func,
     get_interested_users: Func,
     limits: Limits,
-    last_call: CallUsage,
 }
 
-/// What the last successful call used.
-#[derive(Clone, Copy, Default)]
+/// What a successful call used.
+#[derive(Clone, Copy)]
 pub(crate) struct CallUsage {
     pub fuel_used: u64,
     pub fuel_budget: u64,
@@ -742,7 +741,6 @@ impl GuestInstance {
             get_users_for_states,
             get_interested_users,
             limits: limits.clone(),
-            last_call: CallUsage::default(),
         };
         // Instantiation had its own budget; parse-config gets a fresh one.
         // SAFETY: checked just above.
@@ -756,8 +754,8 @@ impl GuestInstance {
         }
         .await;
         match answer {
-            Ok((Ok(()),)) => Ok(instance),
-            Ok((Err(message),)) => Err(InstanceError::ConfigRefused(message)),
+            Ok(((Ok(()),), _)) => Ok(instance),
+            Ok(((Err(message),), _)) => Err(InstanceError::ConfigRefused(message)),
             Err(failure) => Err(InstanceError::Failed(failure)),
         }
     }
@@ -766,11 +764,11 @@ impl GuestInstance {
     pub(crate) async fn get_users_for_states(
         &mut self,
         states: &[UserPresenceState],
-    ) -> Result<CheckedRoutes, Failure> {
+    ) -> Result<(CheckedRoutes, CallUsage), Failure> {
         let fuel = self.limits.fuel_for_batch(states.len());
         // SAFETY: `GuestInstance::new` checked the export against exactly
         // these parameter and result types.
-        let (routes,) = unsafe {
+        let ((routes,), usage) = unsafe {
             self.call::<(&[UserPresenceState],), (Vec<RawRoute>,)>(
                 self.get_users_for_states,
                 fuel,
@@ -782,17 +780,17 @@ impl GuestInstance {
         let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
         answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
             .map_err(Failure::invalid_answer)?;
-        Ok(routes)
+        Ok((routes, usage))
     }
 
     /// Calls `get-interested-users` for one user and checks the answer.
     pub(crate) async fn get_interested_users(
         &mut self,
         user_id: &str,
-    ) -> Result<CheckedInterest, Failure> {
+    ) -> Result<(CheckedInterest, CallUsage), Failure> {
         let fuel = self.limits.fuel_for_batch(1);
         // SAFETY: as in `get_users_for_states`.
-        let (answer,) = unsafe {
+        let ((answer,), usage) = unsafe {
             self.call::<(&str,), (RawInterestedUsers,)>(
                 self.get_interested_users,
                 fuel,
@@ -802,17 +800,17 @@ impl GuestInstance {
         }
         .await?;
         match answer {
-            RawInterestedUsers::AllUsers => Ok(None),
+            RawInterestedUsers::AllUsers => Ok((None, usage)),
             RawInterestedUsers::Users(users) => {
                 answer::check_users(&users, self.limits.max_answer_entries)
                     .map_err(Failure::invalid_answer)?;
-                Ok(Some(users))
+                Ok((Some(users), usage))
             }
         }
     }
 
     /// Calls an export with a fresh fuel budget and deadline, and classifies
-    /// a failure.
+    /// a failure; an answer comes with what the call used.
     ///
     /// # Safety
     ///
@@ -825,7 +823,7 @@ impl GuestInstance {
         fuel: u64,
         params: Params,
         export: &str,
-    ) -> Result<Return, Failure>
+    ) -> Result<(Return, CallUsage), Failure>
     where
         Params: ComponentNamedList + Lower + Send + Sync,
         Return: ComponentNamedList + Lift + Send + Sync + 'static,
@@ -838,17 +836,12 @@ impl GuestInstance {
             .call_async(&mut self.store, params)
             .await
             .map_err(|e| classify(&mut self.store, &self.limits, &e, &format!("`{export}`")))?;
-        self.last_call = CallUsage {
+        let usage = CallUsage {
             fuel_used: fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
             fuel_budget: fuel,
             elapsed: started.elapsed(),
         };
-        Ok(answer)
-    }
-
-    /// What the last successful call used.
-    pub(crate) fn last_call(&self) -> CallUsage {
-        self.last_call
+        Ok((answer, usage))
     }
 
     /// What the guest did besides answering during the last call (or since

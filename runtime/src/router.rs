@@ -15,7 +15,7 @@ use presence_router_model::{
 use crate::cache::CompileSource;
 use crate::error::LoadError;
 use crate::guest::{
-    CallEffects, CheckedInterest, CheckedRoutes, Failure, GuestEngine, GuestInstance,
+    CallEffects, CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestEngine, GuestInstance,
     InstanceError, LoadedComponent,
 };
 use crate::module_api::ModuleApi;
@@ -232,17 +232,16 @@ impl Router {
     fn finish<T: AnswerEntries>(
         &self,
         mut lease: Lease<'_>,
-        result: Result<T, Failure>,
+        result: Result<(T, CallUsage), Failure>,
     ) -> Result<RouterAnswer<T>, RouterFailure> {
         let effects = lease.instance.take_effects();
-        let usage = lease.instance.last_call();
         let memory_bytes = lease.instance.memory_bytes() as u64;
         let lost = matches!(&result, Err(failure) if failure.instance_lost);
         if !lost {
             self.return_instance(lease.instance);
         }
         let sends = self.pass_on(effects);
-        let answer = result.map_err(|failure| self.failure(failure))?;
+        let (answer, usage) = result.map_err(|failure| self.failure(failure))?;
         let sends = sends.map_err(|message| self.failure(Failure::invalid_answer(message)))?;
         self.succeeded();
         let stats = CallStats {

@@ -48,6 +48,16 @@ pub struct Case {
     pub call: CaseCall,
 }
 
+impl Case {
+    /// States in the case's batch (1 for the other kinds of case).
+    pub fn states(&self) -> usize {
+        match &self.call {
+            CaseCall::UsersForStates { batch, .. } => batch.len(),
+            CaseCall::InterestedUsers { .. } | CaseCall::ConfigError { .. } => 1,
+        }
+    }
+}
+
 /// What a case does, and what it expects.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CaseCall {

@@ -56,6 +56,33 @@ pub struct CaseResult {
     pub details: Vec<String>,
     /// What the call used, where it answered.
     pub stats: Option<CallStats>,
+    /// States in the case's batch (1 for `get-interested-users`): what its
+    /// fuel budget was computed from.
+    pub states: usize,
+}
+
+/// Everything `presence-router test` checks, for one component.
+pub struct TestRun {
+    pub builtin: Vec<CaseResult>,
+    /// The author's cases, in file order.
+    pub cases: Vec<CaseResult>,
+    /// The consistency check: mismatches and what was checked, or why it
+    /// could not run.
+    pub consistency: Result<(Vec<Mismatch>, String), String>,
+}
+
+impl TestRun {
+    /// How many checks failed: cases, and the consistency check as one.
+    pub fn failed(&self) -> usize {
+        let cases = self
+            .builtin
+            .iter()
+            .chain(&self.cases)
+            .filter(|result| !result.passed)
+            .count();
+        let consistent = matches!(&self.consistency, Ok((mismatches, _)) if mismatches.is_empty());
+        cases + usize::from(!consistent)
+    }
 }
 
 /// One component under test, loaded once per configuration its cases use.
@@ -120,6 +147,27 @@ impl TestKit {
         loaded
     }
 
+    /// Runs the built-in cases, `cases`, and the consistency check. `Err`
+    /// if the router can't start under the kit's configuration (every check
+    /// would fail for that one reason).
+    pub async fn run_all(&mut self, cases: &[Case]) -> Result<TestRun, String> {
+        let config_json = self.config_json.clone();
+        let routers = self.router_set(&config_json, false).await?;
+        let mut builtin = Vec::new();
+        for (name, call) in self.builtin_cases() {
+            builtin.push(self.run_builtin(&name, &call).await);
+        }
+        let mut results = Vec::with_capacity(cases.len());
+        for case in cases {
+            results.push(self.run_case(case).await);
+        }
+        Ok(TestRun {
+            builtin,
+            cases: results,
+            consistency: check_consistency(&routers, &config_json).await,
+        })
+    }
+
     /// The cases every router must pass, whatever it routes: they check
     /// that it answers, within the limits, for batches it will meet.
     pub fn builtin_cases(&self) -> Vec<(String, BuiltinCall)> {
@@ -163,9 +211,10 @@ impl TestKit {
     /// Runs a built-in case: it passes if the router answers.
     pub async fn run_builtin(&mut self, name: &str, call: &BuiltinCall) -> CaseResult {
         let config_json = self.config_json.clone();
+        let states = call.states();
         match self.call(&config_json, call).await {
-            Ok((_, stats)) => CaseResult::pass(name, stats),
-            Err(details) => CaseResult::fail(name, details, None),
+            Ok((_, stats)) => CaseResult::pass(name, stats, states),
+            Err(details) => CaseResult::fail(name, details, None, states),
         }
     }
 
@@ -176,6 +225,7 @@ impl TestKit {
             .clone()
             .unwrap_or_else(|| self.config_json.clone());
         let name = case.name.as_str();
+        let states = case.states();
         let (call, expected) = match &case.call {
             CaseCall::ConfigError { contains } => {
                 return match self.router_set(&config_json, false).await {
@@ -186,9 +236,10 @@ impl TestKit {
                              a message containing {contains:?}"
                         )],
                         None,
+                        states,
                     ),
                     Err(message) if message.contains(contains.as_str()) => {
-                        CaseResult::pass(name, None)
+                        CaseResult::pass(name, None, states)
                     }
                     Err(message) => CaseResult::fail(
                         name,
@@ -197,6 +248,7 @@ impl TestKit {
                             format!("got: {message}"),
                         ],
                         None,
+                        states,
                     ),
                 };
             }
@@ -213,12 +265,12 @@ impl TestKit {
             Ok((answer, stats)) => {
                 let diff = diff(&expected, &answer, &call);
                 if diff.is_empty() {
-                    CaseResult::pass(name, stats)
+                    CaseResult::pass(name, stats, states)
                 } else {
-                    CaseResult::fail(name, diff, stats)
+                    CaseResult::fail(name, diff, stats, states)
                 }
             }
-            Err(details) => CaseResult::fail(name, details, None),
+            Err(details) => CaseResult::fail(name, details, None, states),
         }
     }
 
@@ -284,7 +336,8 @@ pub enum BuiltinCall {
 }
 
 impl BuiltinCall {
-    fn states(&self) -> usize {
+    /// States in the call's batch (1 for `get-interested-users`).
+    pub fn states(&self) -> usize {
         match self {
             BuiltinCall::UsersForStates(batch) => batch.len(),
             BuiltinCall::InterestedUsers(_) => 1,
@@ -386,28 +439,31 @@ fn diff(expected: &Answer, actual: &Answer, call: &BuiltinCall) -> Vec<String> {
 }
 
 impl CaseResult {
-    fn pass(name: &str, stats: Option<CallStats>) -> Self {
+    fn pass(name: &str, stats: Option<CallStats>, states: usize) -> Self {
         CaseResult {
             name: name.to_owned(),
             passed: true,
             details: Vec::new(),
             stats,
+            states,
         }
     }
 
-    fn fail(name: &str, details: Vec<String>, stats: Option<CallStats>) -> Self {
+    fn fail(name: &str, details: Vec<String>, stats: Option<CallStats>, states: usize) -> Self {
         CaseResult {
             name: name.to_owned(),
             passed: false,
             details,
             stats,
+            states,
         }
     }
 
     /// `fuel 12,345 of 10,200,000 (0.1%) · memory 1.1 MiB of 64 MiB · ...`,
     /// each against `limits`.
-    pub fn usage(&self, limits: &Limits, states: usize) -> Option<String> {
+    pub fn usage(&self, limits: &Limits) -> Option<String> {
         let stats = self.stats.as_ref()?;
+        let states = self.states;
         let percent = |used: f64, of: f64| if of > 0.0 { 100.0 * used / of } else { 0.0 };
         Some(format!(
             "fuel {} of {} ({:.1}%) · memory {} of {} · answer {} of {} entries · {} of {}",

@@ -19,7 +19,8 @@ const CASES: &str = concat!(
     "/conformance/example-router.yaml"
 );
 
-/// Every failed check of one component, as readable lines.
+/// Every failed check of one component, as readable lines: what
+/// `presence-router test` runs, with the conformance cases.
 async fn conformance_failures(component: &str) -> Vec<String> {
     let mut kit = TestKit::new(
         Path::new(component),
@@ -27,22 +28,19 @@ async fn conformance_failures(component: &str) -> Vec<String> {
         test_load_options(),
         Limits::DEFAULT,
     );
-    let mut failures = Vec::new();
-    let mut record = |result: presence_router_testkit::CaseResult| {
-        if !result.passed {
-            failures.push(format!("{}: {}", result.name, result.details.join(" / ")));
-        }
-    };
     let cases = read_case_file(Path::new(CASES)).expect("the conformance cases parse");
     assert!(cases.len() >= 15, "{} cases", cases.len());
-    for case in &cases {
-        record(kit.run_case(case).await);
-    }
-    for (name, call) in kit.builtin_cases() {
-        record(kit.run_builtin(&name, &call).await);
-    }
-    let routers = kit.router_set(CONFIG, false).await.expect("it loads");
-    match check_consistency(&routers, CONFIG).await {
+    let run = kit.run_all(&cases).await.expect("it loads");
+    assert_eq!(run.cases.len(), cases.len());
+    assert_eq!(run.builtin.len(), kit.builtin_cases().len());
+    let mut failures: Vec<String> = run
+        .builtin
+        .iter()
+        .chain(&run.cases)
+        .filter(|result| !result.passed)
+        .map(|result| format!("{}: {}", result.name, result.details.join(" / ")))
+        .collect();
+    match run.consistency {
         Ok((mismatches, _)) => failures.extend(mismatches.into_iter().map(|m| m.what)),
         Err(message) => failures.push(message),
     }
