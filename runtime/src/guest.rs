@@ -433,16 +433,19 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(desired <= Self::MAX_TABLE_ELEMENTS)
     }
 
+    // The same bounds as the pooling allocator's slots, so that a component
+    // the pool refuses is refused as well when instances are allocated on
+    // demand (where the pool can't be reserved).
     fn instances(&self) -> usize {
-        64
+        InstancePool::CORE_INSTANCES_PER_COMPONENT as usize
     }
 
     fn tables(&self) -> usize {
-        64
+        InstancePool::TABLES_PER_COMPONENT as usize
     }
 
     fn memories(&self) -> usize {
-        16
+        InstancePool::MEMORIES_PER_COMPONENT as usize
     }
 }
 
