@@ -11,3 +11,6 @@ for guests in guest-example tests/guests; do
     cargo clippy --target wasm32-wasip2 --target-dir "$OLDPWD/target/guests" -- -D warnings)
 done
 cargo test --workspace
+# The Synapse module: its Python tests, and a real Synapse on loopback with
+# wasm routers (builds the wheel into a pinned virtualenv under target/).
+bash synapse-module/e2e/run.sh -q

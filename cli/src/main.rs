@@ -106,7 +106,10 @@ impl CacheArgs {
             (Some(dir), false) => CacheSetting::Dir(dir.clone()),
             (None, false) => CacheSetting::UserCacheDir,
         };
-        LoadOptions { cache }
+        LoadOptions {
+            cache,
+            ..LoadOptions::default()
+        }
     }
 }
 

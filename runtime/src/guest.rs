@@ -145,10 +145,15 @@ pub(crate) struct GuestEngine {
 }
 
 impl GuestEngine {
-    pub(crate) fn new(cache: &CacheSetting, pool: &InstancePool) -> wasmtime::Result<Self> {
+    pub(crate) fn new(
+        cache: &CacheSetting,
+        pool: &InstancePool,
+        parallel_compilation: bool,
+    ) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            .parallel_compilation(parallel_compilation)
             // Fuel bounds the work of a call; epochs bound its wall-clock time
             // (fuel alone can't: a host call with a big argument costs the
             // guest little fuel and the host much time).

@@ -23,6 +23,12 @@ pub struct LoadOptions {
     /// Where compiled components are kept (default: the user's cache
     /// directory).
     pub cache: CacheSetting,
+    /// Compile on the calling thread instead of wasmtime's pool of compiler
+    /// threads. For a process forked after an earlier load (a homeserver
+    /// that daemonizes once its configuration is checked): the pool's
+    /// threads did not survive the fork, and work handed to them would
+    /// never finish.
+    pub compile_on_calling_thread: bool,
 }
 
 /// Loaded presence routers, in configuration order.
@@ -78,7 +84,7 @@ impl RouterSet {
                 .unwrap_or(0),
         };
         let engine = Arc::new(
-            GuestEngine::new(&options.cache, &pool)
+            GuestEngine::new(&options.cache, &pool, !options.compile_on_calling_thread)
                 .map_err(|e| LoadError::Engine(error_text(&e)))?,
         );
         let mut routers = Vec::with_capacity(config.routers.len());

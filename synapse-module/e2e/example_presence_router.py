@@ -1,8 +1,9 @@
 """The documentation's ExamplePresenceRouter, as a Synapse module.
 
-Stand-in for the future wasm-backed Synapse module: the e2e harness
-(test_e2e.py) loads this through Synapse's own module loader to prove the
-harness, and will later load the real module in its place.
+The Python reference for the e2e test (test_e2e.py): the same assertions
+run against these Python routers and against the wasm module running the
+`guest-example` component, so the wasm module is shown to do what Synapse's
+own Python routers do.
 
 Options (both optional, lists of Matrix user IDs):
 

@@ -1,28 +1,26 @@
 """End-to-end test: a REAL Synapse (subprocess, loopback, SQLite) with presence
 routers loaded as Synapse modules, driven only through client/admin HTTP calls.
 
-Run (see README.md):
+Run it with ``synapse-module/e2e/run.sh`` (builds the module's wheel and the
+guests, installs both into the e2e virtualenv, runs pytest), or see
+README.md.
 
-    VENV=$(synapse-module/e2e/setup.sh)
-    $VENV/bin/python -m pytest synapse-module/e2e -v
+The routing scenario runs in three forms, with the same assertions:
 
-Routers under test (env vars swap the first one, so the future wasm-backed
-module can be dropped in without touching this file: E2E_ROUTER_MODULE,
-E2E_LEGACY_ROUTER_MODULE, E2E_ROUTER_EXTRA_CONFIG_JSON, E2E_EXTRA_PYTHONPATH):
-
-* ``example_presence_router.ExamplePresenceRouter`` (docs' example) with
-  ``always_send_to_users: [@watcher]`` and ``blacklisted_users: [@hidden]``;
-* ``peer_presence_router.PeerTestPresenceRouter`` (Synapse's own test router)
-  with ``users_who_should_receive_all_presence: [@peer]``, which also exposes
-  ``ModuleApi.send_local_online_presence_to`` over a test-only endpoint.
-
-Each scenario runs twice: routers in the ``modules:`` list, and the example
-router in the legacy ``presence: presence_router:`` slot (peer router in
-``modules:``; Synapse runs the ``modules:`` routers first, legacy last).
+* ``wasm-modules``: one ``wasm_presence_router.WasmPresenceRouter`` in
+  ``modules:`` whose ``routers:`` are the example router (``guest-example``)
+  and the Synapse test router (``synapse-test-router``): the runtime merges.
+* ``wasm-legacy``: the module with the example router in the legacy
+  ``presence: presence_router:`` slot, and a second instance of it with the
+  test router in ``modules:``: Synapse merges.
+* ``python-reference``: the same two routers written in Python
+  (``example_presence_router.py``, ``peer_presence_router.py``), as Synapse's
+  docs and tests have them, which is what the wasm module must reproduce.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import hmac
@@ -47,15 +45,13 @@ SERVER = "localhost"
 SHARED_SECRET = "e2e-registration-shared-secret"
 PASSWORD = "e2e-password-1234"
 
-# Module (dotted path) for each config form; overridable for the wasm module.
-ROUTER_MODULE = os.environ.get(
-    "E2E_ROUTER_MODULE", "example_presence_router.ExamplePresenceRouter"
-)
-LEGACY_ROUTER_MODULE = os.environ.get(
-    "E2E_LEGACY_ROUTER_MODULE", "example_presence_router.LegacyExamplePresenceRouter"
-)
-PEER_ROUTER_MODULE = "peer_presence_router.PeerTestPresenceRouter"
-TRIGGER_PATH = "/_synapse/client/wasm_presence_router_e2e/send_local_online_presence_to"
+WASM_MODULE = "wasm_presence_router.WasmPresenceRouter"
+REPO = HERE.parent.parent
+GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
+              or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
+# The courier's status message makes the second router call
+# send_local_online_presence_to (see peer_presence_router.py).
+RESEND = "resend presence"
 
 STARTUP_TIMEOUT_S = 90.0  # Synapse cold start (SQLite schema creation) is ~5-10 s here
 STEP_TIMEOUT_S = 30.0  # per "wait until X sees Y" step
@@ -69,10 +65,49 @@ def uid(localpart: str) -> str:
 ROUTER_CONFIG = {
     "always_send_to_users": [uid("watcher")],
     "blacklisted_users": [uid("hidden")],
-    # Extra keys for a drop-in module (e.g. where its wasm component lives).
-    **json.loads(os.environ.get("E2E_ROUTER_EXTRA_CONFIG_JSON") or "{}"),
 }
-PEER_CONFIG = {"users_who_should_receive_all_presence": [uid("peer")]}
+PEER_CONFIG = {
+    "users_who_should_receive_all_presence": [uid("peer")],
+    "send_on_status_msg": {"status_msg": RESEND, "users": [uid("watcher"), uid("peer")]},
+}
+
+
+def guest(name: str) -> str:
+    path = GUESTS / f"{name}.wasm"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: build the guests first (synapse-module/e2e/run.sh does)")
+    return str(path)
+
+
+def wasm_module(*routers: dict) -> dict:
+    """A WasmPresenceRouter module entry running `routers`."""
+    # Compiled components are cached under target/, not in the home
+    # directory (the module's default).
+    return {"module": WASM_MODULE,
+            "config": {"routers": list(routers), "cache_dir": str(REPO / "target" / "e2e-cache")}}
+
+
+def example_router(config: Optional[dict] = None) -> dict:
+    return {"name": "example", "component": guest("example_router"),
+            "config": ROUTER_CONFIG if config is None else config}
+
+
+def peer_router() -> dict:
+    return {"name": "peer", "component": guest("synapse_test_router"), "config": PEER_CONFIG}
+
+
+def router_modules(form: str) -> Tuple[List[dict], Optional[dict]]:
+    """(the `modules:` list, the legacy `presence.presence_router`) of a form."""
+    if form == "wasm-modules":
+        return [wasm_module(example_router(), peer_router())], None
+    if form == "wasm-legacy":
+        return [wasm_module(peer_router())], wasm_module(example_router())
+    if form == "python-reference":
+        return [
+            {"module": "example_presence_router.ExamplePresenceRouter", "config": ROUTER_CONFIG},
+            {"module": "peer_presence_router.PeerTestPresenceRouter", "config": PEER_CONFIG},
+        ], None
+    raise ValueError(form)
 
 
 # --------------------------------------------------------------------------
@@ -90,10 +125,9 @@ def _fast(n: int = 1000) -> dict:
     return {"per_second": n, "burst_count": n}
 
 
-def homeserver_config(workdir: Path, port: int, form: str,
-                      router_config: Optional[dict] = None) -> dict:
+def homeserver_config(workdir: Path, port: int, modules: List[dict],
+                      presence_router: Optional[dict]) -> dict:
     """The homeserver.yaml contents, written directly (no --generate-config)."""
-    rc = router_config if router_config is not None else ROUTER_CONFIG
     cfg: dict = {
         "server_name": SERVER,
         "public_baseurl": f"http://127.0.0.1:{port}/",
@@ -141,17 +175,10 @@ def homeserver_config(workdir: Path, port: int, form: str,
         "rc_room_creation": _fast(),
         "rc_presence": {"per_user": _fast()},
         "rc_admin_redaction": _fast(),
-        "modules": [],
+        "modules": modules,
     }
-    router = {"module": ROUTER_MODULE, "config": rc}
-    peer = {"module": PEER_ROUTER_MODULE, "config": PEER_CONFIG}
-    if form == "modules":
-        cfg["modules"] = [router, peer]
-    elif form == "legacy":
-        cfg["modules"] = [peer]
-        cfg["presence"]["presence_router"] = dict(router, module=LEGACY_ROUTER_MODULE)
-    else:
-        raise ValueError(form)
+    if presence_router is not None:
+        cfg["presence"]["presence_router"] = presence_router
     return cfg
 
 
@@ -173,8 +200,6 @@ def _die_with_parent() -> None:  # runs in the child before exec
 def synapse_env() -> Dict[str, str]:
     env = dict(os.environ)
     extra = [str(HERE)]
-    if os.environ.get("E2E_EXTRA_PYTHONPATH"):
-        extra.append(os.environ["E2E_EXTRA_PYTHONPATH"])
     if env.get("PYTHONPATH"):
         extra.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(extra)
@@ -183,14 +208,15 @@ def synapse_env() -> Dict[str, str]:
 
 
 class SynapseProcess:
-    def __init__(self, workdir: Path, form: str, router_config: Optional[dict] = None):
+    def __init__(self, workdir: Path, modules: List[dict],
+                 presence_router: Optional[dict] = None):
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "homeserver.yaml"
         self.log_path = workdir / "synapse.log"
         self.config_path.write_text(
-            yaml.safe_dump(homeserver_config(workdir, self.port, form, router_config))
+            yaml.safe_dump(homeserver_config(workdir, self.port, modules, presence_router))
         )
         write_signing_key(workdir / f"{SERVER}.signing.key")
         self.proc: Optional[subprocess.Popen] = None
@@ -351,14 +377,15 @@ def login(http: httpx.Client, localpart: str) -> User:
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["modules", "legacy"])
-def synapse(request) -> Iterator[SynapseProcess]:
-    with tempfile.TemporaryDirectory(prefix=f"synapse-e2e-{request.param}-") as d:
-        hs = SynapseProcess(Path(d), request.param)
+@contextlib.contextmanager
+def running_synapse(label: str, modules: List[dict],
+                    presence_router: Optional[dict] = None) -> Iterator[SynapseProcess]:
+    with tempfile.TemporaryDirectory(prefix=f"synapse-e2e-{label}-") as d:
+        hs = SynapseProcess(Path(d), modules, presence_router)
         try:
             t0 = time.monotonic()
             hs.start()
-            print(f"\n[{request.param}] Synapse healthy on {hs.base_url} "
+            print(f"\n[{label}] Synapse healthy on {hs.base_url} "
                   f"after {time.monotonic() - t0:.1f}s")
             yield hs
         finally:
@@ -367,24 +394,41 @@ def synapse(request) -> Iterator[SynapseProcess]:
                 print(hs.log_tail(200))
 
 
+def register_and_login(http: httpx.Client, names: List[str]) -> Dict[str, User]:
+    for name in names:
+        register(http, name)
+    return {name: login(http, name) for name in names}
+
+
+def assert_no_callback_failures(log: str) -> None:
+    """Synapse only logs a raising or wrong-shaped router (at WARNING), and a
+    missing ALL_USERS entry shows as a KeyError: look for each."""
+    assert "Failed to run module API callback" not in log
+    assert "Wrong type returned by module API callback" not in log
+    assert "KeyError" not in log
+
+
 # --------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------
 
 
-def test_presence_routing_end_to_end(synapse: SynapseProcess) -> None:
-    with httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+@pytest.mark.parametrize("form", ["wasm-modules", "wasm-legacy", "python-reference"])
+def test_presence_routing_end_to_end(form: str) -> None:
+    modules, presence_router = router_modules(form)
+    with running_synapse(form, modules, presence_router) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
         versions = http.get("/_matrix/client/versions").json()["versions"]
         assert versions, "no client versions advertised"
-        names = ["watcher", "alice", "bob", "hidden", "lonely", "peer"]
-        for name in names:
-            register(http, name)
-        u = {name: login(http, name) for name in names}
-        watcher, alice, bob, hidden, lonely, peer = (u[n] for n in names)
+        names = ["watcher", "alice", "bob", "hidden", "lonely", "peer", "courier"]
+        u = register_and_login(http, names)
+        watcher, alice, bob, hidden, lonely, peer, courier = (u[n] for n in names)
 
-        # The router modules really were loaded (the form under test).
+        # The routers of the form under test really were loaded.
         log = synapse.log_text()
-        assert "PeerTestPresenceRouter" in log
+        if form.startswith("wasm"):
+            assert "router `example` loaded from" in log, synapse.log_tail()
+            assert "router `peer` loaded from" in log, synapse.log_tail()
 
         # bob and hidden share a room; nobody else shares a room with anyone.
         room_id = hidden.call("POST", "/_matrix/client/v3/createRoom", json={
@@ -392,7 +436,7 @@ def test_presence_routing_end_to_end(synapse: SynapseProcess) -> None:
         })["room_id"]
         bob.call("POST", f"/_matrix/client/v3/join/{quote(room_id)}", json={})
         assert room_id in bob.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"]
-        for who in (watcher, alice, lonely, peer):
+        for who in (watcher, alice, lonely, peer, courier):
             assert who.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"] == []
 
         # Initial syncs of the observers (they stay offline themselves).
@@ -437,57 +481,128 @@ def test_presence_routing_end_to_end(synapse: SynapseProcess) -> None:
         watcher.wait_to_see(lonely.user_id)
         assert hidden.user_id not in watcher.senders_seen(), watcher.seen
 
-        # 5) ModuleApi.send_local_online_presence_to([watcher, peer]): after
-        #    both have consumed everything, their next sync carries a full
-        #    snapshot of the online local users they are interested in (as
-        #    routed), and no offline state.
+        # 5) Synapse peer case 2, send_local_online_presence_to([watcher,
+        #    peer]), called by the second router (the guest, in wasm) when the
+        #    courier's state carries RESEND. watcher and peer have consumed
+        #    every update, and alice, bob, hidden and lonely don't change:
+        #    their states can only come back as the snapshot the call causes,
+        #    of the online users each is interested in (as routed), and no
+        #    offline state.
         for obs in (watcher, peer, lonely):
             obs.drain()
         marks = {obs.user_id: len(obs.seen) for obs in (watcher, peer, lonely)}
-        r = http.post(TRIGGER_PATH, json={"users": [watcher.user_id, peer.user_id]})
-        assert r.status_code == 200, f"{r.status_code} {r.text}"
+        courier.set_presence("online", RESEND)
 
-        online_now = {alice.user_id, bob.user_id, hidden.user_id, lonely.user_id}
+        unchanged = {alice.user_id, bob.user_id, hidden.user_id, lonely.user_id}
 
         def snapshot(obs: User) -> List[Presence]:
             return obs.seen[marks[obs.user_id]:]
 
         watcher.wait_for("snapshot", lambda: {s for s, _ in snapshot(watcher)}
-                         >= online_now - {hidden.user_id})
-        peer.wait_for("snapshot", lambda: {s for s, _ in snapshot(peer)} >= online_now)
+                         >= unchanged - {hidden.user_id})
+        peer.wait_for("snapshot", lambda: {s for s, _ in snapshot(peer)} >= unchanged)
         watcher.drain()
         peer.drain()
         assert hidden.user_id not in {s for s, _ in snapshot(watcher)}, snapshot(watcher)
         for obs in (watcher, peer):
             assert all(p != "offline" for _, p in snapshot(obs)), snapshot(obs)
-            assert {p for s, p in snapshot(obs) if s in online_now} == {"online"}
-        # lonely was not named: nothing new for it.
+            assert {p for s, p in snapshot(obs) if s in unchanged} == {"online"}
+        # lonely was not named and is interested in nobody: nothing new.
         lonely.drain()
         assert lonely.seen[marks[lonely.user_id]:] == []
 
-        # Routers never failed inside Synapse (a raising/wrong-shape router is
-        # only logged at WARNING, so look for it explicitly).
+        assert_no_callback_failures(synapse.log_text())
+
+
+HOSTILE_ROUTERS = [
+    # name, component, limits, the failure kind Synapse's log must show
+    ("spin", "hostile_spin", {}, "out_of_fuel"),
+    ("panic", "hostile_panic", {}, "trap"),
+    ("sleeper", "hostile_sleeper", {"timeout": "50ms"}, "timeout"),
+]
+
+
+def test_hostile_routers_beside_the_example_do_not_stop_synapse_or_routing() -> None:
+    """Routers from the hardening corpus, before and after the example in
+    the same module: every call to them fails, Synapse keeps serving /sync
+    and presence, logs each failure, and the example's routing stands."""
+    hostile = [
+        {"name": name, "component": guest(component), "limits": limits,
+         # Never suspended, so that every batch really calls them.
+         "failure_policy": {"suspend_after": 1000000}}
+        for name, component, limits, _ in HOSTILE_ROUTERS
+    ]
+    routers = [hostile[0], example_router(), *hostile[1:]]
+    with running_synapse("hostile", [wasm_module(*routers)]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        names = ["watcher", "alice", "hidden", "lonely"]
+        u = register_and_login(http, names)
+        watcher, alice, hidden, lonely = (u[n] for n in names)
+        for obs in (watcher, lonely):
+            obs.sync(0)
+
+        hidden.set_presence("online")
+        alice.set_presence("online", "alice is here")
+        watcher.wait_to_see(alice.user_id)
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+        lonely.set_presence("online")
+        lonely.wait_to_see(lonely.user_id)
+        assert lonely.senders_seen() == {lonely.user_id}, lonely.seen
+        watcher.wait_to_see(lonely.user_id)
+        # A second round: the hostile routers' instances were replaced and
+        # fail again; routing still works.
+        alice.set_presence("unavailable", "alice is away")
+        watcher.wait_to_see(alice.user_id, "unavailable")
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
         log = synapse.log_text()
-        assert "Failed to run module API callback" not in log
-        assert "Wrong type returned by module API callback" not in log
-        assert "KeyError" not in log
+        for name, _, _, kind in HOSTILE_ROUTERS:
+            assert f"router `{name}` skipped for this call ({kind})" in log, synapse.log_tail()
+        # The guest's own words reach the log: the panic message, from its
+        # stderr, under the module's logger.
+        assert "hostile panic on a batch of" in log, synapse.log_tail()
+        assert "wasm_presence_router" in log
+        assert_no_callback_failures(log)
 
 
 @pytest.mark.parametrize(
-    "form,expected_path",
-    [("modules", "modules.<item 0>.config"), ("legacy", "presence.presence_router.config")],
+    "form,bad,expected_path,expected_message",
+    [
+        ("modules", "guest-refuses", "modules.<item 0>.config.routers.<item 0>.config",
+         "router `example` refused its configuration: always_send_to_users"),
+        ("legacy", "guest-refuses", "presence.presence_router.config.routers.<item 0>.config",
+         "router `example` refused its configuration: always_send_to_users"),
+        ("modules", "bad-limit", "modules.<item 0>.config.routers.<item 0>.limits.memory",
+         "expected a size"),
+        ("modules", "no-component", "modules.<item 0>.config.routers.<item 0>.component",
+         "cannot load"),
+        ("modules", "python-reference", "modules.<item 0>.config.always_send_to_users",
+         "'always_send_to_users' must be a list of user IDs"),
+    ],
 )
-def test_bad_router_config_stops_startup(form: str, expected_path: str) -> None:
-    """parse_config raising ConfigError refuses the homeserver config, naming
-    the config path (only the first router is checked: it is the one under test)."""
+def test_bad_router_config_stops_startup(form: str, bad: str, expected_path: str,
+                                         expected_message: str) -> None:
+    """A config the module or a router refuses stops Synapse at start with a
+    ConfigError naming the bad key's path."""
+    router = example_router()
+    if bad == "guest-refuses":
+        router["config"] = {**ROUTER_CONFIG, "always_send_to_users": uid("watcher")}
+    elif bad == "bad-limit":
+        router["limits"] = {"memory": "lots"}
+    elif bad == "no-component":
+        router["component"] = str(GUESTS / "no_such_router.wasm")
+    module = wasm_module(router)
+    if bad == "python-reference":
+        module = {"module": "example_presence_router.ExamplePresenceRouter",
+                  "config": {**ROUTER_CONFIG, "always_send_to_users": uid("watcher")}}
+    modules, presence_router = ([module], None) if form == "modules" else ([], module)
     with tempfile.TemporaryDirectory(prefix=f"synapse-e2e-badcfg-{form}-") as d:
-        hs = SynapseProcess(Path(d), form,
-                            router_config={**ROUTER_CONFIG, "always_send_to_users": uid("watcher")})
+        hs = SynapseProcess(Path(d), modules, presence_router)
         proc = subprocess.run(hs.command(), cwd=d, env=synapse_env(), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=60,
                               preexec_fn=_die_with_parent)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, out
-        assert "Error in configuration" in out, out
-        assert expected_path in out, out
+        assert f"Error in configuration at '{expected_path}'" in out, out
         assert "Failed to parse config for module" in out, out
+        assert expected_message in out, out

@@ -25,9 +25,16 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 async fn load(component: &str, cache: CacheSetting) -> (RouterSet, Duration) {
     let config = single_router(Path::new(component), CONFIG, Limits::DEFAULT);
     let started = Instant::now();
-    let routers = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &LoadOptions { cache })
-        .await
-        .unwrap_or_else(|e| panic!("{component} loads: {e}"));
+    let routers = RouterSet::load_with(
+        &config,
+        Arc::new(LoggingModuleApi),
+        &LoadOptions {
+            cache,
+            ..LoadOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{component} loads: {e}"));
     (routers, started.elapsed())
 }
 

@@ -65,9 +65,16 @@ async fn load(routers: usize, cache: CacheSetting) -> RouterSet {
     let yaml = with_guest_paths(&format!("routers:\n{entries}"));
     let config = RouterSetConfig::from_yaml(&yaml, Path::new("bench.yaml"), Path::new("."))
         .expect("the benchmark configuration parses");
-    RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &LoadOptions { cache })
-        .await
-        .unwrap_or_else(|e| panic!("the benchmark routers load: {e}"))
+    RouterSet::load_with(
+        &config,
+        Arc::new(LoggingModuleApi),
+        &LoadOptions {
+            cache,
+            ..LoadOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the benchmark routers load: {e}"))
 }
 
 fn cache_dir() -> CacheSetting {

@@ -135,6 +135,7 @@ pub async fn load_forgetful(yaml: &str) -> RouterSet {
 pub fn test_load_options() -> LoadOptions {
     LoadOptions {
         cache: CacheSetting::Dir(PathBuf::from(guests::COMPONENT_CACHE_DIR)),
+        ..LoadOptions::default()
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_runtime::{
-    CacheSetting, CompileSource, LoadOptions, LoggingModuleApi, RouterSet, RouterSetConfig,
+    CacheSetting, CompileSource, InterestedUsers, LoadOptions, LoggingModuleApi, RouterSet,
+    RouterSetConfig,
 };
 use presence_router_tests::with_guest_paths;
 
@@ -16,6 +17,7 @@ async fn load_in(cache: &Path, guest: &str) -> CompileSource {
         RouterSetConfig::from_yaml(&yaml, Path::new("routers.yaml"), Path::new(".")).unwrap();
     let options = LoadOptions {
         cache: CacheSetting::Dir(cache.to_owned()),
+        ..LoadOptions::default()
     };
     let set = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
         .await
@@ -154,19 +156,27 @@ async fn a_missing_or_truncated_mac_means_recompiling() {
 }
 
 #[tokio::test]
-async fn a_disabled_cache_compiles_every_time() {
-    let yaml = with_guest_paths("routers: [{component: $EXAMPLE_ROUTER}]");
+async fn a_disabled_cache_compiles_every_time_in_parallel_or_on_the_calling_thread() {
+    let yaml = with_guest_paths(
+        "routers: [{component: $EXAMPLE_ROUTER, config: {always_send_to_users: ['@a:x']}}]",
+    );
     let config = RouterSetConfig::from_yaml(&yaml, Path::new("r.yaml"), Path::new(".")).unwrap();
-    let options = LoadOptions {
-        cache: CacheSetting::Disabled,
-    };
-    for _ in 0..2 {
+    for compile_on_calling_thread in [false, true] {
+        let options = LoadOptions {
+            cache: CacheSetting::Disabled,
+            compile_on_calling_thread,
+        };
         let set = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
             .await
             .unwrap();
         assert_eq!(
             set.routers().next().unwrap().compiled_from,
             CompileSource::Compiled
+        );
+        // The component compiled either way really runs.
+        assert_eq!(
+            set.get_interested_users("@a:x").await.answer,
+            InterestedUsers::All
         );
     }
 }

@@ -103,3 +103,40 @@ routers:
     // The listed user gets all three local users' states from the router.
     assert_eq!(routed.answer["@dave:example.com"], vec![0, 1, 2]);
 }
+
+#[tokio::test]
+async fn the_test_router_sends_presence_once_per_state_carrying_its_status_message() {
+    // What the Synapse end-to-end test uses to make a guest call
+    // send-local-online-presence-to inside a running homeserver.
+    let (routers, _) = load_ok(
+        r#"
+routers:
+  - name: peer
+    component: $SYNAPSE_TEST_ROUTER
+    config:
+      users_who_should_receive_all_presence: ["@peer:test"]
+      send_on_status_msg: {status_msg: "resend", users: ["@watcher:test", "@peer:test"]}
+    limits: {max_instances: 1}
+"#,
+    )
+    .await;
+    let mut states = batch(&[
+        ("@courier:test", Presence::Online),
+        ("@other:test", Presence::Online),
+    ]);
+    states[0].status_msg = Some("resend".into());
+    states[0].last_active_ts = 1000;
+    states[1].status_msg = Some("something else".into());
+
+    let first = routers.get_users_for_states(&states).await;
+    assert_eq!(first.sent_presence_to, vec!["@watcher:test", "@peer:test"]);
+    assert_eq!(first.answer["@peer:test"], vec![0, 1]);
+    // The same state again (the snapshot the send caused): no second send,
+    // or a homeserver would loop.
+    let again = routers.get_users_for_states(&states).await;
+    assert_eq!(again.sent_presence_to, Vec::<String>::new());
+    // A newer state with the message sends again.
+    states[0].last_active_ts = 2000;
+    let newer = routers.get_users_for_states(&states).await;
+    assert_eq!(newer.sent_presence_to, vec!["@watcher:test", "@peer:test"]);
+}

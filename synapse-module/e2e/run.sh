@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the Synapse module's wheel and the guest components, installs the
+# wheel into the e2e virtualenv (with a pinned Synapse), and runs the module's
+# tests and the end-to-end tests against a real Synapse on loopback.
+#
+#   synapse-module/e2e/run.sh [pytest arguments]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+cd "$REPO"
+
+VENV="$(bash "$HERE/setup.sh")"
+# The guests (example router, Synapse test router, hostile corpus) are built
+# by the tests crate's build script.
+cargo build --quiet -p presence-router-tests
+# The dev profile shares the workspace's compiled wasmtime (an operator's
+# `pip install ./synapse-module` builds the release profile).
+WHEELS="$REPO/target/wheels/e2e"
+rm -rf "$WHEELS"
+"$VENV/bin/maturin" build --quiet -m synapse-module/Cargo.toml --out "$WHEELS"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  --force-reinstall --no-deps "$WHEELS"/wasm_presence_router-*.whl
+cd synapse-module
+exec "$VENV/bin/python" -m pytest "$@"

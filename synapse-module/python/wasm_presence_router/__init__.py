@@ -1,0 +1,218 @@
+"""Synapse presence routers as sandboxed WebAssembly components.
+
+A Synapse module that loads presence routers compiled to WebAssembly
+components (the ``matrix:presence-router`` WIT world) and calls them under
+fuel, memory and time limits. In ``homeserver.yaml``::
+
+    modules:
+      - module: wasm_presence_router.WasmPresenceRouter
+        config:
+          routers:
+            - component: /etc/synapse/routers/example.wasm
+              config: { always_send_to_users: ["@alice:example.com"] }
+
+or in the legacy ``presence: presence_router:`` slot with the same
+``module`` and ``config``. The operator's guide is ``docs/synapse.md``.
+
+The routers are loaded, and their configurations checked, when Synapse reads
+its configuration (``parse_config``), so a bad one stops Synapse at start
+with a ``ConfigError`` naming the key. Every call runs on Synapse's thread
+pool with the GIL released: a router never holds the reactor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
+from synapse.module_api.errors import ConfigError
+
+from . import _native
+
+__all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
+
+logger = logging.getLogger(__name__)
+
+# The module's own keys beside the runtime's `routers:`.
+_MODULE_KEYS = ("cache_dir", "cache")
+
+
+class WasmPresenceRouterConfig:
+    """The module's checked configuration, with its routers already loaded
+    (by ``parse_config``, so that a router that can't load stops Synapse
+    while it reads its configuration)."""
+
+    def __init__(self, routers_json: str, cache_dir: Optional[str], cache: bool):
+        self.routers_json = routers_json
+        self.cache_dir = cache_dir
+        self.cache = cache
+        self.loaded_by_pid = os.getpid()
+        self.routers = self.load(compile_on_calling_thread=False)
+
+    def cache_problem(self) -> Optional[str]:
+        """Why the compiled-component cache can't be used, if it can't (the
+        runtime then compiles instead, and says so only through Rust's
+        `tracing`, which Synapse doesn't see)."""
+        if not self.cache:
+            return None
+        directory = self.cache_dir
+        if directory is None:  # the runtime's default: the user's cache dir
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+            directory = os.path.join(base, "presence-router")
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            return f"{directory}: {e}"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"{directory}: not writable by this user"
+        return None
+
+    def load(self, compile_on_calling_thread: bool) -> "_native.RouterSet":
+        try:
+            routers = _native.RouterSet.load(
+                self.routers_json,
+                source="the module's config",
+                base_dir=os.getcwd(),
+                cache_dir=self.cache_dir,
+                cache=self.cache,
+                compile_on_calling_thread=compile_on_calling_thread,
+            )
+        except _native.RouterLoadError as e:
+            message, path = e.args
+            raise ConfigError(message, tuple(path)) from None
+        # What the routers logged while starting stays queued: Synapse reads
+        # its configuration before it sets up logging, and the module's
+        # `__init__` logs it.
+        return routers
+
+
+class WasmPresenceRouter:
+    """The Synapse module: runs the configured wasm routers as one presence
+    router (their answers merged the way Synapse merges its routers')."""
+
+    # A user who was answered "all users" must get an entry in every
+    # `get_users_for_states` answer (Synapse indexes the merged answer by
+    # them). They are remembered, up to this many, oldest forgotten first.
+    MAX_ALL_USERS_RECEIVERS = 65536
+
+    def __init__(self, config: WasmPresenceRouterConfig, module_api: ModuleApi):
+        # The parameter must be called `module_api`: the legacy
+        # `presence.presence_router` slot passes it by keyword.
+        self._api = module_api
+        if config.loaded_by_pid != os.getpid():
+            # Synapse forked (it daemonizes after reading its config): the
+            # routers' compiler threads and deadline clock stayed in the
+            # parent. Load again here, compiling on this thread only.
+            config.routers = config.load(compile_on_calling_thread=True)
+            config.loaded_by_pid = os.getpid()
+        self._routers = config.routers
+        for name, component, source, millis in self._routers.routers():
+            logger.info(
+                "router `%s` loaded from %s (%s, %.1f ms)", name, component, source, millis
+            )
+        problem = config.cache_problem()
+        if problem is not None:
+            logger.warning(
+                "compiled-component cache unusable, routers are compiled at every start: %s",
+                problem,
+            )
+        for failure in self._routers.warm_up():
+            logger.warning("warming up: %s", failure)
+        _log_events(self._routers)
+        self._all_users_receivers: "OrderedDict[str, None]" = OrderedDict()
+
+        # Registered here, for both config forms. The callbacks are not named
+        # `get_users_for_states`/`get_interested_users` on purpose: the legacy
+        # slot registers methods of those names itself, which would make
+        # Synapse call every router twice.
+        module_api.register_presence_router_callbacks(
+            get_users_for_states=self._get_users_for_states,
+            get_interested_users=self._get_interested_users,
+        )
+
+    @staticmethod
+    def parse_config(config: Dict[str, Any]) -> WasmPresenceRouterConfig:
+        if not isinstance(config, dict):
+            raise ConfigError("expected a mapping with a `routers` list", ())
+        routers = {k: v for k, v in config.items() if k not in _MODULE_KEYS}
+        cache_dir = config.get("cache_dir")
+        if cache_dir is not None and not isinstance(cache_dir, str):
+            raise ConfigError("expected the path of a directory", ("cache_dir",))
+        cache = config.get("cache", True)
+        if not isinstance(cache, bool):
+            raise ConfigError("expected true or false", ("cache",))
+        if not cache and cache_dir is not None:
+            raise ConfigError("`cache: false` and a `cache_dir` contradict", ("cache_dir",))
+        try:
+            routers_json = json.dumps(routers)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"cannot be passed to the routers as JSON: {e}", ()) from None
+        return WasmPresenceRouterConfig(routers_json, cache_dir, cache)
+
+    async def _get_users_for_states(
+        self, state_updates: Iterable[UserPresenceState]
+    ) -> Dict[str, Set[UserPresenceState]]:
+        states = list(state_updates)
+        routes: Dict[str, Set[UserPresenceState]] = {}
+        try:
+            routes, sends = await self._api.defer_to_thread(
+                self._routers.get_users_for_states, states
+            )
+            self._send_presence_later(sends)
+        except Exception:
+            # Not raised to Synapse: it would skip this module, and its
+            # `ALL_USERS` path would then miss the entries below.
+            logger.exception("routing a batch of %d presence states failed", len(states))
+        finally:
+            _log_events(self._routers)
+        for user_id in self._all_users_receivers:
+            routes.setdefault(user_id, set())
+        return routes
+
+    async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
+        try:
+            all_users, users, sends = await self._api.defer_to_thread(
+                self._routers.get_interested_users, user_id
+            )
+            self._send_presence_later(sends)
+        except Exception:
+            logger.exception("asking whose presence %s is interested in failed", user_id)
+            return set()
+        finally:
+            _log_events(self._routers)
+        if all_users:
+            self._all_users_receivers[user_id] = None
+            self._all_users_receivers.move_to_end(user_id)
+            while len(self._all_users_receivers) > self.MAX_ALL_USERS_RECEIVERS:
+                self._all_users_receivers.popitem(last=False)
+            return PRESENCE_ALL_USERS
+        return users
+
+    def _send_presence_later(self, users: List[str]) -> None:
+        """Acts on the routers' `send-local-online-presence-to`, on the
+        reactor, once the call that asked has returned to Synapse."""
+        if users:
+            self._api.delayed_background_call(
+                0,
+                self._send_presence,
+                users,
+                desc="wasm_presence_router_send_local_online_presence_to",
+            )
+
+    async def _send_presence(self, users: List[str]) -> None:
+        try:
+            await self._api.send_local_online_presence_to(users)
+        except Exception:
+            logger.exception("send_local_online_presence_to(%s) asked by a router failed", users)
+
+
+def _log_events(routers: "_native.RouterSet") -> None:
+    """Hands what the runtime reported (guest log lines, skipped routers) to
+    Python's logging, under this module's logger."""
+    events: List[Tuple[int, str, str]] = routers.take_events()
+    for level, _router, message in events:
+        logger.log(level, "%s", message)

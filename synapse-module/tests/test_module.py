@@ -1,0 +1,259 @@
+"""The Synapse module without a Synapse process: its translation of answers,
+its config errors, its logging, its scheduling of sends, that wasm runs
+with the GIL released, and that it survives Synapse daemonizing (a fork).
+
+Synapse's own types are used (`UserPresenceState`, `ConfigError`,
+`PRESENCE_ALL_USERS`); the `ModuleApi` is a recording fake with the methods
+the module uses. Run by `synapse-module/e2e/run.sh`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import attr
+import pytest
+from synapse.module_api import PRESENCE_ALL_USERS, UserPresenceState
+from synapse.module_api.errors import ConfigError
+
+from wasm_presence_router import WasmPresenceRouter
+
+REPO = Path(__file__).resolve().parents[2]
+GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
+              or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
+CACHE_DIR = str(REPO / "target" / "e2e-cache")
+
+
+def guest(name: str) -> str:
+    path = GUESTS / f"{name}.wasm"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: build the guests first (synapse-module/e2e/run.sh does)")
+    return str(path)
+
+
+class FakeModuleApi:
+    """Records what the module asks of Synapse's ModuleApi."""
+
+    def __init__(self) -> None:
+        self.callbacks: Dict[str, Callable] = {}
+        self.delayed: List[Tuple[float, Callable, tuple, Optional[str]]] = []
+        self.sent: List[List[str]] = []
+        self.thread_calls = 0
+
+    def register_presence_router_callbacks(self, **callbacks: Callable) -> None:
+        assert not self.callbacks, "registered twice"
+        self.callbacks = callbacks
+
+    async def defer_to_thread(self, f: Callable, *args: Any) -> Any:
+        self.thread_calls += 1
+        return f(*args)
+
+    def delayed_background_call(self, msec: float, f: Callable, *args: Any,
+                                desc: Optional[str] = None) -> None:
+        self.delayed.append((msec, f, args, desc))
+
+    async def send_local_online_presence_to(self, users: List[str]) -> None:
+        self.sent.append(list(users))
+
+
+def load(routers: List[dict], **module_keys: Any) -> Tuple[WasmPresenceRouter, FakeModuleApi]:
+    config = WasmPresenceRouter.parse_config(
+        {"routers": routers, "cache_dir": CACHE_DIR, **module_keys})
+    api = FakeModuleApi()
+    return WasmPresenceRouter(config, api), api
+
+
+def example(**config: Any) -> dict:
+    return {"name": "example", "component": guest("example_router"), "config": config}
+
+
+def users_for_states(api: FakeModuleApi, states: List[UserPresenceState]) -> Dict[str, set]:
+    return asyncio.run(api.callbacks["get_users_for_states"](iter(states)))
+
+
+def interested_users(api: FakeModuleApi, user_id: str) -> Any:
+    return asyncio.run(api.callbacks["get_interested_users"](user_id))
+
+
+def state(user_id: str, presence: str = "online", **fields: Any) -> UserPresenceState:
+    return attr.evolve(UserPresenceState.default(user_id), state=presence, **fields)
+
+
+def test_routes_hold_the_batchs_own_objects_and_every_call_goes_through_the_thread_pool() -> None:
+    _, api = load([example(always_send_to_users=["@w:x"], blacklisted_users=["@h:x"])])
+    batch = [state("@a:x", status_msg="hi"), state("@h:x"), state("@b:x", "unavailable")]
+    routes = users_for_states(api, batch)
+    assert set(routes) == {"@w:x"}
+    # The same objects, not equal copies: Synapse sends what it gave.
+    assert sorted(id(s) for s in routes["@w:x"]) == sorted(id(s) for s in (batch[0], batch[2]))
+    assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
+    assert interested_users(api, "@a:x") == set()
+    assert api.thread_calls == 3
+
+
+def test_a_user_answered_all_users_has_an_entry_in_every_later_answer() -> None:
+    # The scripted router answers "all users" for @w:test but routes nothing
+    # to it: Synapse's ALL_USERS path would raise KeyError without the entry.
+    _, api = load([{"name": "scripted", "component": guest("scripted"),
+                    "config": {"interested": {"@w:test": "all"}}}])
+    assert users_for_states(api, [state("@a:test")]) == {}
+    assert interested_users(api, "@w:test") == PRESENCE_ALL_USERS
+    assert users_for_states(api, [state("@a:test")]) == {"@w:test": set()}
+    assert users_for_states(api, []) == {"@w:test": set()}
+
+
+def test_the_remembered_all_users_receivers_are_bounded() -> None:
+    router, api = load([{"name": "scripted", "component": guest("scripted"),
+                         "config": {"interested": {"@w1:test": "all", "@w2:test": "all"}}}])
+    router.MAX_ALL_USERS_RECEIVERS = 1
+    interested_users(api, "@w1:test")
+    interested_users(api, "@w2:test")
+    assert users_for_states(api, []) == {"@w2:test": set()}
+
+
+def test_sends_are_scheduled_on_the_reactor_after_the_call() -> None:
+    _, api = load([{"name": "peer", "component": guest("synapse_test_router"), "config": {
+        "users_who_should_receive_all_presence": ["@p:x"],
+        "send_on_status_msg": {"status_msg": "resend", "users": ["@w:x", "@p:x"]},
+    }}])
+    batch = [state("@c:x", status_msg="resend", last_active_ts=5)]
+    assert users_for_states(api, batch) == {"@p:x": set(batch)}
+    # Not sent during the callback: scheduled for the next reactor turn.
+    assert api.sent == []
+    [(msec, f, args, desc)] = api.delayed
+    assert msec == 0 and desc == "wasm_presence_router_send_local_online_presence_to"
+    asyncio.run(f(*args))
+    assert api.sent == [["@w:x", "@p:x"]]
+
+
+def test_a_failing_router_is_logged_under_the_module_logger_and_the_others_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="wasm_presence_router")
+    _, api = load([{"name": "panic", "component": guest("hostile_panic")},
+                   example(always_send_to_users=["@w:x"])])
+    batch = [state("@a:x")]
+    routes = users_for_states(api, batch)
+    assert routes == {"@w:x": set(batch)}
+    records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert ("wasm_presence_router", logging.WARNING,
+            "router `panic`: hostile panic on a batch of 1 states") in records
+    skipped = [m for _, _, m in records if m.startswith("router `panic` skipped for this call (trap)")]
+    assert len(skipped) == 1, records
+
+
+def test_a_guest_log_line_keeps_its_level(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="wasm_presence_router")
+    _, api = load([{"name": "scripted", "component": guest("scripted")}])
+    users_for_states(api, [state("@send:test")])
+    assert ("wasm_presence_router", logging.INFO,
+            "router `scripted`: sent presence to two users") in [
+        (r.name, r.levelno, r.getMessage()) for r in caplog.records]
+
+
+def test_a_malformed_state_is_left_out_with_a_warning_and_the_rest_routed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, api = load([example(always_send_to_users=["@w:x"])])
+    good = state("@a:x")
+    bad = attr.evolve(state("@b:x"), last_active_ts=None)
+    routes = users_for_states(api, [bad, good])
+    assert routes == {"@w:x": {good}}
+    assert ("presence state 0 of the batch was not routed: "
+            "`last_active_ts` is NoneType, not an integer (user @b:x)") in caplog.messages
+
+
+@pytest.mark.parametrize("config,path,message", [
+    ({"routers": [{"component": "x.wasm", "limits": {"memory": "lots"}}]},
+     ("routers", "<item 0>", "limits", "memory"), "expected a size"),
+    ({"routers": [{"component": "/nonexistent/x.wasm"}]},
+     ("routers", "<item 0>", "component"), "router `x`: cannot load /nonexistent/x.wasm"),
+    ({"routers": [{"name": "ex", "component": "EXAMPLE", "config": {"blacklisted_users": 3}}]},
+     ("routers", "<item 0>", "config"), "router `ex` refused its configuration: blacklisted_users"),
+    ({"routers": [], "cache": "yes"}, ("cache",), "expected true or false"),
+    ({"routers": [], "cache": False, "cache_dir": "/tmp"}, ("cache_dir",), "contradict"),
+    ({"routes": []}, ("routes",), "unknown field `routes`"),
+])
+def test_a_bad_config_is_a_config_error_with_the_path_of_the_bad_key(
+        config: dict, path: tuple, message: str) -> None:
+    for router in config.get("routers", []):
+        if router["component"] == "EXAMPLE":
+            router["component"] = guest("example_router")
+    with pytest.raises(ConfigError) as raised:
+        WasmPresenceRouter.parse_config(config)
+    assert tuple(raised.value.path or ()) == path
+    assert message in raised.value.msg, raised.value.msg
+
+
+def test_an_unusable_cache_directory_is_logged_and_the_routers_still_load(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    _, api = load([example(always_send_to_users=["@w:x"])], cache_dir=str(blocker / "cache"))
+    assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
+    [warning] = [m for m in caplog.messages if m.startswith("compiled-component cache unusable")]
+    assert str(blocker / "cache") in warning
+
+
+def test_wasm_runs_with_the_gil_released() -> None:
+    """While one thread waits on a router that burns its whole 3 s deadline,
+    another thread runs Python. With the GIL held through the call, the
+    other thread could only run once the call was over, 3 s in."""
+    _, api = load([{"name": "sleeper", "component": guest("hostile_sleeper"),
+                    "limits": {"timeout": "3s", "fuel": 10**12}}])
+    marks: Dict[str, float] = {}
+    started = threading.Event()
+
+    def call() -> None:
+        marks["call_start"] = time.monotonic()
+        started.set()
+        users_for_states(api, [state("@a:x")])
+        marks["call_end"] = time.monotonic()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    started.wait()
+    time.sleep(0.1)
+    marks["python_ran"] = time.monotonic()
+    caller.join()
+    since_start = {k: round(v - marks["call_start"], 3) for k, v in marks.items()}
+    assert since_start["call_end"] >= 3.0, since_start
+    # 0.1 s in, give or take the scheduler: nowhere near the 3 s.
+    assert since_start["python_ran"] < 2.0, since_start
+
+
+def test_after_a_fork_the_module_loads_again_and_routes() -> None:
+    """Synapse daemonizes after reading its config: the child must not use
+    the parent's compiler threads or deadline clock. The cache is off, so
+    the child really compiles (a wait on the parent's thread pool would
+    hang it: the parent kills it after 60 s)."""
+    config = WasmPresenceRouter.parse_config(
+        {"routers": [example(always_send_to_users=["@w:x"])], "cache": False})
+    parents = config.routers
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            api = FakeModuleApi()
+            WasmPresenceRouter(config, api)
+            batch = [state("@a:x")]
+            fresh = config.routers is not parents
+            ok = users_for_states(api, batch) == {"@w:x": set(batch)}
+            os.write(write_end, f"fresh={fresh} routed={ok}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 60)
+        answer = os.read(read_end, 100).decode() if ready else "timed out"
+    finally:
+        os.close(read_end)
+        if not ready:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert answer == "fresh=True routed=True"
