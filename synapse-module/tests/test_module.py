@@ -22,6 +22,7 @@ import attr
 import pytest
 from synapse.module_api import PRESENCE_ALL_USERS, UserPresenceState
 from synapse.module_api.errors import ConfigError
+from twisted.internet.defer import CancelledError
 
 from wasm_presence_router import WasmPresenceRouter
 
@@ -146,6 +147,30 @@ def test_a_failing_router_is_logged_under_the_module_logger_and_the_others_answe
             "router `panic`: hostile panic on a batch of 1 states") in records
     skipped = [m for _, _, m in records if m.startswith("router `panic` skipped for this call (trap)")]
     assert len(skipped) == 1, records
+
+
+@pytest.mark.parametrize("callback,argument,nothing", [
+    ("get_users_for_states", [], {}), ("get_interested_users", "@w:x", set())])
+def test_a_cancelled_request_is_passed_on_and_an_unexpected_error_is_not(
+        callback: str, argument: Any, nothing: Any, caplog: pytest.LogCaptureFixture) -> None:
+    _, api = load([example(always_send_to_users=["@w:x"])])
+
+    async def cancelled(*_: Any) -> None:
+        raise CancelledError()
+
+    api.defer_to_thread = cancelled  # type: ignore[method-assign]
+    with pytest.raises(CancelledError):
+        asyncio.run(api.callbacks[callback](argument))
+    assert caplog.records == []
+
+    async def broken(*_: Any) -> None:
+        raise RuntimeError("the thread pool is gone")
+
+    api.defer_to_thread = broken  # type: ignore[method-assign]
+    # Synapse would skip the module (and its ALL_USERS path would miss
+    # entries): the failure is logged and an empty answer given instead.
+    assert asyncio.run(api.callbacks[callback](argument)) == nothing
+    assert "the thread pool is gone" in caplog.text
 
 
 def test_a_guest_log_line_keeps_its_level(caplog: pytest.LogCaptureFixture) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
 from synapse.module_api.errors import ConfigError
+from twisted.internet.defer import CancelledError
 
 from . import _native
 
@@ -163,6 +164,8 @@ class WasmPresenceRouter:
                 self._routers.get_users_for_states, states
             )
             self._send_presence_later(sends)
+        except CancelledError:
+            raise  # Synapse gave up on the request: not a router's failure.
         except Exception:
             # Not raised to Synapse: it would skip this module, and its
             # `ALL_USERS` path would then miss the entries below.
@@ -179,6 +182,8 @@ class WasmPresenceRouter:
                 self._routers.get_interested_users, user_id
             )
             self._send_presence_later(sends)
+        except CancelledError:
+            raise
         except Exception:
             logger.exception("asking whose presence %s is interested in failed", user_id)
             return set()
