@@ -9,9 +9,10 @@
 //! with the GIL released, so Synapse's reactor thread is never held by a
 //! guest.
 //!
-//! What the runtime reports (guest log lines, skipped routers, suspensions)
-//! is queued as [`Event`]s and handed to Python's `logging` by the Python
-//! half, on the reactor thread, after each call.
+//! What the runtime reports (guest log lines, skipped routers, suspensions,
+//! and its own `tracing` warnings, such as a cache it can't use) is queued
+//! as [`Event`]s and handed to Python's `logging` by the Python half, on the
+//! reactor thread, after each call.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ struct EventQueue {
 impl EventQueue {
     const CAPACITY: usize = 4096;
 
-    fn new() -> Self {
+    const fn new() -> Self {
         EventQueue {
             events: Mutex::new((VecDeque::new(), 0)),
         }
@@ -96,6 +97,60 @@ impl EventQueue {
             *dropped = 0;
         }
         drained
+    }
+}
+
+/// The runtime's own warnings and errors, from `tracing` (see
+/// [`RuntimeWarnings`]): they concern no one router set, and some happen
+/// before Synapse has set up logging, so they wait here for the next drain.
+static RUNTIME_EVENTS: EventQueue = EventQueue::new();
+
+/// A `tracing` layer that queues the runtime's events for Python, which has
+/// no other way to see them: `compiled-component cache ... unusable`,
+/// `cannot start the epoch thread, deadlines are off`, and the like.
+struct RuntimeWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RuntimeWarnings {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => 40,
+            tracing::Level::WARN => WARNING,
+            tracing::Level::INFO => INFO,
+            tracing::Level::DEBUG => 10,
+            tracing::Level::TRACE => 5,
+        };
+        let mut text = EventText::default();
+        event.record(&mut text);
+        RUNTIME_EVENTS.push(level, &text.router, text.message);
+    }
+}
+
+/// An event's message, with its other fields after it.
+#[derive(Default)]
+struct EventText {
+    message: String,
+    router: String,
+}
+
+impl tracing::field::Visit for EventText {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "router" {
+            self.router = value.to_owned();
+        }
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        // Writing to a String can't fail.
+        let _ = match field.name() {
+            "message" => write!(self.message, "{value:?}"),
+            name => write!(self.message, " ({name}: {value:?})"),
+        };
     }
 }
 
@@ -314,7 +369,9 @@ impl PyRouterSet {
     /// The events queued since the last drain: `(level, router, message)`,
     /// `level` being a Python `logging` level.
     fn take_events(&self) -> Vec<Event> {
-        self.events.drain()
+        let mut events = RUNTIME_EVENTS.drain();
+        events.extend(self.events.drain());
+        events
     }
 }
 
@@ -429,6 +486,13 @@ fn synapse_config_path(key: &str) -> Vec<String> {
 
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    // Only the first global subscriber of a process counts; if another
+    // extension set one, the runtime's warnings go there instead.
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(RuntimeWarnings.with_filter(tracing_subscriber::filter::LevelFilter::WARN)),
+    );
     module.add_class::<PyRouterSet>()?;
     module.add("RouterLoadError", module.py().get_type::<RouterLoadError>())?;
     Ok(())

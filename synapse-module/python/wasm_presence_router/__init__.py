@@ -54,24 +54,6 @@ class WasmPresenceRouterConfig:
         self.loaded_by_pid = os.getpid()
         self.routers = self.load(compile_on_calling_thread=False)
 
-    def cache_problem(self) -> Optional[str]:
-        """Why the compiled-component cache can't be used, if it can't (the
-        runtime then compiles instead, and says so only through Rust's
-        `tracing`, which Synapse doesn't see)."""
-        if not self.cache:
-            return None
-        directory = self.cache_dir
-        if directory is None:  # the runtime's default: the user's cache dir
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-            directory = os.path.join(base, "presence-router")
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as e:
-            return f"{directory}: {e}"
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return f"{directory}: not writable by this user"
-        return None
-
     def load(self, compile_on_calling_thread: bool) -> "_native.RouterSet":
         try:
             routers = _native.RouterSet.load(
@@ -114,12 +96,6 @@ class WasmPresenceRouter:
         for name, component, source, millis in self._routers.routers():
             logger.info(
                 "router `%s` loaded from %s (%s, %.1f ms)", name, component, source, millis
-            )
-        problem = config.cache_problem()
-        if problem is not None:
-            logger.warning(
-                "compiled-component cache unusable, routers are compiled at every start: %s",
-                problem,
             )
         for failure in self._routers.warm_up():
             logger.warning("warming up: %s", failure)
