@@ -13,6 +13,9 @@ The routing scenario runs in three forms, with the same assertions:
 * ``wasm-legacy``: the module with the example router in the legacy
   ``presence: presence_router:`` slot, and a second instance of it with the
   test router in ``modules:``: Synapse merges.
+* ``wasm-js``, ``wasm-python``: as ``wasm-modules``, with the example router
+  compiled from JavaScript (``guest-example-js``) or Python
+  (``guest-example-python``) instead of Rust.
 * ``python-reference``: the same two routers written in Python
   (``example_presence_router.py``, ``peer_presence_router.py``), as Synapse's
   docs and tests have them, which is what the wasm module must reproduce.
@@ -87,8 +90,8 @@ def wasm_module(*routers: dict) -> dict:
             "config": {"routers": list(routers), "cache_dir": str(REPO / "target" / "e2e-cache")}}
 
 
-def example_router(config: Optional[dict] = None) -> dict:
-    return {"name": "example", "component": guest("example_router"),
+def example_router(config: Optional[dict] = None, component: str = "example_router") -> dict:
+    return {"name": "example", "component": guest(component),
             "config": ROUTER_CONFIG if config is None else config}
 
 
@@ -102,6 +105,10 @@ def router_modules(form: str) -> Tuple[List[dict], Optional[dict]]:
         return [wasm_module(example_router(), peer_router())], None
     if form == "wasm-legacy":
         return [wasm_module(peer_router())], wasm_module(example_router())
+    if form in ("wasm-js", "wasm-python"):
+        # The same example router, written in JavaScript or Python.
+        component = "example_router_" + form.removeprefix("wasm-")
+        return [wasm_module(example_router(component=component), peer_router())], None
     if form == "python-reference":
         return [
             {"module": "example_presence_router.ExamplePresenceRouter", "config": ROUTER_CONFIG},
@@ -413,7 +420,8 @@ def assert_no_callback_failures(log: str) -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("form", ["wasm-modules", "wasm-legacy", "python-reference"])
+@pytest.mark.parametrize(
+    "form", ["wasm-modules", "wasm-legacy", "wasm-js", "wasm-python", "python-reference"])
 def test_presence_routing_end_to_end(form: str) -> None:
     modules, presence_router = router_modules(form)
     with running_synapse(form, modules, presence_router) as synapse, \
