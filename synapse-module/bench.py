@@ -13,6 +13,7 @@ doesn't: it is measured on its own, on Twisted's real thread pool.
 
 from __future__ import annotations
 
+import json
 import sys
 import timeit
 from pathlib import Path
@@ -22,14 +23,13 @@ from synapse.module_api import UserPresenceState
 from twisted.internet import reactor, threads
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE / "e2e"))
+sys.path[:0] = [str(HERE), str(HERE / "e2e")]
+from built_guests import CACHE_DIR, guest  # noqa: E402
 from example_presence_router import ExamplePresenceRouter  # noqa: E402
 
 from wasm_presence_router import _native  # noqa: E402
 
 CONFIG = {"always_send_to_users": ["@watcher:x"], "blacklisted_users": ["@hidden:x"]}
-COMPONENT = REPO / "target" / "guests" / "wasm32-wasip2" / "release" / "example_router.wasm"
 
 
 class _NoApi:
@@ -83,10 +83,10 @@ def thread_hop() -> float:
 
 
 def main() -> None:
+    routers = {"routers": [
+        {"name": "example", "component": guest("example_router"), "config": CONFIG}]}
     wasm = _native.RouterSet.load(
-        '{"routers": [{"name": "example", "component": "%s", "config": %s}]}'
-        % (COMPONENT, str(CONFIG).replace("'", '"')),
-        source="bench", base_dir=".", cache_dir=str(REPO / "target" / "e2e-cache"))
+        json.dumps(routers), source="bench", base_dir=".", cache_dir=CACHE_DIR)
     python = ExamplePresenceRouter(ExamplePresenceRouter.parse_config(CONFIG), _NoApi())
 
     print("| batch | wasm module | Python router | wasm / Python |")

@@ -42,6 +42,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
+from built_guests import CACHE_DIR, GUESTS, guest
 
 HERE = Path(__file__).resolve().parent
 SERVER = "localhost"
@@ -49,9 +50,6 @@ SHARED_SECRET = "e2e-registration-shared-secret"
 PASSWORD = "e2e-password-1234"
 
 WASM_MODULE = "wasm_presence_router.WasmPresenceRouter"
-REPO = HERE.parent.parent
-GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
-              or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
 # The courier's status message makes the second router call
 # send_local_online_presence_to (see peer_presence_router.py).
 RESEND = "resend presence"
@@ -75,19 +73,9 @@ PEER_CONFIG = {
 }
 
 
-def guest(name: str) -> str:
-    path = GUESTS / f"{name}.wasm"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: build the guests first (synapse-module/e2e/run.sh does)")
-    return str(path)
-
-
 def wasm_module(*routers: dict) -> dict:
     """A WasmPresenceRouter module entry running `routers`."""
-    # Compiled components are cached under target/, not in the home
-    # directory (the module's default).
-    return {"module": WASM_MODULE,
-            "config": {"routers": list(routers), "cache_dir": str(REPO / "target" / "e2e-cache")}}
+    return {"module": WASM_MODULE, "config": {"routers": list(routers), "cache_dir": CACHE_DIR}}
 
 
 def example_router(config: Optional[dict] = None, component: str = "example_router") -> dict:

@@ -36,23 +36,17 @@ create_exception!(
      (`(\"routers\", \"<item 0>\", \"config\")`), empty when no key is."
 );
 
-/// Python's `logging` levels; the WIT's `trace` has none, so it goes one step
-/// below `DEBUG`, where Synapse's own logging config drops it by default.
-fn python_level(level: LogLevel) -> u8 {
-    match level {
-        LogLevel::Trace => 5,
-        LogLevel::Debug => 10,
-        LogLevel::Info => 20,
-        LogLevel::Warn => 30,
-        LogLevel::Error => 40,
-    }
-}
+// Python's `logging` levels. Trace has none, so it goes one step below
+// `DEBUG`, where Synapse's own logging config drops it by default.
+const TRACE: u8 = 5;
+const DEBUG: u8 = 10;
 const INFO: u8 = 20;
 const WARNING: u8 = 30;
+const ERROR: u8 = 40;
 
-/// One line for Python's `logging`: a level, the router it is about, and the
-/// text.
-type Event = (u8, String, String);
+/// One line for Python's `logging`: a level and the text (which names the
+/// router it is about).
+type Event = (u8, String);
 
 /// What the runtime reports between two drains by Python. Bounded: Python
 /// drains it after every call, but a flood between two drains must not grow
@@ -70,11 +64,11 @@ impl EventQueue {
         }
     }
 
-    fn push(&self, level: u8, router: &str, message: String) {
+    fn push(&self, level: u8, message: String) {
         let mut guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         let (events, dropped) = &mut *guard;
         if events.len() < Self::CAPACITY {
-            events.push_back((level, router.to_owned(), message));
+            events.push_back((level, message));
         } else {
             *dropped += 1;
         }
@@ -88,7 +82,6 @@ impl EventQueue {
         if *dropped > 0 {
             drained.push((
                 WARNING,
-                String::new(),
                 format!(
                     "{dropped} router log lines were dropped: more than {} arrived between two calls",
                     Self::CAPACITY
@@ -117,30 +110,24 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RuntimeWarnings {
         _context: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let level = match *event.metadata().level() {
-            tracing::Level::ERROR => 40,
+            tracing::Level::ERROR => ERROR,
             tracing::Level::WARN => WARNING,
             tracing::Level::INFO => INFO,
-            tracing::Level::DEBUG => 10,
-            tracing::Level::TRACE => 5,
+            tracing::Level::DEBUG => DEBUG,
+            tracing::Level::TRACE => TRACE,
         };
         let mut text = EventText::default();
         event.record(&mut text);
-        RUNTIME_EVENTS.push(level, &text.router, text.message);
+        RUNTIME_EVENTS.push(level, text.0);
     }
 }
 
 /// An event's message, with its other fields after it.
 #[derive(Default)]
-struct EventText {
-    message: String,
-    router: String,
-}
+struct EventText(String);
 
 impl tracing::field::Visit for EventText {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "router" {
-            self.router = value.to_owned();
-        }
         self.record_debug(field, &format_args!("{value}"));
     }
 
@@ -148,8 +135,8 @@ impl tracing::field::Visit for EventText {
         use std::fmt::Write;
         // Writing to a String can't fail.
         let _ = match field.name() {
-            "message" => write!(self.message, "{value:?}"),
-            name => write!(self.message, " ({name}: {value:?})"),
+            "message" => write!(self.0, "{value:?}"),
+            name => write!(self.0, " ({name}: {value:?})"),
         };
     }
 }
@@ -163,11 +150,14 @@ impl ModuleApi for QueueingModuleApi {
     fn send_local_online_presence_to(&self, _router: &str, _users: &[String]) {}
 
     fn guest_log(&self, router: &str, level: LogLevel, message: &str) {
-        self.0.push(
-            python_level(level),
-            router,
-            format!("router `{router}`: {message}"),
-        );
+        let level = match level {
+            LogLevel::Trace => TRACE,
+            LogLevel::Debug => DEBUG,
+            LogLevel::Info => INFO,
+            LogLevel::Warn => WARNING,
+            LogLevel::Error => ERROR,
+        };
+        self.0.push(level, format!("router `{router}`: {message}"));
     }
 
     fn router_skipped(&self, failure: &RouterFailure) {
@@ -181,20 +171,19 @@ impl ModuleApi for QueueingModuleApi {
                 suspension.consecutive_failures, suspension.retry_in_ms
             ));
         }
-        self.0.push(WARNING, &failure.router, message);
+        self.0.push(WARNING, message);
     }
 
     fn router_resumed(&self, router: &str) {
         self.0.push(
             INFO,
-            router,
             format!("router `{router}` answered again: no longer suspended"),
         );
     }
 
     fn router_warning(&self, router: &str, message: &str) {
         self.0
-            .push(WARNING, router, format!("router `{router}`: {message}"));
+            .push(WARNING, format!("router `{router}`: {message}"));
     }
 }
 
@@ -228,9 +217,8 @@ impl PyRouterSet {
         cache: bool,
         compile_on_calling_thread: bool,
     ) -> PyResult<Self> {
-        let value: serde_json::Value = serde_json::from_str(config_json).map_err(|e| {
-            RouterLoadError::new_err((format!("not JSON: {e}"), Vec::<String>::new()))
-        })?;
+        let value: serde_json::Value = serde_json::from_str(config_json)
+            .map_err(|e| RouterLoadError::new_err((format!("not JSON: {e}"), NO_PATH)))?;
         let config = RouterSetConfig::from_json_value(value, Path::new(source), &base_dir)
             .map_err(|e| load_error(LoadError::Config(e)))?;
         let options = LoadOptions {
@@ -306,7 +294,6 @@ impl PyRouterSet {
                 }
                 Err(why) => self.events.push(
                     WARNING,
-                    "",
                     format!("presence state {position} of the batch was not routed: {why}"),
                 ),
             }
@@ -366,8 +353,8 @@ impl PyRouterSet {
             .collect()
     }
 
-    /// The events queued since the last drain: `(level, router, message)`,
-    /// `level` being a Python `logging` level.
+    /// The events queued since the last drain: `(level, message)`, `level`
+    /// being a Python `logging` level.
     fn take_events(&self) -> Vec<Event> {
         let mut events = RUNTIME_EVENTS.drain();
         events.extend(self.events.drain());

@@ -24,19 +24,8 @@ from synapse.module_api import PRESENCE_ALL_USERS, UserPresenceState
 from synapse.module_api.errors import ConfigError
 from twisted.internet.defer import CancelledError
 
+from built_guests import CACHE_DIR, guest
 from wasm_presence_router import WasmPresenceRouter
-
-REPO = Path(__file__).resolve().parents[2]
-GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
-              or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
-CACHE_DIR = str(REPO / "target" / "e2e-cache")
-
-
-def guest(name: str) -> str:
-    path = GUESTS / f"{name}.wasm"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: build the guests first (synapse-module/e2e/run.sh does)")
-    return str(path)
 
 
 class FakeModuleApi:

@@ -194,6 +194,6 @@ class WasmPresenceRouter:
 def _log_events(routers: "_native.RouterSet") -> None:
     """Hands what the runtime reported (guest log lines, skipped routers) to
     Python's logging, under this module's logger."""
-    events: List[Tuple[int, str, str]] = routers.take_events()
-    for level, _router, message in events:
+    events: List[Tuple[int, str]] = routers.take_events()
+    for level, message in events:
         logger.log(level, "%s", message)
