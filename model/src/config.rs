@@ -13,6 +13,8 @@
 //! Every error names the file, the key path (`routers[1].limits.memory`) and
 //! what was expected; unknown keys are errors, because a misspelt limit
 //! silently falling back to its default is how a sandbox quietly weakens.
+//! Every number and duration has a range (see [`Limits`] and
+//! [`FailurePolicy`]), so that whatever is accepted is safe to use.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::limits::{FailurePolicy, Limits};
+use crate::limits::{FailurePolicy, Limits, format_bytes};
+use crate::text::escape_control;
 
 /// The routers to load, in the order Synapse would call them.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,24 +52,50 @@ pub struct RouterConfig {
 }
 
 /// A configuration that can't be used, with where and why.
+///
+/// The key path, router name and message can quote the configuration (an
+/// unknown key, a bad name, a value), which whoever wrote it controls, and
+/// they end up in terminals and logs: so they hold control characters
+/// escaped ([`escape_control`]), and so does the file name when displayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
-    /// The configuration file (or other source) at fault.
+    /// The configuration file (or other source) at fault, as given.
     pub file: PathBuf,
     /// The path of the bad key, such as `routers[1].limits.memory`, or `.`
-    /// for the document itself.
+    /// for the document itself; escaped.
     pub key: String,
-    /// The router the key belongs to, where it can be told.
+    /// The router the key belongs to, where it can be told; escaped.
     pub router: Option<String>,
-    /// What was wrong and what was expected.
+    /// What was wrong and what was expected; escaped.
     pub message: String,
     /// Line and column in the file, where the YAML parser knows them.
     pub location: Option<(usize, usize)>,
 }
 
+impl ConfigError {
+    /// An error with its texts escaped, safe to show as they are.
+    fn new(
+        file: &Path,
+        key: &str,
+        router: Option<&str>,
+        message: &str,
+        location: Option<(usize, usize)>,
+    ) -> Self {
+        ConfigError {
+            file: file.to_owned(),
+            key: escape_control(key),
+            router: router.map(escape_control),
+            message: escape_control(message),
+            location,
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file.display())?;
+        // Only the file is left to escape: the other fields were escaped
+        // when the error was made.
+        write!(f, "{}: ", escape_control(&self.file.display().to_string()))?;
         if self.key != "." {
             write!(f, "{}", self.key)?;
             if let Some(router) = &self.router {
@@ -86,12 +115,14 @@ impl RouterSetConfig {
     /// Reads and checks a configuration file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            key: ".".into(),
-            router: None,
-            message: format!("cannot read the configuration: {e}"),
-            location: None,
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path,
+                ".",
+                None,
+                &format!("cannot read the configuration: {e}"),
+                None,
+            )
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         Self::from_yaml(&text, path, base_dir)
@@ -107,13 +138,13 @@ impl RouterSetConfig {
             let router = serde_yaml::from_str::<serde_json::Value>(text)
                 .ok()
                 .and_then(|document| router_named_by(&document, &key));
-            ConfigError {
-                file: source.to_owned(),
-                message: yaml_message(e.inner(), &key),
-                location: e.inner().location().map(|l| (l.line(), l.column())),
-                key,
-                router,
-            }
+            ConfigError::new(
+                source,
+                &key,
+                router.as_deref(),
+                &yaml_message(e.inner(), &key),
+                e.inner().location().map(|l| (l.line(), l.column())),
+            )
         })?;
         Self::from_raw(raw, source, base_dir)
     }
@@ -126,28 +157,27 @@ impl RouterSetConfig {
         base_dir: &Path,
     ) -> Result<Self, ConfigError> {
         let router_of = |key: &str| router_named_by(&value, key);
-        let raw: RawConfig =
-            serde_path_to_error::deserialize(value.clone()).map_err(|e| ConfigError {
-                file: source.to_owned(),
-                key: e.path().to_string(),
-                router: router_of(&e.path().to_string()),
-                message: e.inner().to_string(),
-                location: None,
-            })?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(
+                source,
+                &key,
+                router_of(&key).as_deref(),
+                &e.inner().to_string(),
+                None,
+            )
+        })?;
         Self::from_raw(raw, source, base_dir)
     }
 
     fn from_raw(raw: RawConfig, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
-        let error = |key: String, router: Option<&str>, message: String| ConfigError {
-            file: source.to_owned(),
-            key,
-            router: router.map(str::to_owned),
-            message,
-            location: None,
+        let error = |key: String, router: Option<&str>, message: String| {
+            ConfigError::new(source, &key, router, &message, None)
         };
         let mut routers: Vec<RouterConfig> = Vec::with_capacity(raw.routers.len());
         for (i, raw) in raw.routers.into_iter().enumerate() {
             let key = format!("routers[{i}]");
+            let named = raw.name.is_some();
             let name = match raw.name {
                 Some(name) => name,
                 None => raw
@@ -156,7 +186,14 @@ impl RouterSetConfig {
                     .map(|stem| stem.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             };
-            check_router_name(&name).map_err(|why| error(format!("{key}.name"), None, why))?;
+            check_router_name(&name).map_err(|why| {
+                let why = if named {
+                    why
+                } else {
+                    format!("{why} (the name comes from the component's file name: give the router a `name`)")
+                };
+                error(format!("{key}.name"), None, why)
+            })?;
             if let Some(first) = routers.iter().find(|r| r.name == name) {
                 return Err(error(
                     format!("{key}.name"),
@@ -234,7 +271,9 @@ fn router_named_by(document: &serde_json::Value, key: &str) -> Option<String> {
     )
 }
 
-/// Router names tag log lines and failure reports, so they are kept plain.
+/// Router names tag log lines and failure reports, so they are kept plain:
+/// no control character (a forged log line, a terminal escape), no space,
+/// nothing a log reader could misparse.
 fn check_router_name(name: &str) -> Result<(), String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
@@ -305,14 +344,19 @@ struct RawFailurePolicy {
 impl RawFailurePolicy {
     fn into_policy(self, key: &str) -> Result<FailurePolicy, (String, String)> {
         let d = FailurePolicy::DEFAULT;
+        let longest = FailurePolicy::LONGEST_BACKOFF;
+        let backoff = self.backoff.map_or(d.backoff, |b| b.0);
+        let max_backoff = self.max_backoff.map_or(d.max_backoff, |b| b.0);
+        check_duration(backoff, Duration::ZERO, longest)
+            .map_err(|why| (format!("{key}.backoff"), why))?;
+        check_duration(max_backoff, Duration::ZERO, longest)
+            .map_err(|why| (format!("{key}.max_backoff"), why))?;
         let policy = FailurePolicy {
+            // Any count is safe: the count of failures saturates.
             suspend_after: self.suspend_after.unwrap_or(d.suspend_after),
-            backoff: self.backoff.map_or(d.backoff, |b| b.0),
-            max_backoff: self.max_backoff.map_or(d.max_backoff, |b| b.0),
+            backoff,
+            max_backoff,
         };
-        if policy.backoff.is_zero() {
-            return Err((format!("{key}.backoff"), "must be longer than 0".to_owned()));
-        }
         if policy.max_backoff < policy.backoff {
             return Err((
                 format!("{key}.max_backoff"),
@@ -340,56 +384,123 @@ struct RawLimits {
 }
 
 impl RawLimits {
-    /// Fills in defaults and checks ranges; an error is `(key, message)`.
+    /// Fills in defaults and checks ranges (see [`Limits`] for each and
+    /// why); an error is `(key, message)`.
     fn into_limits(self, key: &str) -> Result<Limits, (String, String)> {
         let d = Limits::DEFAULT;
-        let positive = |name: &str, value: Option<u64>, default: u64| match value {
-            Some(0) => Err((format!("{key}.{name}"), "must be greater than 0".to_owned())),
-            Some(v) => Ok(v),
-            None => Ok(default),
+        let at = |name: &'static str| move |why: String| (format!("{key}.{name}"), why);
+        let plain = |n: u64| n.to_string();
+        let count = |value: Option<usize>, default: usize, min: usize, max: usize| {
+            let widen = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            check_number(
+                value.map(widen).unwrap_or(widen(default)),
+                widen(min),
+                widen(max),
+                plain,
+            )
+            // In range, so no wider than `max`, a `usize`.
+            .map(|n| usize::try_from(n).unwrap_or(max))
         };
-        let count = |name: &str, value: Option<usize>, default: usize| {
-            positive(name, value.map(|v| v as u64), default as u64).map(|v| v as usize)
-        };
-        let memory = positive("memory", self.memory.map(|m| m.0), d.memory)?;
-        // The smallest guest has one 64 KiB page; less can only be a typo.
-        if memory < 64 * 1024 {
-            return Err((
-                format!("{key}.memory"),
-                format!("{memory} bytes is less than one 64KiB wasm page"),
-            ));
-        }
-        let timeout = self.timeout.map_or(d.timeout, |t| t.0);
-        if timeout.is_zero() {
-            return Err((format!("{key}.timeout"), "must be longer than 0".to_owned()));
+        let memory = self.memory.map_or(d.memory, |m| m.0);
+        if memory != 0 && memory < Limits::MIN_MEMORY {
+            return Err(at("memory")(format!(
+                "{memory} bytes is less than one {} wasm page",
+                format_bytes(Limits::MIN_MEMORY)
+            )));
         }
         Ok(Limits {
-            fuel: positive("fuel", self.fuel, d.fuel)?,
-            // Zero fuel per state is a valid choice: a flat budget.
-            fuel_per_state: self.fuel_per_state.unwrap_or(d.fuel_per_state),
-            memory,
-            timeout,
+            fuel: check_number(self.fuel.unwrap_or(d.fuel), 1, Limits::MAX_FUEL, plain)
+                .map_err(at("fuel"))?,
+            fuel_per_state: check_number(
+                self.fuel_per_state.unwrap_or(d.fuel_per_state),
+                0,
+                Limits::MAX_FUEL_PER_STATE,
+                plain,
+            )
+            .map_err(at("fuel_per_state"))?,
+            memory: check_number(memory, Limits::MIN_MEMORY, Limits::MAX_MEMORY, format_bytes)
+                .map_err(at("memory"))?,
+            timeout: check_duration(
+                self.timeout.map_or(d.timeout, |t| t.0),
+                Limits::MIN_TIMEOUT,
+                Limits::MAX_TIMEOUT,
+            )
+            .map_err(at("timeout"))?,
             max_answer_entries: count(
-                "max_answer_entries",
                 self.max_answer_entries,
                 d.max_answer_entries,
-            )?,
-            max_instances: match count("max_instances", self.max_instances, d.max_instances)? {
-                // Each instance reserves a pooling-allocator slot (address
-                // space, and up to a few MiB kept resident once used).
-                n if n > Limits::MAX_INSTANCES => {
-                    return Err((
-                        format!("{key}.max_instances"),
-                        format!("{n} is more than the {} allowed", Limits::MAX_INSTANCES),
-                    ));
-                }
-                n => n,
-            },
+                1,
+                Limits::MAX_ANSWER_ENTRIES,
+            )
+            .map_err(at("max_answer_entries"))?,
+            max_instances: count(
+                self.max_instances,
+                d.max_instances,
+                1,
+                Limits::MAX_INSTANCES,
+            )
+            .map_err(at("max_instances"))?,
             // Zero send calls or log lines: the router may not use them.
-            max_send_calls: self.max_send_calls.unwrap_or(d.max_send_calls),
-            max_log_lines: self.max_log_lines.unwrap_or(d.max_log_lines),
+            max_send_calls: count(
+                self.max_send_calls,
+                d.max_send_calls,
+                0,
+                Limits::MAX_SEND_CALLS,
+            )
+            .map_err(at("max_send_calls"))?,
+            max_log_lines: count(
+                self.max_log_lines,
+                d.max_log_lines,
+                0,
+                Limits::MAX_LOG_LINES,
+            )
+            .map_err(at("max_log_lines"))?,
         })
     }
+}
+
+/// `value` if it is from `min` to `max`, else why not; `show` writes a
+/// value the way the configuration does.
+fn check_number(value: u64, min: u64, max: u64, show: fn(u64) -> String) -> Result<u64, String> {
+    if value < min {
+        return Err(if value == 0 {
+            "must be greater than 0".to_owned()
+        } else {
+            format!("{} is less than the {} allowed", show(value), show(min))
+        });
+    }
+    if value > max {
+        return Err(format!(
+            "{} is more than the {} allowed",
+            show(value),
+            show(max)
+        ));
+    }
+    Ok(value)
+}
+
+/// `value` if it is longer than 0, at least `min` and at most `max`, else
+/// why not.
+fn check_duration(value: Duration, min: Duration, max: Duration) -> Result<Duration, String> {
+    let show = humantime::format_duration;
+    if value.is_zero() {
+        return Err("must be longer than 0".to_owned());
+    }
+    if value < min {
+        return Err(format!(
+            "{} is shorter than the {} allowed",
+            show(value),
+            show(min)
+        ));
+    }
+    if value > max {
+        return Err(format!(
+            "{} is longer than the {} allowed",
+            show(value),
+            show(max)
+        ));
+    }
+    Ok(value)
 }
 
 /// A size in bytes: an integer, or a string such as `64MiB`.
@@ -501,5 +612,246 @@ mod tests {
             "homeserver.yaml: routers[1].limits.memory (router `second`): expected a size such as \
              `64MiB` or `512KiB`, or a number of bytes, found `lots`"
         );
+    }
+
+    /// The error text of one router's configuration (a YAML flow mapping).
+    fn error_of(router: &str) -> String {
+        RouterSetConfig::from_yaml(
+            &format!("routers: [{router}]"),
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .expect_err("the configuration is refused")
+        .to_string()
+    }
+
+    fn limits_of(limits: &str) -> Result<Limits, String> {
+        RouterSetConfig::from_yaml(
+            &format!("routers: [{{component: a.wasm, limits: {limits}}}]"),
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .map(|config| config.routers[0].limits.clone())
+        .map_err(|e| e.to_string())
+    }
+
+    fn policy_of(policy: &str) -> Result<FailurePolicy, String> {
+        RouterSetConfig::from_yaml(
+            &format!("routers: [{{component: a.wasm, failure_policy: {policy}}}]"),
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .map(|config| config.routers[0].failure_policy.clone())
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_limit_is_accepted_up_to_its_maximum_and_refused_beyond_it() {
+        let at_most = limits_of(
+            "{fuel: 1000000000000000, fuel_per_state: 1000000000, memory: 4GiB, timeout: 1m, \
+             max_answer_entries: 10000000, max_instances: 1024, max_send_calls: 10000, \
+             max_log_lines: 10000}",
+        );
+        assert_eq!(
+            at_most,
+            Ok(Limits {
+                fuel: Limits::MAX_FUEL,
+                fuel_per_state: Limits::MAX_FUEL_PER_STATE,
+                memory: Limits::MAX_MEMORY,
+                timeout: Limits::MAX_TIMEOUT,
+                max_answer_entries: Limits::MAX_ANSWER_ENTRIES,
+                max_instances: Limits::MAX_INSTANCES,
+                max_send_calls: Limits::MAX_SEND_CALLS,
+                max_log_lines: Limits::MAX_LOG_LINES,
+            })
+        );
+        let prefix = "r.yaml: routers[0].limits.";
+        let router = " (router `a`): ";
+        for (limits, key, message) in [
+            (
+                "{fuel: 1000000000000001}",
+                "fuel",
+                "1000000000000001 is more than the 1000000000000000 allowed",
+            ),
+            (
+                "{fuel: 18446744073709551615}",
+                "fuel",
+                "18446744073709551615 is more than the 1000000000000000 allowed",
+            ),
+            (
+                "{fuel_per_state: 1000000001}",
+                "fuel_per_state",
+                "1000000001 is more than the 1000000000 allowed",
+            ),
+            (
+                "{memory: 4294967297}",
+                "memory",
+                "4294967297 bytes is more than the 4GiB allowed",
+            ),
+            (
+                "{memory: 1TiB}",
+                "memory",
+                "1024GiB is more than the 4GiB allowed",
+            ),
+            ("{memory: 0}", "memory", "must be greater than 0"),
+            (
+                "{timeout: 400000000000y}",
+                "timeout",
+                "400000000000years is longer than the 1m allowed",
+            ),
+            (
+                "{timeout: 61s}",
+                "timeout",
+                "1m 1s is longer than the 1m allowed",
+            ),
+            (
+                "{timeout: 999us}",
+                "timeout",
+                "999us is shorter than the 1ms allowed",
+            ),
+            ("{timeout: 0s}", "timeout", "must be longer than 0"),
+            (
+                "{max_answer_entries: 10000001}",
+                "max_answer_entries",
+                "10000001 is more than the 10000000 allowed",
+            ),
+            (
+                "{max_answer_entries: 0}",
+                "max_answer_entries",
+                "must be greater than 0",
+            ),
+            (
+                "{max_instances: 0}",
+                "max_instances",
+                "must be greater than 0",
+            ),
+            (
+                "{max_send_calls: 10001}",
+                "max_send_calls",
+                "10001 is more than the 10000 allowed",
+            ),
+            (
+                "{max_log_lines: 18446744073709551615}",
+                "max_log_lines",
+                "18446744073709551615 is more than the 10000 allowed",
+            ),
+        ] {
+            assert_eq!(
+                limits_of(limits),
+                Err(format!("{prefix}{key}{router}{message}")),
+                "{limits}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_fuel_per_state_send_calls_and_log_lines_are_choices_not_mistakes() {
+        let limits = limits_of("{fuel_per_state: 0, max_send_calls: 0, max_log_lines: 0}")
+            .expect("accepted");
+        assert_eq!(
+            (
+                limits.fuel_per_state,
+                limits.max_send_calls,
+                limits.max_log_lines
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn backoffs_are_accepted_up_to_a_day_and_refused_beyond_it() {
+        assert_eq!(
+            policy_of("{suspend_after: 4294967295, backoff: 1d, max_backoff: 24h}"),
+            Ok(FailurePolicy {
+                suspend_after: u32::MAX,
+                backoff: FailurePolicy::LONGEST_BACKOFF,
+                max_backoff: FailurePolicy::LONGEST_BACKOFF,
+            })
+        );
+        let prefix = "r.yaml: routers[0].failure_policy.";
+        let router = " (router `a`): ";
+        for (policy, key, message) in [
+            (
+                "{backoff: 400000000000y, max_backoff: 400000000000y}",
+                "backoff",
+                "400000000000years is longer than the 1day allowed",
+            ),
+            (
+                "{backoff: 1s, max_backoff: 400000000000y}",
+                "max_backoff",
+                "400000000000years is longer than the 1day allowed",
+            ),
+            // The backoff's own bound is named, not `max_backoff`'s default
+            // being shorter.
+            (
+                "{backoff: 2d}",
+                "backoff",
+                "2days is longer than the 1day allowed",
+            ),
+            ("{backoff: 0s}", "backoff", "must be longer than 0"),
+            ("{max_backoff: 0s}", "max_backoff", "must be longer than 0"),
+            (
+                "{backoff: 10s, max_backoff: 1s}",
+                "max_backoff",
+                "must be at least `backoff` (10s)",
+            ),
+        ] {
+            assert_eq!(
+                policy_of(policy),
+                Err(format!("{prefix}{key}{router}{message}")),
+                "{policy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_router_name_with_a_control_character_is_refused_and_shown_escaped() {
+        assert_eq!(
+            error_of(r#"{name: "ok\e[2J\nINFO forged", component: a.wasm}"#),
+            "r.yaml: routers[0].name: `ok\\u{1b}[2J\\nINFO forged` is not a router name: use 1 \
+             to 64 letters, digits, `-`, `_` or `.`"
+        );
+        // A name taken from the component's file name says so.
+        assert_eq!(
+            error_of(r#"{component: "dir/a\tb.wasm"}"#),
+            "r.yaml: routers[0].name: `a\\tb` is not a router name: use 1 to 64 letters, \
+             digits, `-`, `_` or `.` (the name comes from the component's file name: give the \
+             router a `name`)"
+        );
+    }
+
+    #[test]
+    fn what_an_error_quotes_from_the_configuration_is_escaped() {
+        // An unknown key, and the router's name as read for the report.
+        let error = error_of(r#"{name: "a\rb", component: a.wasm, limits: {"cpu\e[31m": 1}}"#);
+        assert!(
+            error.starts_with(
+                "r.yaml: routers[0].limits.cpu\\u{1b}[31m (router `a\\rb`): unknown field \
+                 `cpu\\u{1b}[31m`, expected one of"
+            ),
+            "{error}"
+        );
+        // A value quoted in the message.
+        let error = error_of(r#"{component: a.wasm, limits: {timeout: "1\u009b2J"}}"#);
+        assert!(
+            error.contains("found `1\\u{9b}2J`") && !error.chars().any(char::is_control),
+            "{error}"
+        );
+        // The file name, when displayed.
+        let error =
+            RouterSetConfig::from_yaml("routers: 3", Path::new("conf\x1b[2J.yaml"), Path::new("."))
+                .expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("conf\\u{1b}[2J.yaml: routers: "),
+            "{error}"
+        );
+        // A JSON configuration (the Synapse module's) too.
+        let value = serde_json::json!({"routers": [{"component": "a.wasm", "\u{7}": 1}]});
+        let error = RouterSetConfig::from_json_value(value, Path::new("hs.yaml"), Path::new("."))
+            .expect_err("refused");
+        assert_eq!(error.key, "routers[0].\\u{7}");
+        assert!(!error.to_string().chars().any(char::is_control), "{error}");
     }
 }

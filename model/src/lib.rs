@@ -13,6 +13,7 @@ mod failure;
 pub mod jsonl;
 mod limits;
 mod presence;
+pub mod text;
 mod user_id;
 
 pub use config::{ConfigError, RouterConfig, RouterSetConfig};

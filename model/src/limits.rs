@@ -6,30 +6,43 @@ use std::time::Duration;
 
 /// What one router may consume in one call. Every call starts afresh:
 /// nothing carries over from the call before.
+///
+/// Every value the configuration accepts is safe to use: each limit has a
+/// range (the `MIN_*`/`MAX_*` constants below, checked when the
+/// configuration is parsed), so that no arithmetic on it can overflow and no
+/// typo can turn a limit into none. A `Limits` built in code skips that
+/// check; the runtime saturates rather than trusts it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) for one call, before the per-state
-    /// share. YAML `fuel`, an integer.
+    /// share. YAML `fuel`, an integer from 1 to [`Limits::MAX_FUEL`].
     pub fuel: u64,
     /// Extra fuel per state in the batch, so that large batches are not
-    /// starved by a budget sized for small ones. YAML `fuel_per_state`.
+    /// starved by a budget sized for small ones. YAML `fuel_per_state`, from
+    /// 0 (a flat budget) to [`Limits::MAX_FUEL_PER_STATE`].
     pub fuel_per_state: u64,
     /// The most linear memory, in bytes, an instance may have (all its
-    /// memories together). YAML `memory`: `64MiB`, `512KiB`, or bytes.
+    /// memories together). YAML `memory`: `64MiB`, `512KiB`, or bytes; from
+    /// [`Limits::MIN_MEMORY`] to [`Limits::MAX_MEMORY`].
     pub memory: u64,
-    /// Wall-clock deadline for one call. YAML `timeout`: `100ms`, `2s`.
+    /// Wall-clock deadline for one call. YAML `timeout`: `100ms`, `2s`; from
+    /// [`Limits::MIN_TIMEOUT`] to [`Limits::MAX_TIMEOUT`].
     pub timeout: Duration,
     /// The largest answer accepted from one call, counted in entries: each
-    /// route, state index or user ID is one. YAML `max_answer_entries`.
+    /// route, state index or user ID is one. YAML `max_answer_entries`, from
+    /// 1 to [`Limits::MAX_ANSWER_ENTRIES`].
     pub max_answer_entries: usize,
     /// How many instances of the router may run at once (each is kept warm
-    /// between calls). YAML `max_instances`.
+    /// between calls). YAML `max_instances`, from 1 to
+    /// [`Limits::MAX_INSTANCES`].
     pub max_instances: usize,
     /// `send-local-online-presence-to` calls kept per callback; more are
-    /// dropped and counted. YAML `max_send_calls`.
+    /// dropped and counted. YAML `max_send_calls`, from 0 (the router may
+    /// not send) to [`Limits::MAX_SEND_CALLS`].
     pub max_send_calls: usize,
     /// Log lines (from `log`, stdout and stderr) kept per callback; more are
-    /// dropped and counted. YAML `max_log_lines`.
+    /// dropped and counted. YAML `max_log_lines`, from 0 (the router may not
+    /// log) to [`Limits::MAX_LOG_LINES`].
     pub max_log_lines: usize,
 }
 
@@ -37,9 +50,6 @@ impl Limits {
     /// Defaults sized for a compact router (Rust, C) and generous enough for
     /// one built with a language runtime inside (JavaScript, Python): the
     /// deadline, not fuel, is what stops a slow router first.
-    /// The most warm instances one router may keep.
-    pub const MAX_INSTANCES: usize = 1024;
-
     pub const DEFAULT: Limits = Limits {
         fuel: 10_000_000,
         fuel_per_state: 200_000,
@@ -50,6 +60,56 @@ impl Limits {
         max_send_calls: 16,
         max_log_lines: 64,
     };
+
+    /// The most fuel a call may start with, 10^15: days of computing, so
+    /// the deadline (at most [`Limits::MAX_TIMEOUT`]) always stops a call
+    /// first, and "fuel to spare" can still be written. With
+    /// [`Limits::MAX_FUEL_PER_STATE`], the budget of any batch that can be
+    /// answered (its states are indexed by `u32`) stays below `i64::MAX`,
+    /// the fuel wasmtime can hold: [`Limits::fuel_for_batch`] never needs
+    /// to saturate for a configured router.
+    pub const MAX_FUEL: u64 = 1_000_000_000_000_000;
+
+    /// The most fuel per state, 10^9: 5,000 times the default.
+    pub const MAX_FUEL_PER_STATE: u64 = 1_000_000_000;
+
+    /// One 64 KiB wasm page: the smallest guest has one, so less can only be
+    /// a typo.
+    pub const MIN_MEMORY: u64 = 64 * 1024;
+
+    /// 4 GiB, all that a wasm32 memory can address. A larger limit could
+    /// never be reached; it would only make the runtime reserve more
+    /// address space for every instance slot.
+    pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
+
+    /// 1 ms, the precision of the deadline (the runtime checks it at every
+    /// tick of a 1 ms clock): a shorter timeout could not be kept.
+    pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+    /// One minute. A call holds one of a homeserver's presence batches, so a
+    /// deadline far beyond the default 100 ms is already a stalled
+    /// homeserver; and a deadline is a point in time that must not
+    /// overflow the clock (`timeout: 400000000000y` used to panic the
+    /// first call).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The most answer entries, 10^7 (ten times the default): the host may
+    /// allocate about 128 bytes per entry while it copies an answer, so this
+    /// bounds one call's answer to about 1.2 GiB of host memory.
+    pub const MAX_ANSWER_ENTRIES: usize = 10_000_000;
+
+    /// The most warm instances one router may keep: each reserves a
+    /// pooling-allocator slot (address space, and up to a few MiB kept
+    /// resident once used).
+    pub const MAX_INSTANCES: usize = 1024;
+
+    /// The most `send-local-online-presence-to` calls kept per callback.
+    pub const MAX_SEND_CALLS: usize = 10_000;
+
+    /// The most log lines kept per callback: the host buffers up to
+    /// [`Limits::MAX_LOG_LINE_BYTES`] of a guest's stdout and of its stderr
+    /// per line, so this bounds that to about 10 MiB per stream and call.
+    pub const MAX_LOG_LINES: usize = 10_000;
 
     /// A log line longer than this is cut (at a character boundary).
     pub const MAX_LOG_LINE_BYTES: usize = 1024;
@@ -65,12 +125,17 @@ impl Limits {
 /// What happens to a router that keeps failing: after `suspend_after`
 /// failures in a row it is not called for `backoff`; every suspension that
 /// follows without a success in between lasts twice as long, up to
-/// `max_backoff`. The first call after a suspension is a trial: a success
-/// ends the matter, a failure suspends the router again at once.
+/// `max_backoff`. When a suspension ends, one call is let through as a
+/// trial while the others are still skipped: its success ends the matter,
+/// its failure suspends the router again at once (and once, however many
+/// calls were waiting).
 ///
 /// Without it, a router that always times out would cost every batch its
 /// whole deadline. YAML: `failure_policy: {suspend_after: 5, backoff: 1s,
-/// max_backoff: 5m}`; `suspend_after: 0` never suspends.
+/// max_backoff: 5m}`; `suspend_after: 0` never suspends. `backoff` is longer
+/// than 0 and `max_backoff` at least `backoff`; both are at most
+/// [`FailurePolicy::LONGEST_BACKOFF`]. `suspend_after` may be any `u32`:
+/// the failure count saturates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailurePolicy {
     pub suspend_after: u32,
@@ -84,6 +149,12 @@ impl FailurePolicy {
         backoff: Duration::from_secs(1),
         max_backoff: Duration::from_secs(300),
     };
+
+    /// The longest `backoff` or `max_backoff`, one day: a router suspended
+    /// longer is better taken out of the configuration; and the end of a
+    /// suspension is a point in time that must not overflow the clock
+    /// (`backoff: 400000000000y` used to panic at the first suspension).
+    pub const LONGEST_BACKOFF: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// How long the `n`th suspension in a row (from 1) lasts.
     pub fn backoff_for(&self, n: u32) -> Duration {
@@ -167,5 +238,52 @@ mod tests {
         let backoffs: Vec<u128> = (1..=5).map(|n| policy.backoff_for(n).as_millis()).collect();
         assert_eq!(backoffs, vec![100, 200, 400, 500, 500]);
         assert_eq!(policy.backoff_for(1000), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_defaults_are_within_the_ranges() {
+        let d = Limits::DEFAULT;
+        assert!((1..=Limits::MAX_FUEL).contains(&d.fuel));
+        assert!(d.fuel_per_state <= Limits::MAX_FUEL_PER_STATE);
+        assert!((Limits::MIN_MEMORY..=Limits::MAX_MEMORY).contains(&d.memory));
+        assert!((Limits::MIN_TIMEOUT..=Limits::MAX_TIMEOUT).contains(&d.timeout));
+        assert!((1..=Limits::MAX_ANSWER_ENTRIES).contains(&d.max_answer_entries));
+        assert!((1..=Limits::MAX_INSTANCES).contains(&d.max_instances));
+        assert!(d.max_send_calls <= Limits::MAX_SEND_CALLS);
+        assert!(d.max_log_lines <= Limits::MAX_LOG_LINES);
+        let p = FailurePolicy::DEFAULT;
+        assert!(p.backoff <= p.max_backoff && p.max_backoff <= FailurePolicy::LONGEST_BACKOFF);
+    }
+
+    #[test]
+    fn the_largest_budget_of_an_answerable_batch_fits_wasmtimes_fuel() {
+        let most = Limits {
+            fuel: Limits::MAX_FUEL,
+            fuel_per_state: Limits::MAX_FUEL_PER_STATE,
+            ..Limits::DEFAULT
+        };
+        // Answers index the batch with `u32`s: no larger batch is answered.
+        let states = usize::try_from(u32::MAX).expect("a 32-bit usize at least");
+        let budget = most.fuel_for_batch(states);
+        assert_eq!(
+            u128::from(budget),
+            u128::from(Limits::MAX_FUEL)
+                + u128::from(Limits::MAX_FUEL_PER_STATE) * u128::from(u32::MAX),
+            "exact, not saturated"
+        );
+        assert!(budget <= i64::MAX as u64);
+    }
+
+    #[test]
+    fn the_longest_deadline_and_suspension_can_be_added_to_now() {
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(Limits::MAX_TIMEOUT).is_some());
+        let policy = FailurePolicy {
+            suspend_after: 1,
+            backoff: FailurePolicy::LONGEST_BACKOFF,
+            max_backoff: FailurePolicy::LONGEST_BACKOFF,
+        };
+        assert_eq!(policy.backoff_for(u32::MAX), FailurePolicy::LONGEST_BACKOFF);
+        assert!(now.checked_add(policy.backoff_for(u32::MAX)).is_some());
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use presence_router_model::text::escape_control;
 use presence_router_model::{ConfigError, FailureKind};
 
 /// Where a router is configured: the file, the key path and its name.
@@ -16,12 +17,14 @@ pub struct RouterAt {
 
 impl fmt::Display for RouterAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Paths and names are the operator's, but shown on a terminal:
+        // control characters in them are escaped like a guest's text.
         write!(
             f,
             "{}: {} (router `{}`)",
-            self.file.display(),
-            self.key,
-            self.router
+            escape_control(&self.file.display().to_string()),
+            escape_control(&self.key),
+            escape_control(&self.router)
         )
     }
 }
@@ -35,7 +38,7 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     /// The component file can't be read, isn't a component, or isn't a
     /// presence router.
-    #[error("{at}: {}: {message}", path.display())]
+    #[error("{at}: {}: {message}", escape_control(&path.display().to_string()))]
     Component {
         at: RouterAt,
         path: PathBuf,

@@ -28,8 +28,10 @@
 //! ```
 
 mod cache;
+mod component_file;
 mod error;
 mod guest;
+mod health;
 mod module_api;
 mod router;
 mod router_set;

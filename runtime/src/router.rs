@@ -8,16 +8,17 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use presence_router_model::{
-    CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, Suspension,
-    UserPresenceState, answer, format_bytes,
+    CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, UserPresenceState,
 };
 
 use crate::cache::CompileSource;
+use crate::component_file::read_component;
 use crate::error::LoadError;
 use crate::guest::{
-    CallEffects, CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestEngine, GuestInstance,
-    InstanceError, LoadedComponent,
+    CallEffects, CallStart, CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestEngine,
+    GuestInstance, InstanceError, LoadedComponent,
 };
+use crate::health::{Admission, Health};
 use crate::module_api::ModuleApi;
 
 /// A router as `check` describes it.
@@ -31,17 +32,6 @@ pub struct RouterInfo {
     pub compiled_from: CompileSource,
     /// How long reading and compiling (or deserializing) it took.
     pub load_time: std::time::Duration,
-}
-
-/// How a router has been doing lately, for the [`FailurePolicy`].
-#[derive(Default)]
-struct Health {
-    consecutive_failures: u32,
-    /// Suspensions since the last success.
-    suspensions: u32,
-    suspended_until: Option<Instant>,
-    /// What made the router fail last, for the reports while suspended.
-    last_failure: Option<(FailureKind, String)>,
 }
 
 /// The validated result of one router's call, with the users it asked
@@ -69,9 +59,11 @@ impl AnswerEntries for CheckedInterest {
     }
 }
 
-/// An instance checked out of the pool for one call.
+/// An instance checked out of the pool for one call, with the failure
+/// policy's leave to make it.
 struct Lease<'a> {
     instance: GuestInstance,
+    admission: Admission<'a>,
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
@@ -85,7 +77,7 @@ pub(crate) struct Router {
     /// once, which `permits` enforces.
     idle: Mutex<Vec<GuestInstance>>,
     permits: Semaphore,
-    health: Mutex<Health>,
+    health: Health,
 }
 
 impl Router {
@@ -135,7 +127,7 @@ impl Router {
                 compiled_from,
                 load_time: started.elapsed(),
             },
-            health: Mutex::new(Health::default()),
+            health: Health::new(config.failure_policy.clone()),
             config_json: config.config_json.clone(),
             component,
             engine,
@@ -143,7 +135,7 @@ impl Router {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(config.limits.max_instances),
         };
-        match router.new_instance().await {
+        match router.new_instance(CallStart::now()).await {
             Ok(instance) => {
                 router.return_instance(instance);
                 Ok(router)
@@ -206,24 +198,46 @@ impl Router {
     /// Takes a warm instance from the pool, or makes a fresh one, within
     /// `limits.max_instances`.
     async fn lease(&self) -> Result<Lease<'_>, RouterFailure> {
-        self.check_not_suspended()?;
+        let admission = self.admit()?;
         // The semaphore is never closed, so acquiring only waits.
-        let permit = self.permits.acquire().await.map_err(|_| {
-            self.failure(Failure {
-                kind: FailureKind::Trap,
-                message: "the router is shutting down".into(),
-                instance_lost: false,
-            })
-        })?;
+        let Ok(permit) = self.permits.acquire().await else {
+            return Err(self.failure(
+                admission,
+                Failure {
+                    kind: FailureKind::Trap,
+                    message: "the router is shutting down".into(),
+                    instance_lost: false,
+                },
+            ));
+        };
+        // The time budget starts once the call has its slot: waiting for
+        // one is not the router's doing. A fresh instance shares the call's
+        // budget, so a router can't double its time by trapping.
+        let start = CallStart::now();
         let idle = self.lock_idle().pop();
         let instance = match idle {
-            Some(instance) => instance,
-            None => self.fresh_instance().await?,
+            Some(mut instance) => {
+                instance.begin(start);
+                instance
+            }
+            None => match self.new_instance(start).await {
+                Ok(instance) => instance,
+                Err(e) => return Err(self.failure(admission, fresh_instance_failure(e))),
+            },
         };
         Ok(Lease {
             instance,
+            admission,
             _permit: permit,
         })
+    }
+
+    /// Leave from the failure policy to call the router now, or the report
+    /// of a skipped call.
+    fn admit(&self) -> Result<Admission<'_>, RouterFailure> {
+        self.health
+            .admit(Instant::now())
+            .map_err(|skip| skip.into_failure(&self.info.name))
     }
 
     /// Ends a call: passes on what the guest logged, puts a healthy instance
@@ -237,13 +251,15 @@ impl Router {
         let effects = lease.instance.take_effects();
         let memory_bytes = lease.instance.memory_bytes() as u64;
         let lost = matches!(&result, Err(failure) if failure.instance_lost);
-        if !lost {
+        if !lost && lease.instance.reusable() {
             self.return_instance(lease.instance);
         }
         let sends = self.pass_on(effects);
-        let (answer, usage) = result.map_err(|failure| self.failure(failure))?;
-        let sends = sends.map_err(|message| self.failure(Failure::invalid_answer(message)))?;
-        self.succeeded();
+        let (answer, usage) = match result {
+            Ok(answered) => answered,
+            Err(failure) => return Err(self.failure(lease.admission, failure)),
+        };
+        self.succeeded(lease.admission);
         let stats = CallStats {
             router: self.info.name.clone(),
             fuel_used: usage.fuel_used,
@@ -272,43 +288,31 @@ impl Router {
             return Ok(());
         };
         while self.idle_instances() < max {
-            let instance = self.fresh_instance().await?;
-            self.return_instance(instance);
+            // Each fresh instance counts like a call for the failure policy.
+            let admission = self.admit()?;
+            match self.new_instance(CallStart::now()).await {
+                Ok(instance) => {
+                    self.succeeded(admission);
+                    self.return_instance(instance);
+                }
+                Err(e) => return Err(self.failure(admission, fresh_instance_failure(e))),
+            }
         }
         Ok(())
     }
 
-    /// A fresh instance for a call or the pool; its failure counts against
-    /// the router like a failed call.
-    async fn fresh_instance(&self) -> Result<GuestInstance, RouterFailure> {
-        self.new_instance().await.map_err(|e| {
-            self.failure(match e {
-                InstanceError::Failed(failure) => failure,
-                InstanceError::ConfigRefused(message) => Failure {
-                    kind: FailureKind::Trap,
-                    message: format!("a fresh instance refused its configuration: {message}"),
-                    instance_lost: true,
-                },
-                InstanceError::WrongType(message) => Failure {
-                    kind: FailureKind::Trap,
-                    message,
-                    instance_lost: true,
-                },
-            })
-        })
-    }
-
     /// Makes a fresh instance and drops it: what a call after a trap pays.
     pub(crate) async fn make_fresh_instance(&self) -> bool {
-        self.new_instance().await.is_ok()
+        self.new_instance(CallStart::now()).await.is_ok()
     }
 
-    async fn new_instance(&self) -> Result<GuestInstance, InstanceError> {
+    async fn new_instance(&self, start: CallStart) -> Result<GuestInstance, InstanceError> {
         let mut made = GuestInstance::new(
             &self.engine,
             &self.component,
             &self.info.limits,
             &self.config_json,
+            start,
         )
         .await;
         if let Ok(instance) = &mut made {
@@ -319,8 +323,8 @@ impl Router {
     }
 
     /// Logs what the guest logged and returns the users of its
-    /// `send-local-online-presence-to` calls, checked.
-    fn pass_on(&self, effects: CallEffects) -> Result<Vec<String>, String> {
+    /// `send-local-online-presence-to` calls (checked as they came).
+    fn pass_on(&self, effects: CallEffects) -> Vec<String> {
         let name = self.name();
         for (level, line) in &effects.logs {
             self.module_api.guest_log(name, *level, line);
@@ -344,25 +348,15 @@ impl Router {
                 ),
             );
         }
-        answer::check_sends(&effects.sends, limits.max_answer_entries)?;
-        Ok(effects.sends.into_iter().flatten().collect())
+        effects.sends
     }
 
     /// Attributes a failure to this router, reports it, and suspends the
     /// router if it has failed too often in a row.
-    fn failure(&self, failure: Failure) -> RouterFailure {
-        let policy = &self.info.failure_policy;
-        let mut health = self.lock_health();
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        health.last_failure = Some((failure.kind, failure.message.clone()));
-        let mut suspension = None;
-        if policy.suspend_after > 0 && health.consecutive_failures >= policy.suspend_after {
-            health.suspensions = health.suspensions.saturating_add(1);
-            let backoff = policy.backoff_for(health.suspensions);
-            health.suspended_until = Some(Instant::now() + backoff);
-            suspension = Some(suspension_for(health.consecutive_failures, backoff));
-        }
-        drop(health);
+    fn failure(&self, admission: Admission<'_>, failure: Failure) -> RouterFailure {
+        let suspension =
+            self.health
+                .failed(admission, failure.kind, &failure.message, Instant::now());
         let failure = RouterFailure {
             router: self.info.name.clone(),
             kind: failure.kind,
@@ -385,45 +379,10 @@ impl Router {
         failure
     }
 
-    /// Skips the call while the router is suspended; the report says why and
-    /// for how much longer. (The suspension itself was logged once.)
-    fn check_not_suspended(&self) -> Result<(), RouterFailure> {
-        let health = self.lock_health();
-        let Some(until) = health.suspended_until else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        if now >= until {
-            // The trial call: `failure` or `succeeded` decides what next.
-            return Ok(());
-        }
-        let (kind, last) = health
-            .last_failure
-            .clone()
-            .unwrap_or((FailureKind::Trap, String::new()));
-        Err(RouterFailure {
-            router: self.info.name.clone(),
-            kind,
-            message: format!(
-                "suspended after {} failures in a row (the last: {last})",
-                health.consecutive_failures
-            ),
-            suspension: Some(suspension_for(health.consecutive_failures, until - now)),
-        })
-    }
-
-    fn succeeded(&self) {
-        let mut health = self.lock_health();
-        let was_suspended = health.suspended_until.is_some();
-        *health = Health::default();
-        drop(health);
-        if was_suspended {
+    fn succeeded(&self, admission: Admission<'_>) {
+        if self.health.succeeded(admission) {
             self.module_api.router_resumed(&self.info.name);
         }
-    }
-
-    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn return_instance(&self, instance: GuestInstance) {
@@ -436,24 +395,20 @@ impl Router {
     }
 }
 
-fn suspension_for(consecutive_failures: u32, retry_in: std::time::Duration) -> Suspension {
-    Suspension {
-        consecutive_failures,
-        retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+/// How a fresh instance that could not be made counts for the failure
+/// policy: like a failed call.
+fn fresh_instance_failure(error: InstanceError) -> Failure {
+    match error {
+        InstanceError::Failed(failure) => failure,
+        InstanceError::ConfigRefused(message) => Failure {
+            kind: FailureKind::Trap,
+            message: format!("a fresh instance refused its configuration: {message}"),
+            instance_lost: true,
+        },
+        InstanceError::WrongType(message) => Failure {
+            kind: FailureKind::Trap,
+            message,
+            instance_lost: true,
+        },
     }
-}
-
-/// Components built with a language runtime inside are tens of MiB; a file
-/// far beyond that is a mistake (or `/dev/zero`), not a router.
-const MAX_COMPONENT_BYTES: u64 = 512 * 1024 * 1024;
-
-async fn read_component(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    let size = tokio::fs::metadata(path).await?.len();
-    if size > MAX_COMPONENT_BYTES {
-        return Err(std::io::Error::other(format!(
-            "{size} bytes is more than the {} a component may have",
-            format_bytes(MAX_COMPONENT_BYTES)
-        )));
-    }
-    tokio::fs::read(path).await
 }

@@ -100,7 +100,7 @@ static RUNTIME_EVENTS: EventQueue = EventQueue::new();
 
 /// A `tracing` layer that queues the runtime's events for Python, which has
 /// no other way to see them: `compiled-component cache ... unusable`,
-/// `cannot start the epoch thread, deadlines are off`, and the like.
+/// `cannot start the watchdog thread, time budgets are off`, and the like.
 struct RuntimeWarnings;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RuntimeWarnings {

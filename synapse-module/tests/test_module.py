@@ -10,6 +10,7 @@ the module uses. Run by `synapse-module/e2e/run.sh`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import select
@@ -242,6 +243,35 @@ def test_wasm_runs_with_the_gil_released() -> None:
     assert since_start["call_end"] >= 3.0, since_start
     # 0.1 s in, give or take the scheduler: nowhere near the 3 s.
     assert since_start["python_ran"] < 2.0, since_start
+
+
+def test_a_relative_component_path_is_resolved_once_by_parse_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Synapse reads its configuration in one working directory; a
+    daemonizing Synapse then changes it (to `/`) and loads the routers again
+    in `__init__`. Both loads must find the same files."""
+    component = Path(guest("example_router"))
+    monkeypatch.chdir(component.parent)
+    relative_cache_dir = os.path.relpath(CACHE_DIR)
+    config = WasmPresenceRouter.parse_config({
+        "routers": [{"name": "example", "component": component.name,
+                     "config": {"always_send_to_users": ["@w:x"]}}],
+        "cache_dir": relative_cache_dir,
+    })
+    [router] = json.loads(config.routers_json)["routers"]
+    assert router["component"] == str(component)
+    assert config.cache_dir == str(component.parent / relative_cache_dir)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # As after Synapse forked: `__init__` loads the routers again.
+    config.loaded_by_pid = -1
+    api = FakeModuleApi()
+    WasmPresenceRouter(config, api)
+    assert config.loaded_by_pid == os.getpid()
+    batch = [state("@a:x")]
+    assert users_for_states(api, batch) == {"@w:x": set(batch)}
 
 
 def test_after_a_fork_the_module_loads_again_and_routes() -> None:

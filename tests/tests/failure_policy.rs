@@ -134,3 +134,59 @@ async fn suspend_after_zero_never_suspends() {
     }
     assert_eq!(guest_calls(&api), 12);
 }
+
+/// When a back-off ends, many concurrent callers must not all try the
+/// router: one trial call goes through (half-open), the others stay skipped,
+/// and its failure doubles the back-off once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_backoff_ends_one_of_many_concurrent_callers_is_the_trial() {
+    const CALLERS: usize = 32;
+    let (routers, api) = flaky("{suspend_after: 1, backoff: 1s, max_backoff: 1h}").await;
+    let routers = std::sync::Arc::new(routers);
+    let routed = routers.get_users_for_states(&panicking()).await;
+    assert_eq!(
+        routed.failures[0].suspension.map(|s| s.retry_in_ms),
+        Some(1000)
+    );
+    assert_eq!(guest_calls(&api), 1);
+    // Sleeping longer than the back-off is safe whatever the load; the next
+    // suspension lasts 2 s, far longer than it takes these callers to start.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let routers = routers.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                routers.get_users_for_states(&panicking()).await
+            })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for caller in callers {
+        reports.push(caller.await.expect("the caller ran"));
+    }
+    assert_eq!(guest_calls(&api), 2, "exactly one trial reached the guest");
+    let new_suspensions: Vec<_> = reports
+        .iter()
+        .filter_map(|r| r.failures[0].suspension)
+        .filter(|s| s.retry_in_ms == 2000)
+        .collect();
+    assert_eq!(
+        new_suspensions.len(),
+        1,
+        "the trial's failure doubled the back-off once"
+    );
+    let skipped = reports
+        .iter()
+        .filter(|r| r.failures[0].message.starts_with("suspended after"))
+        .count();
+    assert_eq!(skipped, CALLERS - 1);
+    for report in &reports {
+        assert_eq!(report.answer.keys().collect::<Vec<_>>(), vec!["@w:x"]);
+    }
+    let warnings = api.warnings.lock().unwrap().len();
+    assert_eq!(warnings, 2, "two suspensions, each logged once");
+}

@@ -2,6 +2,7 @@
 //! exact error text they see: `golden/NAME.yaml` must fail to load with the
 //! text in `golden/NAME.err` (guest paths written as `$SCRIPTED`, ...).
 //! Run with `BLESS=1` to rewrite the `.err` files after a deliberate change.
+//! No error text may hold a control character.
 
 use std::path::Path;
 
@@ -50,6 +51,15 @@ async fn each_bad_configuration_fails_with_its_golden_error() {
             Ok(_) => "(loaded without error)".to_owned(),
             Err(e) => with_placeholders(&e.to_string()),
         };
+        // Whatever a configuration holds, its error can't forge a log line
+        // or drive a terminal: control characters arrive escaped.
+        if actual.chars().any(char::is_control) {
+            mismatches.push(format!(
+                "{}: a control character in {actual:?}",
+                input.display()
+            ));
+            continue;
+        }
         let golden = input.with_extension("err");
         if bless {
             std::fs::write(&golden, format!("{actual}\n")).expect("writable");

@@ -1,10 +1,15 @@
 //! 10,000 calls to each hostile guest: every call has the same outcome (a
 //! fresh instance after each trap), and the host's memory does not grow
-//! after warm-up. One test in its own binary, so that no other test shares
-//! the process whose memory is measured.
+//! after warm-up. Then the guests that try to make the host hold more than
+//! their limits (issue 11): the host's peak memory stays within a router's
+//! memory limit plus a margin, and its resident memory flat. The tests of
+//! this binary take turns ([`measuring`]), so that none measures another's
+//! memory.
+
+use std::sync::Mutex;
 
 use presence_router_runtime::{FailureKind, Presence};
-use presence_router_tests::{batch, failure_kinds, load_forgetful, proc_status_bytes};
+use presence_router_tests::{batch, failure_kinds, load_forgetful, load_ok, proc_status_bytes};
 
 const CALLS: usize = 10_000;
 const WARM_UP: usize = 1_000;
@@ -12,8 +17,26 @@ const WARM_UP: usize = 1_000;
 /// one instance, one answer or one log line per call would be far more.
 const MAX_GROWTH_BYTES: u64 = 16 << 20;
 
-#[tokio::test]
-async fn hostile_guests_leave_no_trace_over_10000_calls() {
+/// Runs one test of this binary at a time, on its own runtime: they
+/// measure the memory of the whole process.
+fn measuring<F: std::future::Future<Output = ()>>(test: F) {
+    static TURN: Mutex<()> = Mutex::new(());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(test);
+}
+
+#[test]
+fn hostile_guests_leave_no_trace_over_10000_calls() {
+    measuring(hostile_guests_leave_no_trace());
+}
+
+async fn hostile_guests_leave_no_trace() {
     let cases: &[(&str, &str, &str, Option<FailureKind>)] = &[
         (
             "HOSTILE_SPIN",
@@ -112,6 +135,217 @@ routers:
         if growth > MAX_GROWTH_BYTES {
             failures.push(format!(
                 "{guest} {config}: the host grew by {} KiB",
+                growth / 1024
+            ));
+        }
+    }
+    println!("{}", report.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n"),
+        report.join("\n")
+    );
+}
+
+/// Resets the process's peak resident memory (`VmHWM`) to what it holds now,
+/// and returns that; `None` where the kernel can't (then the peak is not
+/// measured).
+fn reset_peak_resident() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    Some(proc_status_bytes("VmHWM:"))
+}
+
+/// The router's memory limit in the cases below.
+const GUEST_MEMORY_LIMIT: u64 = 64 << 20;
+/// What the host may hold beyond the guest's own memory (its allocator's
+/// caches, wasmtime's bookkeeping, the answers), at its peak.
+const HOST_MARGIN_BYTES: u64 = 16 << 20;
+
+/// 20 calls to a guest that passes one 40 MiB buffer to the host 48 times
+/// per call (3 aliased user IDs in each of 16 `send-local-online-presence-to`
+/// calls), or a 56 MiB one 16 times as a `log` message. The host refuses the user IDs as
+/// they arrive (over Matrix's 255 bytes) and cuts the message at 1 KiB
+/// without copying the rest: its peak memory grows by less than the router's
+/// memory limit plus a margin.
+#[test]
+fn aliased_buffers_are_not_copied_by_the_host() {
+    measuring(aliased_buffers_are_not_copied());
+}
+
+async fn aliased_buffers_are_not_copied() {
+    const CALLS: usize = 20;
+    let cases: &[(&str, Option<FailureKind>)] = &[
+        (
+            "{mib: 40, entries: 3, calls: 16, target: send}",
+            Some(FailureKind::InvalidAnswer),
+        ),
+        // 56 MiB: the guest's buffer and one host copy of it can't both fit
+        // under the bound.
+        ("{mib: 56, calls: 16, target: log}", None),
+    ];
+    let states = batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Online)]);
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for (config, expected) in cases {
+        let (routers, api) = load_ok(&format!(
+            r#"
+routers:
+  - {{name: hostile, component: $HOSTILE_ALIASER, config: {config}, limits: {{memory: {GUEST_MEMORY_LIMIT}, fuel: 1000000000000, timeout: 30s}}, failure_policy: {{suspend_after: 0}}}}
+  - {{name: example, component: $EXAMPLE_ROUTER, config: {{always_send_to_users: ["@w:x"]}}}}
+"#
+        ))
+        .await;
+        let Some(before) = reset_peak_resident() else {
+            println!("/proc/self/clear_refs is not writable here: peak memory not measured");
+            return;
+        };
+        let mut wrong = Vec::new();
+        for call in 0..CALLS {
+            api.clear();
+            let routed = routers.get_users_for_states(&states).await;
+            let kinds: Vec<_> = failure_kinds(&routed)
+                .into_iter()
+                .map(|(_, kind)| kind)
+                .collect();
+            let example_answered = routed.answer.get("@w:x") == Some(&vec![0, 1]);
+            let message_ok = match expected {
+                Some(_) => routed
+                    .failures
+                    .first()
+                    .is_some_and(|f| f.message.contains("255")),
+                None => api
+                    .logs_of("hostile")
+                    .iter()
+                    .all(|line| line.len() <= 1024 + 64),
+            };
+            if kinds != expected.iter().copied().collect::<Vec<_>>()
+                || !example_answered
+                || !message_ok
+            {
+                wrong.push(format!(
+                    "call {call}: {:?}",
+                    routed
+                        .failures
+                        .iter()
+                        .map(|f| (f.kind, f.message.chars().take(200).collect::<String>()))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        let peak = proc_status_bytes("VmHWM:");
+        let growth = peak.saturating_sub(before);
+        report.push(format!(
+            "HOSTILE_ALIASER {config:48} {:>7} KiB resident before, peak {:>7} KiB: {:>7} KiB more",
+            before / 1024,
+            peak / 1024,
+            growth / 1024
+        ));
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{config}: {} of {CALLS} calls did not go as expected, first: {}",
+                wrong.len(),
+                wrong[0]
+            ));
+        }
+        if growth >= GUEST_MEMORY_LIMIT + HOST_MARGIN_BYTES {
+            failures.push(format!(
+                "{config}: the host's peak grew by {} KiB, more than the router's {} KiB of memory plus {} KiB",
+                growth / 1024,
+                GUEST_MEMORY_LIMIT / 1024,
+                HOST_MARGIN_BYTES / 1024
+            ));
+        }
+    }
+    println!("{}", report.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        failures.join("\n"),
+        report.join("\n")
+    );
+}
+
+/// A guest that creates WASI pollables and never drops them. With 10,000 a
+/// call, every call is refused at 1024 WASI resources (and the next runs on
+/// a fresh instance). With 40 a call, every call succeeds, each on a fresh
+/// instance since the last ended holding more than it started with: four
+/// such routers side by side (a warm instance each) would otherwise hold
+/// 4 × 2,200 × 40 = 352,000 pollables by the end (under wasmtime's own cap
+/// of 100,000 handles per store), about 80 MiB of host memory. Either way
+/// the host's resident memory stays flat after warm-up.
+#[test]
+fn hoarded_wasi_resources_are_not_kept_across_calls() {
+    measuring(hoarded_wasi_resources_are_not_kept());
+}
+
+async fn hoarded_wasi_resources_are_not_kept() {
+    // (config, hoarders side by side, warm-up calls, measured calls, outcome
+    // of each call for each hoarder)
+    let cases: &[(&str, usize, usize, usize, Option<FailureKind>)] = &[
+        ("{per_call: 10000}", 1, 10, 100, Some(FailureKind::Memory)),
+        ("{per_call: 40}", 4, 200, 2000, None),
+    ];
+    let states = batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Online)]);
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for &(config, hoarders, warm_up, measured, expected) in cases {
+        let mut yaml = String::from("routers:\n");
+        for i in 0..hoarders {
+            yaml.push_str(&format!(
+                "  - {{name: hoarder{i}, component: $HOSTILE_HOARDER, config: {config}, limits: {{fuel: 1000000000000, timeout: 30s}}, failure_policy: {{suspend_after: 0}}}}\n"
+            ));
+        }
+        yaml.push_str(
+            "  - {name: example, component: $EXAMPLE_ROUTER, config: {always_send_to_users: [\"@w:x\"]}}\n",
+        );
+        let routers = load_forgetful(&yaml).await;
+        let mut before = 0;
+        let mut wrong = Vec::new();
+        for call in 0..warm_up + measured {
+            if call == warm_up {
+                before = proc_status_bytes("VmRSS:");
+            }
+            let routed = routers.get_users_for_states(&states).await;
+            let kinds: Vec<_> = failure_kinds(&routed)
+                .into_iter()
+                .map(|(_, kind)| kind)
+                .collect();
+            let example_answered = routed.answer.get("@w:x") == Some(&vec![0, 1]);
+            let messages_ok = routed
+                .failures
+                .iter()
+                .all(|f| f.message.contains("WASI resources"));
+            if kinds
+                != expected
+                    .into_iter()
+                    .cycle()
+                    .take(hoarders)
+                    .collect::<Vec<_>>()
+                || !example_answered
+                || !messages_ok
+            {
+                wrong.push(format!("call {call}: {:?}", routed.failures));
+            }
+        }
+        let after = proc_status_bytes("VmRSS:");
+        let growth = after.saturating_sub(before);
+        report.push(format!(
+            "HOSTILE_HOARDER {config:18} ×{hoarders} {:>7} KiB resident after warm-up, {:>6} KiB growth over {measured} calls",
+            before / 1024,
+            growth / 1024
+        ));
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{config}: {} of {} calls did not go as expected, first: {}",
+                wrong.len(),
+                warm_up + measured,
+                wrong[0]
+            ));
+        }
+        if growth > MAX_GROWTH_BYTES {
+            failures.push(format!(
+                "{config}: the host grew by {} KiB over {measured} calls",
                 growth / 1024
             ));
         }

@@ -45,12 +45,20 @@ _MODULE_KEYS = ("cache_dir", "cache")
 class WasmPresenceRouterConfig:
     """The module's checked configuration, with its routers already loaded
     (by ``parse_config``, so that a router that can't load stops Synapse
-    while it reads its configuration)."""
+    while it reads its configuration).
 
-    def __init__(self, routers_json: str, cache_dir: Optional[str], cache: bool):
+    Its paths (``component``, ``cache_dir``) are absolute: a relative one
+    was resolved once, by ``parse_config``, against the working directory
+    Synapse had then. A daemonizing Synapse changes directory to ``/``
+    before the routers are loaded again in ``__init__``, which must load the
+    same files."""
+
+    def __init__(self, routers_json: str, cache_dir: Optional[str], cache: bool,
+                 base_dir: str):
         self.routers_json = routers_json
         self.cache_dir = cache_dir
         self.cache = cache
+        self.base_dir = base_dir
         self.loaded_by_pid = os.getpid()
         self.routers = self.load(compile_on_calling_thread=False)
 
@@ -59,7 +67,7 @@ class WasmPresenceRouterConfig:
             routers = _native.RouterSet.load(
                 self.routers_json,
                 source="the module's config",
-                base_dir=os.getcwd(),
+                base_dir=self.base_dir,
                 cache_dir=self.cache_dir,
                 cache=self.cache,
                 compile_on_calling_thread=compile_on_calling_thread,
@@ -115,10 +123,16 @@ class WasmPresenceRouter:
     def parse_config(config: Dict[str, Any]) -> WasmPresenceRouterConfig:
         if not isinstance(config, dict):
             raise ConfigError("expected a mapping with a `routers` list", ())
-        routers = {k: v for k, v in config.items() if k not in _MODULE_KEYS}
+        # Relative paths are resolved here, once: `__init__` may run after
+        # Synapse has changed its working directory.
+        base_dir = os.getcwd()
+        routers = _with_absolute_components(
+            {k: v for k, v in config.items() if k not in _MODULE_KEYS}, base_dir)
         cache_dir = config.get("cache_dir")
         if cache_dir is not None and not isinstance(cache_dir, str):
             raise ConfigError("expected the path of a directory", ("cache_dir",))
+        if cache_dir is not None:
+            cache_dir = os.path.join(base_dir, cache_dir)
         cache = config.get("cache", True)
         if not isinstance(cache, bool):
             raise ConfigError("expected true or false", ("cache",))
@@ -128,7 +142,7 @@ class WasmPresenceRouter:
             routers_json = json.dumps(routers)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"cannot be passed to the routers as JSON: {e}", ()) from None
-        return WasmPresenceRouterConfig(routers_json, cache_dir, cache)
+        return WasmPresenceRouterConfig(routers_json, cache_dir, cache, base_dir)
 
     async def _get_users_for_states(
         self, state_updates: Iterable[UserPresenceState]
@@ -189,6 +203,24 @@ class WasmPresenceRouter:
             await self._api.send_local_online_presence_to(users)
         except Exception:
             logger.exception("send_local_online_presence_to(%s) asked by a router failed", users)
+
+
+def _with_absolute_components(routers: Dict[str, Any], base_dir: str) -> Dict[str, Any]:
+    """``routers`` with every relative ``component`` path joined to
+    ``base_dir``, as the runtime would join it (no normalisation: `..` and
+    symbolic links mean what they meant). What is not a list of mappings
+    with a string ``component`` is left for the runtime to refuse. The
+    caller's configuration is not changed."""
+    entries = routers.get("routers")
+    if not isinstance(entries, list):
+        return routers
+    resolved = []
+    for entry in entries:
+        component = entry.get("component") if isinstance(entry, dict) else None
+        if isinstance(component, str) and component and not os.path.isabs(component):
+            entry = {**entry, "component": os.path.join(base_dir, component)}
+        resolved.append(entry)
+    return {**routers, "routers": resolved}
 
 
 def _log_events(routers: "_native.RouterSet") -> None:

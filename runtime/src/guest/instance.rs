@@ -1,0 +1,480 @@
+//! One live instance of a router, with its own store: making it (under the
+//! call's budget), calling its exports, and telling which limit a failed
+//! call hit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Func, Lift, Lower, ResourceTableError, TypedFunc,
+};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, format_bytes};
+
+use super::bindings::matrix::presence_router::types::{
+    InterestedUsers as RawInterestedUsers, Route as RawRoute,
+};
+use super::deadline::CallClock;
+use super::engine::{GuestEngine, LoadedComponent};
+use super::state::{BrokenRule, CallEffects, GuestState, MAX_GUEST_RESOURCES};
+use super::{
+    CheckedInterest, CheckedRoutes, Failure, GET_INTERESTED_USERS, GET_USERS_FOR_STATES,
+    PARSE_CONFIG, error_text,
+};
+
+/// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
+/// charges what it lifts from a guest against the store's "hostcall fuel"
+/// before it allocates it, so this times `max_answer_entries` bounds what a
+/// flood can make the host allocate (128 MiB at the default), and a flood of
+/// routes is refused before it is copied; the exact entry count is checked
+/// after. A route costs 48 bytes of `String` and `Vec` headers plus its user
+/// ID, an index 4: an answer at the entry cap whose user IDs average over 80
+/// bytes is refused as too large, which no real router comes near.
+const HOST_BYTES_PER_ANSWER_ENTRY: usize = 128;
+
+/// How wasmtime says the hostcall fuel ran out.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// WASI resources an instance may keep across calls beyond what it held
+/// once configured (a language runtime may open a stream lazily, once). An
+/// instance that ends a call holding more is dropped after it, so that
+/// nothing a call leaves behind accumulates from call to call.
+const RESOURCE_SLACK: usize = 16;
+
+/// When a call's time budget started: as soon as it had an instance slot, so
+/// a fresh instance, its `parse-config` and the call share one budget.
+#[derive(Clone, Copy)]
+pub(crate) struct CallStart(Instant);
+
+impl CallStart {
+    pub(crate) fn now() -> CallStart {
+        CallStart(Instant::now())
+    }
+}
+
+/// The marker error the epoch callback raises when the budget is used up.
+#[derive(Debug)]
+struct BudgetUsedUp;
+
+impl std::fmt::Display for BudgetUsedUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("time budget used up")
+    }
+}
+
+impl std::error::Error for BudgetUsedUp {}
+
+/// One live instance of a router, with its own store.
+pub(crate) struct GuestInstance {
+    store: Store<GuestState>,
+    engine: Arc<GuestEngine>,
+    get_users_for_states: Func,
+    get_interested_users: Func,
+    limits: Limits,
+    /// WASI resources held once configured.
+    resources_at_rest: usize,
+    /// Set when a call left more resources behind than allowed.
+    spent: bool,
+}
+
+/// What a successful call used.
+#[derive(Clone, Copy)]
+pub(crate) struct CallUsage {
+    pub fuel_used: u64,
+    pub fuel_budget: u64,
+    pub elapsed: Duration,
+}
+
+/// Why an instance could not be made ready.
+pub(crate) enum InstanceError {
+    /// The guest failed (trap, limit) while being instantiated or configured.
+    Failed(Failure),
+    /// `parse-config` answered `err`: the router refuses its configuration
+    /// (the text is escaped and capped).
+    ConfigRefused(String),
+    /// An export has the wrong type for the presence-router world.
+    WrongType(String),
+}
+
+impl GuestInstance {
+    /// Instantiates the component and runs `parse-config`, within the time
+    /// budget that started at `start` (the call's, when a call needs a
+    /// fresh instance) and a fuel budget each.
+    pub(crate) async fn new(
+        engine: &Arc<GuestEngine>,
+        component: &LoadedComponent,
+        limits: &Limits,
+        config_json: &str,
+        start: CallStart,
+    ) -> Result<Self, InstanceError> {
+        let mut store = Store::new(&engine.engine, GuestState::new(limits));
+        store.limiter(|state| &mut state.memory);
+        store.set_hostcall_fuel(
+            limits
+                .max_answer_entries
+                .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY),
+        );
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if state.call_clock.on_tick(&state.waits) {
+                state.timed_out = true;
+                return Err(wasmtime::Error::new(BudgetUsedUp));
+            }
+            // No yield to the executor: a call runs to its end on one thread,
+            // so that its thread's CPU time is its own (deadline.rs).
+            Ok(UpdateDeadline::Continue(1))
+        });
+        begin_budget(&mut store, limits, start);
+        prepare_call(&mut store, limits.fuel);
+        let instantiated = {
+            let _running = engine.watchdog.running();
+            never_waits(component.pre.instantiate_async(&mut store)).await
+        };
+        let instance = match instantiated {
+            Some(Ok(instance)) => instance,
+            Some(Err(e)) => {
+                return Err(InstanceError::Failed(classify(
+                    &mut store,
+                    limits,
+                    &e,
+                    "instantiation",
+                )));
+            }
+            None => return Err(InstanceError::Failed(waited(&mut store, "instantiation"))),
+        };
+        let exports = component.exports;
+        let func = |store: &mut Store<GuestState>, index: ComponentExportIndex, name: &str| {
+            instance.get_func(&mut *store, index).ok_or_else(|| {
+                InstanceError::WrongType(format!("the export `{name}` is not a function"))
+            })
+        };
+        let parse_config = func(&mut store, exports.parse_config, PARSE_CONFIG)?;
+        let get_users_for_states = func(
+            &mut store,
+            exports.get_users_for_states,
+            GET_USERS_FOR_STATES,
+        )?;
+        let get_interested_users = func(
+            &mut store,
+            exports.get_interested_users,
+            GET_INTERESTED_USERS,
+        )?;
+        // Type-check each export once; the calls then skip the check.
+        let wrong_type = |name: &str, e: wasmtime::Error| {
+            InstanceError::WrongType(format!(
+                "the export `{name}` does not have the type of the presence-router world: {}",
+                error_text(&e)
+            ))
+        };
+        parse_config
+            .typed::<(&str,), (Result<(), String>,)>(&store)
+            .map_err(|e| wrong_type(PARSE_CONFIG, e))?;
+        get_users_for_states
+            .typed::<(&[UserPresenceState],), (Vec<RawRoute>,)>(&store)
+            .map_err(|e| wrong_type(GET_USERS_FOR_STATES, e))?;
+        get_interested_users
+            .typed::<(&str,), (RawInterestedUsers,)>(&store)
+            .map_err(|e| wrong_type(GET_INTERESTED_USERS, e))?;
+
+        let mut instance = GuestInstance {
+            store,
+            engine: engine.clone(),
+            get_users_for_states,
+            get_interested_users,
+            limits: limits.clone(),
+            resources_at_rest: 0,
+            spent: false,
+        };
+        // Instantiation had its own fuel; parse-config gets a fresh budget
+        // of fuel, and what is left of the time budget.
+        // SAFETY: checked just above.
+        let answer = unsafe {
+            instance.call::<(&str,), (Result<(), String>,)>(
+                parse_config,
+                limits.fuel,
+                (config_json,),
+                PARSE_CONFIG,
+            )
+        }
+        .await;
+        match answer {
+            Ok(((Ok(()),), _)) => {
+                instance.resources_at_rest = instance.store.data_mut().resources();
+                Ok(instance)
+            }
+            Ok(((Err(message),), _)) => Err(InstanceError::ConfigRefused(
+                presence_router_model::text::escape_untrusted(
+                    &message,
+                    presence_router_model::text::MAX_GUEST_TEXT_BYTES,
+                ),
+            )),
+            Err(failure) => Err(InstanceError::Failed(failure)),
+        }
+    }
+
+    /// Starts the time budget of a call on this (warm) instance.
+    pub(crate) fn begin(&mut self, start: CallStart) {
+        begin_budget(&mut self.store, &self.limits, start);
+    }
+
+    /// Calls `get-users-for-states` on a batch and checks the answer.
+    pub(crate) async fn get_users_for_states(
+        &mut self,
+        states: &[UserPresenceState],
+    ) -> Result<(CheckedRoutes, CallUsage), Failure> {
+        let fuel = self.limits.fuel_for_batch(states.len());
+        // SAFETY: `GuestInstance::new` checked the export against exactly
+        // these parameter and result types.
+        let ((routes,), usage) = unsafe {
+            self.call::<(&[UserPresenceState],), (Vec<RawRoute>,)>(
+                self.get_users_for_states,
+                fuel,
+                (states,),
+                GET_USERS_FOR_STATES,
+            )
+        }
+        .await?;
+        let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
+        answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
+            .map_err(Failure::invalid_answer)?;
+        Ok((routes, usage))
+    }
+
+    /// Calls `get-interested-users` for one user and checks the answer.
+    pub(crate) async fn get_interested_users(
+        &mut self,
+        user_id: &str,
+    ) -> Result<(CheckedInterest, CallUsage), Failure> {
+        let fuel = self.limits.fuel_for_batch(1);
+        // SAFETY: as in `get_users_for_states`.
+        let ((answer,), usage) = unsafe {
+            self.call::<(&str,), (RawInterestedUsers,)>(
+                self.get_interested_users,
+                fuel,
+                (user_id,),
+                GET_INTERESTED_USERS,
+            )
+        }
+        .await?;
+        match answer {
+            RawInterestedUsers::AllUsers => Ok((None, usage)),
+            RawInterestedUsers::Users(users) => {
+                answer::check_users(&users, self.limits.max_answer_entries)
+                    .map_err(Failure::invalid_answer)?;
+                Ok((Some(users), usage))
+            }
+        }
+    }
+
+    /// Calls an export with a fresh fuel budget, within the time budget
+    /// begun for this call, and classifies a failure; an answer comes with
+    /// what the call used.
+    ///
+    /// # Safety
+    ///
+    /// `func` must have been type-checked against `Params` and `Return`
+    /// (`Func::typed`): the check is skipped here because it costs as much as
+    /// a small call.
+    async unsafe fn call<Params, Return>(
+        &mut self,
+        func: Func,
+        fuel: u64,
+        params: Params,
+        export: &str,
+    ) -> Result<(Return, CallUsage), Failure>
+    where
+        Params: ComponentNamedList + Lower + Send + Sync,
+        Return: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        prepare_call(&mut self.store, fuel);
+        let started = Instant::now();
+        let what = format!("`{export}`");
+        // SAFETY: the caller guarantees the types were checked.
+        let typed = unsafe { TypedFunc::<Params, Return>::new_unchecked(func) };
+        let answered = {
+            let _running = self.engine.watchdog.running();
+            never_waits(typed.call_async(&mut self.store, params)).await
+        };
+        let answer = match answered {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => return Err(classify(&mut self.store, &self.limits, &e, &what)),
+            None => return Err(waited(&mut self.store, &what)),
+        };
+        let state = self.store.data_mut();
+        if state.call_clock.waits_overspent(&state.waits) {
+            // It slept past its budget and answered before the watchdog's
+            // next tick: the answer came too late all the same. wasmtime's
+            // call succeeded, so the instance itself is sound.
+            let mut failure = timed_out(&self.limits, &what);
+            failure.instance_lost = false;
+            return Err(failure);
+        }
+        if state.resources() > self.resources_at_rest + RESOURCE_SLACK {
+            self.spent = true;
+        }
+        let usage = CallUsage {
+            fuel_used: fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
+            fuel_budget: fuel,
+            elapsed: started.elapsed(),
+        };
+        Ok((answer, usage))
+    }
+
+    /// Whether the instance may serve another call: false once a call left
+    /// more WASI resources behind than it may keep.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.spent
+    }
+
+    /// What the guest did besides answering during the last call (or since
+    /// the instance was made), including its stdout and stderr lines.
+    pub(crate) fn take_effects(&mut self) -> CallEffects {
+        let state = self.store.data_mut();
+        state.collect_output();
+        std::mem::take(&mut state.effects)
+    }
+
+    /// Linear memory the instance holds, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().memory.used_bytes
+    }
+}
+
+/// Starts a time budget on a store.
+fn begin_budget(store: &mut Store<GuestState>, limits: &Limits, start: CallStart) {
+    let state = store.data_mut();
+    state.call_clock = CallClock::new(limits.timeout, start.0, &state.waits);
+}
+
+/// Resets the per-call state: a fresh fuel budget, the next epoch tick
+/// checks the time budget, and nothing remembered from before.
+fn prepare_call(store: &mut Store<GuestState>, fuel: u64) {
+    // Fuel is always enabled on this engine, so this cannot fail.
+    let _ = store.set_fuel(fuel);
+    store.set_epoch_deadline(1);
+    store.data_mut().start_call(fuel);
+}
+
+/// Runs a guest's future to its end, or gives up at once if it would wait:
+/// a router has nothing to wait for (clock waits are ready at once, see
+/// `clock.rs`), so a call that waits would hold its thread and instance
+/// without limit. Dropping the future unwinds the guest's fiber; the store
+/// can't be used again.
+async fn never_waits<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// The failure of a call that waited on something that is never ready.
+fn waited(store: &mut Store<GuestState>, what: &str) -> Failure {
+    store.data_mut().collect_output();
+    Failure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "{what} waited on something other than a clock, which is never ready for a \
+             router: a router may not wait"
+        ),
+        instance_lost: true,
+    }
+}
+
+fn timed_out(limits: &Limits, what: &str) -> Failure {
+    Failure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "{what} ran past its {} deadline (its own CPU time plus the waits it asked for)",
+            humantime::format_duration(limits.timeout)
+        ),
+        instance_lost: true,
+    }
+}
+
+/// Tells which limit (if any) a failed call ran into. `what` names the
+/// call: "`get-users-for-states`", "instantiation".
+fn classify(
+    store: &mut Store<GuestState>,
+    limits: &Limits,
+    error: &wasmtime::Error,
+    what: &str,
+) -> Failure {
+    let state = store.data_mut();
+    state.collect_output();
+    let broken_rule = error.chain().find_map(|e| e.downcast_ref::<BrokenRule>());
+    let table_full = error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    // A call that had already overspent its budget through its waits ran
+    // past its deadline, whatever it did after.
+    let overspent = state.call_clock.waits_overspent(&state.waits);
+    let (kind, message) = if state.timed_out || overspent || error.is::<BudgetUsedUp>() {
+        return timed_out(limits, what);
+    } else if let Some(BrokenRule(rule)) = broken_rule {
+        (FailureKind::InvalidAnswer, format!("{what}: {rule}"))
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+        (
+            FailureKind::OutOfFuel,
+            format!("{what} ran out of fuel (budget {})", state.fuel_budget),
+        )
+    } else if error_text(error).contains(HOSTCALL_FUEL_EXHAUSTED) {
+        // wasmtime's error type for this is private; its text is stable.
+        (
+            FailureKind::InvalidAnswer,
+            format!(
+                "{what} sent more data than limits.max_answer_entries = {} allows \
+                 (over {} bytes); refused before it was all copied",
+                limits.max_answer_entries,
+                limits
+                    .max_answer_entries
+                    .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+            ),
+        )
+    } else if table_full {
+        (
+            FailureKind::Memory,
+            format!(
+                "{what} held more than the {MAX_GUEST_RESOURCES} WASI resources an instance may \
+                 hold at once (streams, pollables it never dropped)"
+            ),
+        )
+    } else if state.memory.refused {
+        (
+            FailureKind::Memory,
+            format!(
+                "{what} needed more than its {} of memory ({})",
+                format_bytes(limits.memory),
+                error_text(error)
+            ),
+        )
+    } else {
+        // A panic's message went to stderr: quote its last lines (the
+        // rest are in the log), without Rust's hint about backtraces. They
+        // were escaped and capped as they were captured.
+        let quoted: Vec<&str> = state
+            .stderr_tail
+            .iter()
+            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .map(String::as_str)
+            .collect();
+        let tail = quoted[quoted.len().saturating_sub(2)..].join(" / ");
+        let mut message = format!("{what} trapped: {}", error_text(error));
+        if !tail.is_empty() {
+            message.push_str(&format!(" (guest stderr: {tail})"));
+        }
+        (FailureKind::Trap, message)
+    };
+    Failure {
+        kind,
+        message,
+        instance_lost: true,
+    }
+}

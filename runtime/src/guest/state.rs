@@ -1,0 +1,289 @@
+//! The store data of one instance, and the host functions a guest calls:
+//! `module-api` (sends and log lines) and the capability-less WASI context.
+//!
+//! Everything a guest hands the host is bounded as it arrives, before the
+//! host copies it: a `send-local-online-presence-to` list is read entry by
+//! entry from guest memory and refused at the first user ID over Matrix's
+//! 255 bytes or past the call's entry cap; a `log` line is cut to 1 KiB
+//! before it is copied; calls past `max_send_calls` / `max_log_lines` are
+//! counted and never read; WASI resources are capped per instance. So what
+//! the host holds for a guest is its limits, not what the guest chose to
+//! point at (three list entries aliasing one 40 MiB region used to cost the
+//! host 120 MiB per call).
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, ResourceTable, WasmList, WasmStr};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use presence_router_model::text::{MAX_GUEST_TEXT_BYTES, escape_untrusted};
+use presence_router_model::{Limits, MAX_USER_ID_LEN, answer};
+
+use super::bindings::matrix::presence_router::module_api::{self, LogLevel as WitLogLevel};
+use super::clock::GuestMonotonicClock;
+use super::deadline::{CallClock, Waits};
+use super::limiter::MemoryLimiter;
+use super::output::CapturedOutput;
+use crate::module_api::LogLevel;
+
+/// The host interface routers import, as its WIT names it.
+const MODULE_API: &str = "matrix:presence-router/module-api@0.1.0";
+
+/// The most WASI resources (streams, pollables) one instance may hold at
+/// once. A router needs a handful (its stdio streams, a pollable while it
+/// sleeps); each costs the host a table entry, so a guest that made them
+/// without end would grow the host by hundreds of bytes each.
+pub(crate) const MAX_GUEST_RESOURCES: usize = 1024;
+
+/// What a guest did during one call besides answering.
+#[derive(Default)]
+pub(crate) struct CallEffects {
+    /// The users of the `send-local-online-presence-to` calls, checked.
+    pub sends: Vec<String>,
+    pub dropped_sends: usize,
+    /// `log` calls and lines of stdout/stderr, in order, escaped.
+    pub logs: Vec<(LogLevel, String)>,
+    pub dropped_logs: usize,
+}
+
+/// A rule a guest broke in a host call: the call fails at once as an
+/// invalid answer (the instance is lost, as after any trap).
+#[derive(Debug)]
+pub(crate) struct BrokenRule(pub String);
+
+impl std::fmt::Display for BrokenRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BrokenRule {}
+
+/// The store data of one instance.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) memory: MemoryLimiter,
+    pub(super) effects: CallEffects,
+    /// This call's `send-local-online-presence-to` calls kept so far, and
+    /// their user IDs, against `max_send_calls` and `max_answer_entries`.
+    send_calls: usize,
+    send_entries: usize,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    max_send_calls: usize,
+    max_log_lines: usize,
+    max_answer_entries: usize,
+    /// The waits the guest was charged for, and the clock it reads.
+    pub(super) waits: Waits,
+    pub(super) clock: GuestMonotonicClock,
+    /// The time budget of the running call.
+    pub(super) call_clock: CallClock,
+    pub(super) timed_out: bool,
+    /// The fuel the current call started with, for failure messages.
+    pub(super) fuel_budget: u64,
+    /// The last lines the guest wrote to stderr during the current call,
+    /// kept even when the log was full: a panic's message, for the failure.
+    pub(super) stderr_tail: Vec<String>,
+}
+
+impl GuestState {
+    pub(super) fn new(limits: &Limits) -> Self {
+        let stdout = CapturedOutput::new(limits.max_log_lines);
+        let stderr = CapturedOutput::new(limits.max_log_lines);
+        let waits = Waits::default();
+        let clock = GuestMonotonicClock::new(waits.clone());
+        // No preopened directories, no environment, no arguments, empty
+        // stdin, and no network: the guest can compute and talk to the host
+        // through `module-api`, nothing else.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .monotonic_clock(clock.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_GUEST_RESOURCES);
+        GuestState {
+            wasi,
+            table,
+            memory: MemoryLimiter::new(limits.memory),
+            effects: CallEffects::default(),
+            send_calls: 0,
+            send_entries: 0,
+            stdout,
+            stderr,
+            max_send_calls: limits.max_send_calls,
+            max_log_lines: limits.max_log_lines,
+            max_answer_entries: limits.max_answer_entries,
+            waits,
+            clock,
+            call_clock: CallClock::idle(),
+            timed_out: false,
+            fuel_budget: 0,
+            stderr_tail: Vec::new(),
+        }
+    }
+
+    /// Resets what a call gathers: every call starts afresh.
+    pub(super) fn start_call(&mut self, fuel: u64) {
+        self.timed_out = false;
+        self.fuel_budget = fuel;
+        self.memory.refused = false;
+        self.stderr_tail.clear();
+        self.send_calls = 0;
+        self.send_entries = 0;
+    }
+
+    /// WASI resources the instance holds now.
+    pub(super) fn resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
+    fn push_log(&mut self, level: LogLevel, message: &str) {
+        if self.effects.logs.len() >= self.max_log_lines {
+            self.effects.dropped_logs += 1;
+            return;
+        }
+        self.effects
+            .logs
+            .push((level, escape_untrusted(message, MAX_GUEST_TEXT_BYTES)));
+    }
+
+    /// Moves what the guest wrote to stdout and stderr into the log lines.
+    pub(super) fn collect_output(&mut self) {
+        let stdout = self.stdout.take_lines();
+        let stderr = self.stderr.take_lines();
+        for (captured, level) in [(stdout, LogLevel::Info), (stderr, LogLevel::Warn)] {
+            for line in &captured.lines {
+                self.push_log(level, line);
+            }
+            self.effects.dropped_logs += captured.dropped;
+            if level == LogLevel::Warn && !captured.last_lines.is_empty() {
+                self.stderr_tail = captured
+                    .last_lines
+                    .iter()
+                    .map(|line| escape_untrusted(line, MAX_GUEST_TEXT_BYTES))
+                    .collect();
+            }
+        }
+    }
+
+    /// `send-local-online-presence-to`: each user ID read from guest memory
+    /// and checked as it comes, before it is copied.
+    fn send(
+        mut store: StoreContextMut<'_, GuestState>,
+        users: WasmList<WasmStr>,
+    ) -> wasmtime::Result<()> {
+        let state = store.data_mut();
+        if state.send_calls >= state.max_send_calls {
+            // Counted, never read.
+            state.effects.dropped_sends += 1;
+            return Ok(());
+        }
+        state.send_calls += 1;
+        let entries = state.send_entries.saturating_add(users.len());
+        if entries > state.max_answer_entries {
+            return Err(wasmtime::Error::new(BrokenRule(format!(
+                "send-local-online-presence-to was given {entries} user IDs in this call, \
+                 more than limits.max_answer_entries = {} allows",
+                state.max_answer_entries
+            ))));
+        }
+        state.send_entries = entries;
+        let state_send_calls = state.send_calls;
+        let mut checked = Vec::with_capacity(users.len().min(64));
+        for position in 0..users.len() {
+            let Some(user) = users.get(&mut store, position) else {
+                break;
+            };
+            let user = user?;
+            // Borrowed from guest memory: nothing is copied before the
+            // length is known.
+            let user = user.to_str(&store)?;
+            let call = state_send_calls - 1;
+            if user.len() > MAX_USER_ID_LEN {
+                return Err(wasmtime::Error::new(BrokenRule(format!(
+                    "send-local-online-presence-to call {call}: user {position}: {} bytes long, \
+                     over Matrix's {MAX_USER_ID_LEN}",
+                    user.len()
+                ))));
+            }
+            answer::check_user(position, &user).map_err(|why| {
+                wasmtime::Error::new(BrokenRule(format!(
+                    "send-local-online-presence-to call {call}: {why}"
+                )))
+            })?;
+            checked.push(user.into_owned());
+        }
+        store.data_mut().effects.sends.extend(checked);
+        Ok(())
+    }
+
+    fn log(
+        mut store: StoreContextMut<'_, GuestState>,
+        level: WitLogLevel,
+        message: WasmStr,
+    ) -> wasmtime::Result<()> {
+        let level = match level {
+            WitLogLevel::Trace => LogLevel::Trace,
+            WitLogLevel::Debug => LogLevel::Debug,
+            WitLogLevel::Info => LogLevel::Info,
+            WitLogLevel::Warn => LogLevel::Warn,
+            WitLogLevel::Error => LogLevel::Error,
+        };
+        if store.data().effects.logs.len() >= store.data().max_log_lines {
+            store.data_mut().effects.dropped_logs += 1;
+            return Ok(());
+        }
+        // Borrowed from guest memory; only the kept part is copied.
+        let line = escape_untrusted(&message.to_str(&store)?, MAX_GUEST_TEXT_BYTES);
+        store.data_mut().effects.logs.push((level, line));
+        Ok(())
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::matrix::presence_router::types::Host for GuestState {}
+
+/// Never called: [`add_to_linker`] replaces both functions with ones that
+/// read their arguments lazily. The generated bindings still define the
+/// interface, so that its types are checked as the WIT has them.
+impl module_api::Host for GuestState {
+    fn send_local_online_presence_to(&mut self, _users: Vec<String>) {}
+
+    fn log(&mut self, _level: WitLogLevel, _message: String) {}
+}
+
+/// Adds `module-api`, with arguments read lazily from guest memory.
+pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    module_api::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
+        linker,
+        |state| state,
+    )?;
+    linker.allow_shadowing(true);
+    let mut api = linker.instance(MODULE_API)?;
+    api.func_wrap(
+        "send-local-online-presence-to",
+        |store: StoreContextMut<'_, GuestState>, (users,): (WasmList<WasmStr>,)| {
+            GuestState::send(store, users)
+        },
+    )?;
+    api.func_wrap(
+        "log",
+        |store: StoreContextMut<'_, GuestState>, (level, message): (WitLogLevel, WasmStr)| {
+            GuestState::log(store, level, message)
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
