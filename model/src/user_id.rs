@@ -81,7 +81,10 @@ fn validate_server_name(server_name: &str) -> Result<(), String> {
             return Err("the IPv6 address has no closing `]`".into());
         };
         if v6.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("`[{v6}]` is not an IPv6 address"));
+            return Err(format!(
+                "{} is not an IPv6 address",
+                quoted(&format!("[{v6}]"))
+            ));
         }
         match rest {
             "" => return Ok(()),
@@ -110,7 +113,7 @@ fn validate_server_name(server_name: &str) -> Result<(), String> {
     if let Some(port) = port {
         let digits_only = port.bytes().all(|b| b.is_ascii_digit());
         if port.is_empty() || port.len() > 5 || !digits_only {
-            return Err(format!("`{port}` is not a port number"));
+            return Err(format!("{} is not a port number", quoted(port)));
         }
     }
     Ok(())
@@ -183,6 +186,11 @@ mod tests {
             ("@a:exa mple.com", "has ' ' in it"),
             ("@a:[::1", "no closing `]`"),
             ("@a:[zz]", "is not an IPv6 address"),
+            (
+                "@a:h:\u{1b}[2J\nFORGED",
+                "\\u{1b}[2J\\nFORGED\" is not a port number",
+            ),
+            ("@a:[\r\u{9b}]", "\\r\\u{9b}]\" is not an IPv6 address"),
             ("@é:x", "'é' in its localpart"),
             (&long, "longer than the 255"),
         ];

@@ -353,7 +353,12 @@ impl Router {
 
     /// Attributes a failure to this router, reports it, and suspends the
     /// router if it has failed too often in a row.
-    fn failure(&self, admission: Admission<'_>, failure: Failure) -> RouterFailure {
+    fn failure(&self, admission: Admission<'_>, mut failure: Failure) -> RouterFailure {
+        // Guest text in a message was escaped where it entered; should any
+        // path have missed it, no control character leaves from here.
+        if failure.message.chars().any(char::is_control) {
+            failure.message = presence_router_model::text::escape_control(&failure.message);
+        }
         let suspension =
             self.health
                 .failed(admission, failure.kind, &failure.message, Instant::now());

@@ -104,6 +104,38 @@ fn on_demand_engine(mut config: Config) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
+/// Refuses a component that would hand the host strings in UTF-16 or
+/// Latin-1: the host reads a `log` line or a user ID lazily from guest
+/// memory, bounded before it is copied, and only a UTF-8 string can be read
+/// that way (wasmtime converts any other encoding whole into a new string
+/// first). Every toolchain we know of uses UTF-8.
+fn refuse_other_string_encodings(bytes: &[u8]) -> Result<(), String> {
+    use wasmparser::{CanonicalFunction, CanonicalOption, Payload};
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        // A malformed component is wasmtime's to refuse, in its words.
+        let Ok(Payload::ComponentCanonicalSection(functions)) = payload else {
+            continue;
+        };
+        for function in functions.into_iter().flatten() {
+            if let CanonicalFunction::Lower { options, .. } = function
+                && options.iter().any(|option| {
+                    matches!(
+                        option,
+                        CanonicalOption::UTF16 | CanonicalOption::CompactUTF16
+                    )
+                })
+            {
+                return Err(
+                    "the component passes strings to the host in UTF-16 or Latin-1: a router \
+                     must use UTF-8 strings for the functions it imports"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One wasmtime engine and linker, shared by all routers of a set, with the
 /// watchdog that enforces time budgets.
 pub(crate) struct GuestEngine {
@@ -169,6 +201,7 @@ impl GuestEngine {
                     .to_owned(),
             );
         }
+        refuse_other_string_encodings(bytes)?;
         let (component, source) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes),
             None => Component::new(&self.engine, bytes).map(|c| (c, CompileSource::Compiled)),
@@ -289,6 +322,34 @@ mod tests {
             instantiates(max + 1, 0),
             [("pooled", false), ("on demand", false)]
         );
+    }
+
+    /// A component whose only content lowers function 0 with `options`.
+    fn lowering_with(options: &[wasm_encoder::CanonicalOption]) -> Vec<u8> {
+        let mut component = ComponentBytes::new();
+        let mut canon = wasm_encoder::CanonicalFunctionSection::new();
+        canon.lower(0, options.iter().copied());
+        component.section(&canon);
+        component.finish()
+    }
+
+    #[test]
+    fn strings_handed_to_the_host_must_be_utf8() {
+        use wasm_encoder::CanonicalOption;
+        assert_eq!(
+            refuse_other_string_encodings(&lowering_with(&[CanonicalOption::UTF8])),
+            Ok(())
+        );
+        assert_eq!(refuse_other_string_encodings(&lowering_with(&[])), Ok(()));
+        for encoding in [CanonicalOption::UTF16, CanonicalOption::CompactUTF16] {
+            let refused = refuse_other_string_encodings(&lowering_with(&[encoding]));
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("must use UTF-8")),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

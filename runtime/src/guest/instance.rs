@@ -112,6 +112,10 @@ impl GuestInstance {
     ) -> Result<Self, InstanceError> {
         let mut store = Store::new(&engine.engine, GuestState::new(limits));
         store.limiter(|state| &mut state.memory);
+        // Component-model handles (a guest's own resources, borrows lent to
+        // the host) live in wasmtime's tables, not in the WASI one: the same
+        // cap for those.
+        store.set_max_component_handles(MAX_GUEST_RESOURCES);
         store.set_hostcall_fuel(
             limits
                 .max_answer_entries

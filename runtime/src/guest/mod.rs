@@ -67,6 +67,9 @@ pub(crate) type CheckedRoutes = Vec<(String, Vec<u32>)>;
 /// A checked `get-interested-users` answer: `None` is `all-users`.
 pub(crate) type CheckedInterest = Option<Vec<String>>;
 
+/// The most of a wasmtime error's text kept in a failure message.
+const MAX_ERROR_TEXT_BYTES: usize = 2048;
+
 /// The exports every presence router must have, in WIT spelling.
 const PARSE_CONFIG: &str = "parse-config";
 const GET_USERS_FOR_STATES: &str = "get-users-for-states";
@@ -96,7 +99,8 @@ pub(crate) fn error_text(error: &wasmtime::Error) -> String {
     if parts.is_empty() {
         "unknown error".to_owned()
     } else {
-        // wasmtime's words, but they may quote what a guest named.
-        presence_router_model::text::escape_control(&parts.join(": "))
+        // wasmtime's words, but they may quote what a guest named, at any
+        // length.
+        presence_router_model::text::escape_untrusted(&parts.join(": "), MAX_ERROR_TEXT_BYTES)
     }
 }

@@ -4,6 +4,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use presence_router_model::Limits;
 
+/// What one `write` to stdout or stderr may carry (the permit
+/// `check-write` grants; `state::write` refuses more before copying it).
+pub(crate) const WRITE_PERMIT: usize = 64 * 1024;
+
 /// A guest's stdout or stderr: kept in memory, cut into lines after each
 /// call. Writes never fail (a Rust guest panics when `println!` fails, so
 /// refusing a write would turn chatter into a trap); beyond the cap, lines
@@ -63,16 +67,26 @@ impl CapturedOutput {
         }
         if !buffer.dropping {
             // Full: keep whole lines only; the line that did not fit and all
-            // that follows are dropped.
+            // that follows are dropped. Only what fits is copied.
             buffer.dropping = true;
-            buffer.bytes.extend_from_slice(bytes);
-            let cut = buffer.max_bytes.min(buffer.bytes.len());
-            let whole = buffer.bytes[..cut]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-            let dropped = buffer.bytes.split_off(whole);
-            buffer.drop_bytes(&dropped);
+            let room = buffer.max_bytes.saturating_sub(buffer.bytes.len());
+            let window = &bytes[..room.min(bytes.len())];
+            match window.iter().rposition(|&b| b == b'\n') {
+                Some(end) => {
+                    buffer.bytes.extend_from_slice(&window[..=end]);
+                    buffer.drop_bytes(&bytes[end + 1..]);
+                }
+                None => {
+                    let whole = buffer
+                        .bytes
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let unfinished = buffer.bytes.split_off(whole);
+                    buffer.drop_bytes(&unfinished);
+                    buffer.drop_bytes(bytes);
+                }
+            }
         } else {
             buffer.drop_bytes(bytes);
         }
@@ -151,7 +165,7 @@ impl wasmtime_wasi::p2::OutputStream for CapturedOutput {
     }
 
     fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
-        Ok(64 * 1024)
+        Ok(WRITE_PERMIT)
     }
 }
 

@@ -12,7 +12,9 @@
 //! host 120 MiB per call).
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, ResourceTable, WasmList, WasmStr};
+use wasmtime::component::{Linker, Resource, ResourceTable, WasmList, WasmStr};
+use wasmtime_wasi::p2::bindings::io::streams::StreamError as WitStreamError;
+use wasmtime_wasi::p2::{DynOutputStream, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use presence_router_model::text::{MAX_GUEST_TEXT_BYTES, escape_untrusted};
@@ -22,17 +24,25 @@ use super::bindings::matrix::presence_router::module_api::{self, LogLevel as Wit
 use super::clock::GuestMonotonicClock;
 use super::deadline::{CallClock, Waits};
 use super::limiter::MemoryLimiter;
-use super::output::CapturedOutput;
+use super::output::{CapturedOutput, WRITE_PERMIT};
 use crate::module_api::LogLevel;
 
 /// The host interface routers import, as its WIT names it.
 const MODULE_API: &str = "matrix:presence-router/module-api@0.1.0";
+
+/// WASI 0.2's streams, as `wasmtime-wasi` 48 defines them (every 0.2.x
+/// import is matched to it).
+const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
 
 /// The most WASI resources (streams, pollables) one instance may hold at
 /// once. A router needs a handful (its stdio streams, a pollable while it
 /// sleeps); each costs the host a table entry, so a guest that made them
 /// without end would grow the host by hundreds of bytes each.
 pub(crate) const MAX_GUEST_RESOURCES: usize = 1024;
+
+/// The most random bytes one `get-random-bytes` call may ask for (language
+/// runtimes ask for a few dozen to seed their hash maps).
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 /// What a guest did during one call besides answering.
 #[derive(Default)]
@@ -99,6 +109,9 @@ impl GuestState {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .monotonic_clock(clock.clone())
+            // wasmtime-wasi makes the bytes before it copies them into the
+            // guest: 64 MiB by default, whatever the guest's memory limit.
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -264,7 +277,38 @@ impl module_api::Host for GuestState {
     fn log(&mut self, _level: WitLogLevel, _message: String) {}
 }
 
-/// Adds `module-api`, with arguments read lazily from guest memory.
+/// `output-stream.write`, with the bytes checked against the write permit
+/// before they are copied: wasmtime-wasi's own copies whatever list the
+/// guest hands it (up to the hostcall fuel, a gigabyte) and checks after.
+fn write(
+    mut store: StoreContextMut<'_, GuestState>,
+    stream: Resource<DynOutputStream>,
+    contents: WasmList<u8>,
+) -> wasmtime::Result<Result<(), WitStreamError>> {
+    if contents.len() > WRITE_PERMIT {
+        return Err(wasmtime::Error::new(BrokenRule(format!(
+            "wrote {} bytes to an output stream at once, more than the {WRITE_PERMIT} its \
+             check-write allows",
+            contents.len()
+        ))));
+    }
+    let bytes = bytes::Bytes::copy_from_slice(contents.as_le_slice(&store));
+    let table = &mut store.data_mut().table;
+    let written = table.get_mut(&stream)?.write(bytes);
+    match written {
+        Ok(()) => Ok(Ok(())),
+        Err(StreamError::Closed) => Ok(Err(WitStreamError::Closed)),
+        Err(StreamError::LastOperationFailed(e)) => {
+            Ok(Err(WitStreamError::LastOperationFailed(table.push(e)?)))
+        }
+        Err(StreamError::Trap(e)) => Err(e),
+    }
+}
+
+/// Adds `module-api`, with arguments read lazily from guest memory, and
+/// the bounded `output-stream.write`. Call after the WASI interfaces were
+/// added.
+
 pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     module_api::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
         linker,
@@ -282,6 +326,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
         "log",
         |store: StoreContextMut<'_, GuestState>, (level, message): (WitLogLevel, WasmStr)| {
             GuestState::log(store, level, message)
+        },
+    )?;
+    let mut streams = linker.instance(WASI_STREAMS)?;
+    streams.func_wrap(
+        "[method]output-stream.write",
+        |store: StoreContextMut<'_, GuestState>,
+         (stream, contents): (Resource<DynOutputStream>, WasmList<u8>)| {
+            write(store, stream, contents).map(|r| (r,))
         },
     )?;
     linker.allow_shadowing(false);
