@@ -308,7 +308,6 @@ fn write(
 /// Adds `module-api`, with arguments read lazily from guest memory, and
 /// the bounded `output-stream.write`. Call after the WASI interfaces were
 /// added.
-
 pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     module_api::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
         linker,
