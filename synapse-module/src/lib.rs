@@ -93,6 +93,54 @@ impl EventQueue {
     }
 }
 
+thread_local! {
+    /// The events of the call running on this thread, if one is: a call
+    /// runs to its end on the thread that called it, so what the runtime
+    /// reports during it is that call's, and goes back with its answer (and
+    /// into the log context of its request), never into another's.
+    static CALL_EVENTS: std::cell::RefCell<Option<(Vec<Event>, u64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `call` with the events reported on this thread meanwhile kept for
+/// it, and returns them with its result.
+fn collecting_events<T>(call: impl FnOnce() -> T) -> (T, Vec<Event>) {
+    CALL_EVENTS.with(|events| *events.borrow_mut() = Some((Vec::new(), 0)));
+    let out = call();
+    let (mut events, dropped) = CALL_EVENTS
+        .with(|events| events.borrow_mut().take())
+        .unwrap_or_default();
+    if dropped > 0 {
+        events.push((
+            WARNING,
+            format!(
+                "{dropped} router log lines of this call were dropped: more than {}",
+                EventQueue::CAPACITY
+            ),
+        ));
+    }
+    (out, events)
+}
+
+/// Queues an event for the call running on this thread, or, outside a
+/// call (loading, warming up), on `queue`.
+fn report(queue: &EventQueue, level: u8, message: String) {
+    let kept_for_call = CALL_EVENTS.with(|events| match events.borrow_mut().as_mut() {
+        Some((events, dropped)) => {
+            if events.len() < EventQueue::CAPACITY {
+                events.push((level, message.clone()));
+            } else {
+                *dropped += 1;
+            }
+            true
+        }
+        None => false,
+    });
+    if !kept_for_call {
+        queue.push(level, message);
+    }
+}
+
 /// The runtime's own warnings and errors, from `tracing` (see
 /// [`RuntimeWarnings`]): they concern no one router set, and some happen
 /// before Synapse has set up logging, so they wait here for the next drain.
@@ -157,7 +205,7 @@ impl ModuleApi for QueueingModuleApi {
             LogLevel::Warn => WARNING,
             LogLevel::Error => ERROR,
         };
-        self.0.push(level, format!("router `{router}`: {message}"));
+        report(&self.0, level, format!("router `{router}`: {message}"));
     }
 
     fn router_skipped(&self, failure: &RouterFailure) {
@@ -171,19 +219,19 @@ impl ModuleApi for QueueingModuleApi {
                 suspension.consecutive_failures, suspension.retry_in_ms
             ));
         }
-        self.0.push(WARNING, message);
+        report(&self.0, WARNING, message);
     }
 
     fn router_resumed(&self, router: &str) {
-        self.0.push(
+        report(
+            &self.0,
             INFO,
             format!("router `{router}` answered again: no longer suspended"),
         );
     }
 
     fn router_warning(&self, router: &str, message: &str) {
-        self.0
-            .push(WARNING, format!("router `{router}`: {message}"));
+        report(&self.0, WARNING, format!("router `{router}`: {message}"));
     }
 }
 
@@ -272,36 +320,27 @@ impl PyRouterSet {
     }
 
     /// Routes a batch of Synapse `UserPresenceState`s. Returns
-    /// `(routes, sends)`: `routes` maps each user to the `set` of the batch's
-    /// own state objects they should receive; `sends` lists who the routers
-    /// asked `send_local_online_presence_to` for. A state whose fields are not
+    /// `(routes, sends, events)`: `routes` maps each user to the `set` of the
+    /// batch's own state objects they should receive; `sends` lists who the
+    /// routers asked `send_local_online_presence_to` for; `events` is what
+    /// this call reported, `(level, message)`. A state whose fields are not
     /// what Synapse writes is left out of the call, with a warning, and the
     /// rest is routed.
+    #[allow(clippy::type_complexity)]
     fn get_users_for_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyDict>, Vec<String>)> {
-        let mut batch = Vec::with_capacity(states.len());
-        // `from_batch[i]` is the position in `states` of the i-th state the
-        // routers see.
-        let mut from_batch = Vec::with_capacity(states.len());
-        for (position, state) in states.iter().enumerate() {
-            match read_state(py, state) {
-                Ok(record) => {
-                    batch.push(record);
-                    from_batch.push(position);
-                }
-                Err(why) => self.events.push(
-                    WARNING,
-                    format!("presence state {position} of the batch was not routed: {why}"),
-                ),
-            }
-        }
-        let routed = py.detach(|| {
-            self.calls
-                .block_on(self.routers.get_users_for_states(&batch))
+    ) -> PyResult<(Bound<'py, PyDict>, Vec<String>, Vec<Event>)> {
+        let ((batch, from_batch, routed), events) = collecting_events(|| {
+            let (batch, from_batch) = self.read_batch(py, &states);
+            let routed = py.detach(|| {
+                self.calls
+                    .block_on(self.routers.get_users_for_states(&batch))
+            });
+            (batch, from_batch, routed)
         });
+        drop(batch);
         let routes = PyDict::new(py);
         for (user_id, indices) in routed.answer {
             let set = PySet::empty(py)?;
@@ -317,19 +356,22 @@ impl PyRouterSet {
             }
             routes.set_item(user_id, set)?;
         }
-        Ok((routes, routed.sent_presence_to))
+        Ok((routes, routed.sent_presence_to, events))
     }
 
     /// Whose presence `user_id` should additionally receive. Returns
-    /// `(all_users, users, sends)`.
+    /// `(all_users, users, sends, events)`.
+    #[allow(clippy::type_complexity)]
     fn get_interested_users<'py>(
         &self,
         py: Python<'py>,
         user_id: &str,
-    ) -> PyResult<(bool, Bound<'py, PySet>, Vec<String>)> {
-        let routed = py.detach(|| {
-            self.calls
-                .block_on(self.routers.get_interested_users(user_id))
+    ) -> PyResult<(bool, Bound<'py, PySet>, Vec<String>, Vec<Event>)> {
+        let (routed, events) = collecting_events(|| {
+            py.detach(|| {
+                self.calls
+                    .block_on(self.routers.get_interested_users(user_id))
+            })
         });
         let users = PySet::empty(py)?;
         let all = match routed.answer {
@@ -341,7 +383,7 @@ impl PyRouterSet {
                 false
             }
         };
-        Ok((all, users, routed.sent_presence_to))
+        Ok((all, users, routed.sent_presence_to, events))
     }
 
     /// Fills every router's pool of warm instances; returns a line per
@@ -359,6 +401,34 @@ impl PyRouterSet {
         let mut events = RUNTIME_EVENTS.drain();
         events.extend(self.events.drain());
         events
+    }
+}
+
+impl PyRouterSet {
+    /// The runtime's records of a batch's states, and for each the position
+    /// in `states` it came from; a state that can't be read is reported and
+    /// left out.
+    fn read_batch(
+        &self,
+        py: Python<'_>,
+        states: &[Bound<'_, PyAny>],
+    ) -> (Vec<UserPresenceState>, Vec<usize>) {
+        let mut batch = Vec::with_capacity(states.len());
+        let mut from_batch = Vec::with_capacity(states.len());
+        for (position, state) in states.iter().enumerate() {
+            match read_state(py, state) {
+                Ok(record) => {
+                    batch.push(record);
+                    from_batch.push(position);
+                }
+                Err(why) => report(
+                    &self.events,
+                    WARNING,
+                    format!("presence state {position} of the batch was not routed: {why}"),
+                ),
+            }
+        }
+        (batch, from_batch)
     }
 }
 

@@ -304,3 +304,79 @@ def test_after_a_fork_the_module_loads_again_and_routes() -> None:
             os.kill(pid, 9)
         os.waitpid(pid, 0)
     assert answer == "fresh=True routed=True"
+
+
+def test_a_deep_copied_config_loads_a_working_module() -> None:
+    # Synapse's own test harness deep-copies module configurations.
+    import copy
+    config = WasmPresenceRouter.parse_config(
+        {"routers": [example(always_send_to_users=["@w:x"])], "cache_dir": CACHE_DIR})
+    copied = copy.deepcopy(config)
+    assert copied is not config and copied.routers is config.routers
+    api = FakeModuleApi()
+    WasmPresenceRouter(copied, api)
+    assert set(users_for_states(api, [state("@a:x")])) == {"@w:x"}
+
+
+def test_the_module_api_is_taken_as_synapse_passes_it() -> None:
+    config = WasmPresenceRouter.parse_config(
+        {"routers": [example(always_send_to_users=["@w:x"])], "cache_dir": CACHE_DIR})
+    for construct in (
+        lambda api: WasmPresenceRouter(config, api),             # Synapse's module loader
+        lambda api: WasmPresenceRouter(config=config, api=api),  # its unit-test harness
+        lambda api: WasmPresenceRouter(config=config, module_api=api),  # the legacy slot
+    ):
+        api = FakeModuleApi()
+        construct(api)
+        assert set(users_for_states(api, [state("@a:x")])) == {"@w:x"}
+    with pytest.raises(TypeError):
+        WasmPresenceRouter(config)
+    with pytest.raises(TypeError):
+        WasmPresenceRouter(config, FakeModuleApi(), module_api=FakeModuleApi())
+
+
+def test_each_calls_log_lines_come_back_with_that_call() -> None:
+    # Two threads route at once; each call's lines are its own, whichever
+    # finishes first (they used to be drained by the next call to finish).
+    config = WasmPresenceRouter.parse_config({"routers": [
+        {"name": "scripted", "component": guest("scripted"), "config": {"log_calls": True}}],
+        "cache_dir": CACHE_DIR})
+    native = config.routers
+    native.take_events()
+    results: Dict[str, List[str]] = {}
+
+    def route(user: str) -> None:
+        lines: List[str] = []
+        for _ in range(50):
+            # A state that can't be read names its user in this call's lines.
+            malformed = attr.evolve(state(user), last_active_ts=None)
+            _, _, events = native.get_users_for_states([malformed, state("@ok:x")])
+            lines.append(" | ".join(message for _, message in events))
+        results[user] = lines
+
+    threads = [threading.Thread(target=route, args=(user,)) for user in ("@one:x", "@two:x")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for user, other in (("@one:x", "@two:x"), ("@two:x", "@one:x")):
+        assert len(results[user]) == 50
+        for call in results[user]:
+            assert user in call and other not in call, call
+            assert call.count("router `scripted`: get-users-for-states with 1 states") == 1, call
+    assert native.take_events() == []
+
+
+def test_all_users_entries_follow_the_users_who_need_them() -> None:
+    router, api = load([{"name": "scripted", "component": guest("scripted"),
+                         "config": {"interested": {"@w1:test": "all", "@w2:test": "all"}}}])
+    interested_users(api, "@w1:test")
+    interested_users(api, "@w2:test")
+    assert users_for_states(api, []) == {"@w1:test": set(), "@w2:test": set()}
+    # @w1 was answered "all users" longer ago than the window: its /sync
+    # (which asks again first) is long over, so its entry is no longer paid for.
+    router._all_users_receivers["@w1:test"] -= router.ALL_USERS_ENTRY_SECONDS + 1
+    router._all_users_receivers.move_to_end("@w1:test", last=False)
+    assert users_for_states(api, []) == {"@w2:test": set()}
+    interested_users(api, "@w1:test")
+    assert users_for_states(api, []) == {"@w1:test": set(), "@w2:test": set()}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
@@ -62,6 +63,18 @@ class WasmPresenceRouterConfig:
         self.loaded_by_pid = os.getpid()
         self.routers = self.load(compile_on_calling_thread=False)
 
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "WasmPresenceRouterConfig":
+        # Synapse's test harness deep-copies module configurations. The
+        # loaded routers are immutable and shared by design (a router set
+        # serves any number of concurrent calls), and can't be copied: a
+        # copy shares them.
+        copied = WasmPresenceRouterConfig.__new__(WasmPresenceRouterConfig)
+        copied.__dict__.update(self.__dict__)
+        return copied
+
+    def __copy__(self) -> "WasmPresenceRouterConfig":
+        return self.__deepcopy__({})
+
     def load(self, compile_on_calling_thread: bool) -> "_native.RouterSet":
         try:
             routers = _native.RouterSet.load(
@@ -85,14 +98,26 @@ class WasmPresenceRouter:
     """The Synapse module: runs the configured wasm routers as one presence
     router (their answers merged the way Synapse merges its routers')."""
 
-    # A user who was answered "all users" must get an entry in every
-    # `get_users_for_states` answer (Synapse indexes the merged answer by
-    # them). They are remembered, up to this many, oldest forgotten first.
+    # A user who was answered "all users" must get an entry in the
+    # `get_users_for_states` answer of their `/sync`, which Synapse indexes
+    # by them (it asks `get_interested_users` first, then routes everyone's
+    # presence). Each answer carries an entry for the users answered "all
+    # users" in the last ALL_USERS_ENTRY_SECONDS (they sync continually),
+    # at most MAX_ALL_USERS_RECEIVERS of them: its cost follows the users
+    # who need it, not everyone ever answered so.
     MAX_ALL_USERS_RECEIVERS = 65536
+    ALL_USERS_ENTRY_SECONDS = 600.0
 
-    def __init__(self, config: WasmPresenceRouterConfig, module_api: ModuleApi):
-        # The parameter must be called `module_api`: the legacy
-        # `presence.presence_router` slot passes it by keyword.
+    def __init__(self, config: WasmPresenceRouterConfig,
+                 api: Optional[ModuleApi] = None, *,
+                 module_api: Optional[ModuleApi] = None):
+        # Synapse's module docs and its test harness pass the API as `api`
+        # (positionally or by keyword); the legacy `presence.presence_router`
+        # slot passes it as `module_api=`.
+        if (api is None) == (module_api is None):
+            raise TypeError("WasmPresenceRouter needs the ModuleApi, as `api` or `module_api`")
+        module_api = api if api is not None else module_api
+        assert module_api is not None
         self._api = module_api
         if config.loaded_by_pid != os.getpid():
             # Synapse forked (it daemonizes after reading its config): the
@@ -108,7 +133,9 @@ class WasmPresenceRouter:
         for failure in self._routers.warm_up():
             logger.warning("warming up: %s", failure)
         _log_events(self._routers)
-        self._all_users_receivers: "OrderedDict[str, None]" = OrderedDict()
+        # user ID -> when they were last answered "all users" (monotonic),
+        # oldest first.
+        self._all_users_receivers: "OrderedDict[str, float]" = OrderedDict()
 
         # Registered here, for both config forms. The callbacks are not named
         # `get_users_for_states`/`get_interested_users` on purpose: the legacy
@@ -150,9 +177,10 @@ class WasmPresenceRouter:
         states = list(state_updates)
         routes: Dict[str, Set[UserPresenceState]] = {}
         try:
-            routes, sends = await self._api.defer_to_thread(
+            routes, sends, events = await self._api.defer_to_thread(
                 self._routers.get_users_for_states, states
             )
+            _log_call_events(events)
             self._send_presence_later(sends)
         except CancelledError:
             raise  # Synapse gave up on the request: not a router's failure.
@@ -162,15 +190,24 @@ class WasmPresenceRouter:
             logger.exception("routing a batch of %d presence states failed", len(states))
         finally:
             _log_events(self._routers)
-        for user_id in self._all_users_receivers:
-            routes.setdefault(user_id, set())
+        receivers = self._all_users_receivers
+        if receivers:
+            oldest_kept = time.monotonic() - self.ALL_USERS_ENTRY_SECONDS
+            while receivers and next(iter(receivers.values())) < oldest_kept:
+                receivers.popitem(last=False)
+            # Synapse copies what it is given and never changes it: one
+            # empty set serves every entry.
+            empty: Set[UserPresenceState] = set()
+            for user_id in receivers:
+                routes.setdefault(user_id, empty)
         return routes
 
     async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
         try:
-            all_users, users, sends = await self._api.defer_to_thread(
+            all_users, users, sends, events = await self._api.defer_to_thread(
                 self._routers.get_interested_users, user_id
             )
+            _log_call_events(events)
             self._send_presence_later(sends)
         except CancelledError:
             raise
@@ -180,7 +217,7 @@ class WasmPresenceRouter:
         finally:
             _log_events(self._routers)
         if all_users:
-            self._all_users_receivers[user_id] = None
+            self._all_users_receivers[user_id] = time.monotonic()
             self._all_users_receivers.move_to_end(user_id)
             while len(self._all_users_receivers) > self.MAX_ALL_USERS_RECEIVERS:
                 self._all_users_receivers.popitem(last=False)
@@ -224,8 +261,13 @@ def _with_absolute_components(routers: Dict[str, Any], base_dir: str) -> Dict[st
 
 
 def _log_events(routers: "_native.RouterSet") -> None:
-    """Hands what the runtime reported (guest log lines, skipped routers) to
-    Python's logging, under this module's logger."""
-    events: List[Tuple[int, str]] = routers.take_events()
+    """Hands what the runtime reported outside any call (while loading, its
+    own warnings) to Python's logging, under this module's logger."""
+    _log_call_events(routers.take_events())
+
+
+def _log_call_events(events: List[Tuple[int, str]]) -> None:
+    """Logs what one call reported (guest log lines, skipped routers), on
+    the reactor, in the log context of the request that made the call."""
     for level, message in events:
         logger.log(level, "%s", message)
