@@ -113,7 +113,8 @@ impl Watchdog {
         });
         let theirs = shared.clone();
         let spawned = thread::Builder::new()
-            .name("presence-router-watchdog".into())
+            // Linux keeps 15 bytes of a thread name: this one fits whole.
+            .name("pr-watchdog".into())
             .spawn(move || theirs.run(&engine));
         let thread = match spawned {
             Ok(handle) => Some(handle.thread().clone()),
