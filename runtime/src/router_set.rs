@@ -36,6 +36,13 @@ pub struct LoadOptions {
 /// Cheap to share: wrap it in an `Arc` and call it from as many tasks as you
 /// like; each router keeps a pool of warm instances, so concurrent calls run
 /// side by side up to `limits.max_instances` per router.
+///
+/// A guest call runs to its end on the thread that polls it, without
+/// yielding (its time budget is that thread's CPU time, see
+/// ARCHITECTURE.md): a call holds its executor thread for as long as its
+/// routers compute, at most their `timeout`s. On an executor shared with
+/// latency-sensitive work, call from `spawn_blocking` or a runtime of its
+/// own.
 pub struct RouterSet {
     routers: Vec<Router>,
     module_api: Arc<dyn ModuleApi>,
