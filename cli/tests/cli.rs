@@ -9,10 +9,15 @@ use presence_router_tests::{guests, with_guest_paths, write_file};
 use serde_json::{Value, json};
 
 fn run(args: &[&str], cwd: &Path, stdin: &str) -> Output {
+    run_with_env(args, cwd, stdin, &[])
+}
+
+fn run_with_env(args: &[&str], cwd: &Path, stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
         .args(args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -473,23 +478,7 @@ fn test_names_the_file_and_key_of_a_bad_case() {
 /// Like [`run`], with the host's own log colours off (`NO_COLOR`), so that
 /// any terminal control in the output could only have come from a guest.
 fn run_uncoloured(args: &[&str], cwd: &Path, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin.as_bytes())
-        .expect("the binary reads stdin");
-    child.wait_with_output().expect("the binary exits")
+    run_with_env(args, cwd, stdin, &[("NO_COLOR", "1")])
 }
 
 /// The control characters (C0 but the newlines that end lines, DEL, C1) in

@@ -69,6 +69,29 @@ fn example_answered(routed: &presence_router_runtime::Routed<UsersForStates>) ->
     routed.answer.len() == 1 && routed.answer.get("@w:x") == Some(&vec![0, 1])
 }
 
+/// Asserts that `router` alone was skipped, as `kind` with `fragment` in its
+/// message, and that the example router beside it answered.
+fn assert_only_skipped(
+    routed: &presence_router_runtime::Routed<UsersForStates>,
+    call: usize,
+    router: &str,
+    kind: FailureKind,
+    fragment: &str,
+) {
+    assert_eq!(
+        failure_kinds(routed),
+        vec![(router, kind)],
+        "call {call}: {:?}",
+        routed.failures
+    );
+    assert!(
+        routed.failures[0].message.contains(fragment),
+        "call {call}: {}",
+        routed.failures[0].message
+    );
+    assert!(example_answered(routed), "call {call}: {:?}", routed.answer);
+}
+
 /// Whether `c` is a control character: C0 (with `\n`, `\r`, `\t`), DEL, C1.
 fn is_control(c: char) -> bool {
     c < ' ' || c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c)
@@ -98,22 +121,7 @@ async fn an_hour_of_sleep_in_get_users_for_states_is_a_prompt_timeout() {
     let states = two_states();
     for call in 1..=2 {
         let routed = routers.get_users_for_states(&states).await;
-        assert_eq!(
-            failure_kinds(&routed),
-            vec![("sleeper", FailureKind::Timeout)],
-            "call {call}: {:?}",
-            routed.failures
-        );
-        assert!(
-            routed.failures[0].message.contains("100ms"),
-            "call {call}: the failure names the budget: {}",
-            routed.failures[0].message
-        );
-        assert!(
-            example_answered(&routed),
-            "call {call}: {:?}",
-            routed.answer
-        );
+        assert_only_skipped(&routed, call, "sleeper", FailureKind::Timeout, "100ms");
     }
     assert_eq!(api.skipped.lock().unwrap().len(), 2);
     assert!(
@@ -337,21 +345,12 @@ async fn a_hoard_of_wasi_resources_is_refused_at_1024() {
     let states = two_states();
     for call in 1..=3 {
         let routed = routers.get_users_for_states(&states).await;
-        assert_eq!(
-            failure_kinds(&routed),
-            vec![("hoarder", FailureKind::Memory)],
-            "call {call}: {:?}",
-            routed.failures
-        );
-        assert!(
-            routed.failures[0].message.contains("WASI resources"),
-            "call {call}: {}",
-            routed.failures[0].message
-        );
-        assert!(
-            example_answered(&routed),
-            "call {call}: {:?}",
-            routed.answer
+        assert_only_skipped(
+            &routed,
+            call,
+            "hoarder",
+            FailureKind::Memory,
+            "WASI resources",
         );
     }
     // Each call ran on a fresh instance: none got to log what it held.
