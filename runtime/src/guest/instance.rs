@@ -295,7 +295,8 @@ impl GuestInstance {
     {
         prepare_call(&mut self.store, fuel);
         let started = Instant::now();
-        let what = format!("`{export}`");
+        // Named only when a failure needs it: a call allocates nothing more.
+        let what = || format!("`{export}`");
         // SAFETY: the caller guarantees the types were checked.
         let typed = unsafe { TypedFunc::<Params, Return>::new_unchecked(func) };
         let answered = {
@@ -304,15 +305,15 @@ impl GuestInstance {
         };
         let answer = match answered {
             Some(Ok(answer)) => answer,
-            Some(Err(e)) => return Err(classify(&mut self.store, &self.limits, &e, &what)),
-            None => return Err(waited(&mut self.store, &what)),
+            Some(Err(e)) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
+            None => return Err(waited(&mut self.store, &what())),
         };
         let state = self.store.data_mut();
         if state.call_clock.waits_overspent(&state.waits) {
             // It slept past its budget and answered before the watchdog's
             // next tick: the answer came too late all the same. wasmtime's
             // call succeeded, so the instance itself is sound.
-            let mut failure = timed_out(&self.limits, &what);
+            let mut failure = timed_out(&self.limits, &what());
             failure.instance_lost = false;
             return Err(failure);
         }
