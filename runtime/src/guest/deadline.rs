@@ -252,6 +252,11 @@ impl CallClock {
         }
     }
 
+    /// When the budget started (the call got its instance slot).
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// At a tick of the watchdog, on the guest's own thread: whether the
     /// budget is used up.
     pub(crate) fn on_tick(&mut self, waits: &Waits) -> bool {

@@ -294,7 +294,6 @@ impl GuestInstance {
         Return: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         prepare_call(&mut self.store, fuel);
-        let started = Instant::now();
         // Named only when a failure needs it: a call allocates nothing more.
         let what = || format!("`{export}`");
         // SAFETY: the caller guarantees the types were checked.
@@ -323,7 +322,8 @@ impl GuestInstance {
         let usage = CallUsage {
             fuel_used: fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
             fuel_budget: fuel,
-            elapsed: started.elapsed(),
+            // Since the budget started: a fresh instance's making counts.
+            elapsed: self.store.data().call_clock.started().elapsed(),
         };
         Ok((answer, usage))
     }
