@@ -94,7 +94,7 @@ def main() -> None:
     for n in (1, 10, 100, 1000):
         states = batch(n)
         # The same answer from both, or the comparison means nothing.
-        routes, _ = wasm.get_users_for_states(states)
+        routes, _, _ = wasm.get_users_for_states(states)
         assert routes == awaited(python.get_users_for_states(states))
         w = per_call(lambda: wasm.get_users_for_states(states))
         p = per_call(lambda: awaited(python.get_users_for_states(states)))
