@@ -13,7 +13,6 @@ struct Input {
     max_entries: u16,
     routes: Vec<(String, Vec<u32>)>,
     users: Vec<String>,
-    sends: Vec<Vec<String>>,
 }
 
 fuzz_target!(|input: Input| {
@@ -33,8 +32,5 @@ fuzz_target!(|input: Input| {
     if answer::check_users(&input.users, max).is_ok() {
         assert!(input.users.len() <= max);
         assert!(input.users.iter().all(|u| validate_user_id(u).is_ok()));
-    }
-    if answer::check_sends(&input.sends, max).is_ok() {
-        assert!(input.sends.iter().map(Vec::len).sum::<usize>() <= max);
     }
 });

@@ -112,7 +112,7 @@ impl Limits {
     pub const MAX_LOG_LINES: usize = 10_000;
 
     /// A log line longer than this is cut (at a character boundary).
-    pub const MAX_LOG_LINE_BYTES: usize = 1024;
+    pub const MAX_LOG_LINE_BYTES: usize = crate::text::MAX_GUEST_TEXT_BYTES;
 
     /// The fuel budget of a call on a batch of `states` states.
     pub fn fuel_for_batch(&self, states: usize) -> u64 {

@@ -14,7 +14,6 @@
 //! as [`Event`]s and handed to Python's `logging` by the Python half, on the
 //! reactor thread, after each call.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -48,48 +47,72 @@ const ERROR: u8 = 40;
 /// router it is about).
 type Event = (u8, String);
 
-/// What the runtime reports between two drains by Python. Bounded: Python
-/// drains it after every call, but a flood between two drains must not grow
-/// the homeserver's memory.
-struct EventQueue {
-    events: Mutex<(VecDeque<Event>, u64)>,
+/// Events kept up to a cap, the rest counted: a flood from a router must
+/// not grow the homeserver's memory.
+struct BoundedEvents {
+    events: Vec<Event>,
+    dropped: u64,
 }
 
-impl EventQueue {
+impl BoundedEvents {
     const CAPACITY: usize = 4096;
 
     const fn new() -> Self {
-        EventQueue {
-            events: Mutex::new((VecDeque::new(), 0)),
+        BoundedEvents {
+            events: Vec::new(),
+            dropped: 0,
         }
     }
 
-    fn push(&self, level: u8, message: String) {
-        let mut guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        let (events, dropped) = &mut *guard;
-        if events.len() < Self::CAPACITY {
-            events.push_back((level, message));
+    fn push(&mut self, event: Event) {
+        if self.events.len() < Self::CAPACITY {
+            self.events.push(event);
         } else {
-            *dropped += 1;
+            self.dropped += 1;
         }
+    }
+
+    /// Everything kept, plus a line saying how much was dropped `when`.
+    fn take(&mut self, when: &str) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.events);
+        if self.dropped > 0 {
+            events.push((
+                WARNING,
+                format!(
+                    "{} router log lines were dropped: more than {} {when}",
+                    self.dropped,
+                    Self::CAPACITY
+                ),
+            ));
+            self.dropped = 0;
+        }
+        events
+    }
+}
+
+/// What the runtime reports outside any call, between two drains by Python.
+struct EventQueue {
+    events: Mutex<BoundedEvents>,
+}
+
+impl EventQueue {
+    const fn new() -> Self {
+        EventQueue {
+            events: Mutex::new(BoundedEvents::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoundedEvents> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, level: u8, message: String) {
+        self.lock().push((level, message));
     }
 
     /// Everything queued, plus a line saying how much was dropped.
     fn drain(&self) -> Vec<Event> {
-        let mut guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        let (events, dropped) = &mut *guard;
-        let mut drained: Vec<Event> = events.drain(..).collect();
-        if *dropped > 0 {
-            drained.push((
-                WARNING,
-                format!(
-                    "{dropped} router log lines were dropped: more than {} arrived between two calls",
-                    Self::CAPACITY
-                ),
-            ));
-            *dropped = 0;
-        }
-        drained
+        self.lock().take("arrived between two calls")
     }
 }
 
@@ -98,45 +121,33 @@ thread_local! {
     /// runs to its end on the thread that called it, so what the runtime
     /// reports during it is that call's, and goes back with its answer (and
     /// into the log context of its request), never into another's.
-    static CALL_EVENTS: std::cell::RefCell<Option<(Vec<Event>, u64)>> =
+    static CALL_EVENTS: std::cell::RefCell<Option<BoundedEvents>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `call` with the events reported on this thread meanwhile kept for
 /// it, and returns them with its result.
 fn collecting_events<T>(call: impl FnOnce() -> T) -> (T, Vec<Event>) {
-    CALL_EVENTS.with(|events| *events.borrow_mut() = Some((Vec::new(), 0)));
+    CALL_EVENTS.with(|events| *events.borrow_mut() = Some(BoundedEvents::new()));
     let out = call();
-    let (mut events, dropped) = CALL_EVENTS
+    let events = CALL_EVENTS
         .with(|events| events.borrow_mut().take())
+        .map(|mut events| events.take("in one call"))
         .unwrap_or_default();
-    if dropped > 0 {
-        events.push((
-            WARNING,
-            format!(
-                "{dropped} router log lines of this call were dropped: more than {}",
-                EventQueue::CAPACITY
-            ),
-        ));
-    }
     (out, events)
 }
 
 /// Queues an event for the call running on this thread, or, outside a
 /// call (loading, warming up), on `queue`.
 fn report(queue: &EventQueue, level: u8, message: String) {
-    let kept_for_call = CALL_EVENTS.with(|events| match events.borrow_mut().as_mut() {
-        Some((events, dropped)) => {
-            if events.len() < EventQueue::CAPACITY {
-                events.push((level, message.clone()));
-            } else {
-                *dropped += 1;
-            }
-            true
+    let outside_a_call = CALL_EVENTS.with(|events| match events.borrow_mut().as_mut() {
+        Some(events) => {
+            events.push((level, message));
+            None
         }
-        None => false,
+        None => Some(message),
     });
-    if !kept_for_call {
+    if let Some(message) = outside_a_call {
         queue.push(level, message);
     }
 }

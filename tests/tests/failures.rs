@@ -253,6 +253,28 @@ async fn a_send_to_a_non_user_invalidates_the_call_and_nothing_is_sent() {
 }
 
 #[tokio::test]
+async fn sends_past_the_entry_cap_invalidate_the_call_as_they_arrive() {
+    // `chatter` sends to one user at a time; the 11th is over the cap of 10.
+    let (routers, api) = with_bystander("{max_answer_entries: 10, max_send_calls: 100}").await;
+    let routed = routers
+        .get_users_for_states(&batch(&[("@chatter:test", Presence::Online)]))
+        .await;
+    assert_eq!(
+        failure_kinds(&routed),
+        vec![("hostile", FailureKind::InvalidAnswer)]
+    );
+    assert!(
+        routed.failures[0].message.ends_with(
+            "send-local-online-presence-to was given 11 users, more than limits.max_answer_entries = 10"
+        ),
+        "{}",
+        routed.failures[0].message
+    );
+    assert_eq!(routed.sent_presence_to, Vec::<String>::new());
+    assert!(api.sends.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn sends_of_a_call_that_traps_are_dropped() {
     let (routers, api) = with_bystander("{}").await;
     let routed = routers

@@ -76,8 +76,6 @@ pub(crate) struct GuestInstance {
     limits: Limits,
     /// WASI resources held once configured.
     resources_at_rest: usize,
-    /// Set when a call left more resources behind than allowed.
-    spent: bool,
 }
 
 /// What a successful call used.
@@ -190,7 +188,6 @@ impl GuestInstance {
             get_interested_users,
             limits: limits.clone(),
             resources_at_rest: 0,
-            spent: false,
         };
         // Instantiation had its own fuel; parse-config gets a fresh budget
         // of fuel, and what is left of the time budget.
@@ -316,9 +313,6 @@ impl GuestInstance {
             failure.instance_lost = false;
             return Err(failure);
         }
-        if state.resources() > self.resources_at_rest + RESOURCE_SLACK {
-            self.spent = true;
-        }
         let usage = CallUsage {
             fuel_used: fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
             fuel_budget: fuel,
@@ -330,8 +324,8 @@ impl GuestInstance {
 
     /// Whether the instance may serve another call: false once a call left
     /// more WASI resources behind than it may keep.
-    pub(crate) fn reusable(&self) -> bool {
-        !self.spent
+    pub(crate) fn reusable(&mut self) -> bool {
+        self.store.data_mut().resources() <= self.resources_at_rest + RESOURCE_SLACK
     }
 
     /// What the guest did besides answering during the last call (or since

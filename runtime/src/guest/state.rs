@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::{DynOutputStream, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use presence_router_model::text::{MAX_GUEST_TEXT_BYTES, escape_untrusted};
-use presence_router_model::{Limits, MAX_USER_ID_LEN, answer};
+use presence_router_model::{Limits, answer};
 
 use super::bindings::matrix::presence_router::module_api::{self, LogLevel as WitLogLevel};
 use super::clock::GuestMonotonicClock;
@@ -154,14 +154,22 @@ impl GuestState {
         self.table.iter_mut().count()
     }
 
-    fn push_log(&mut self, level: LogLevel, message: &str) {
-        if self.effects.logs.len() >= self.max_log_lines {
+    /// Whether this call may keep another log line; if not, the line is
+    /// counted as dropped (and need not be read at all).
+    fn room_for_log(&mut self) -> bool {
+        let room = self.effects.logs.len() < self.max_log_lines;
+        if !room {
             self.effects.dropped_logs += 1;
-            return;
         }
-        self.effects
-            .logs
-            .push((level, escape_untrusted(message, MAX_GUEST_TEXT_BYTES)));
+        room
+    }
+
+    fn push_log(&mut self, level: LogLevel, message: &str) {
+        if self.room_for_log() {
+            self.effects
+                .logs
+                .push((level, escape_untrusted(message, MAX_GUEST_TEXT_BYTES)));
+        }
     }
 
     /// Moves what the guest wrote to stdout and stderr into the log lines.
@@ -195,34 +203,23 @@ impl GuestState {
             state.effects.dropped_sends += 1;
             return Ok(());
         }
+        let call = state.send_calls;
         state.send_calls += 1;
         let entries = state.send_entries.saturating_add(users.len());
-        if entries > state.max_answer_entries {
-            return Err(wasmtime::Error::new(BrokenRule(format!(
-                "send-local-online-presence-to was given {entries} user IDs in this call, \
-                 more than limits.max_answer_entries = {} allows",
-                state.max_answer_entries
-            ))));
-        }
+        answer::check_user_count(entries, state.max_answer_entries).map_err(|why| {
+            wasmtime::Error::new(BrokenRule(format!(
+                "send-local-online-presence-to was given {why}"
+            )))
+        })?;
         state.send_entries = entries;
-        let state_send_calls = state.send_calls;
         let mut checked = Vec::with_capacity(users.len().min(64));
         for position in 0..users.len() {
             let Some(user) = users.get(&mut store, position) else {
                 break;
             };
-            let user = user?;
-            // Borrowed from guest memory: nothing is copied before the
-            // length is known.
-            let user = user.to_str(&store)?;
-            let call = state_send_calls - 1;
-            if user.len() > MAX_USER_ID_LEN {
-                return Err(wasmtime::Error::new(BrokenRule(format!(
-                    "send-local-online-presence-to call {call}: user {position}: {} bytes long, \
-                     over Matrix's {MAX_USER_ID_LEN}",
-                    user.len()
-                ))));
-            }
+            // Borrowed from guest memory, and checked (its length first,
+            // against Matrix's 255 bytes) before it is copied.
+            let user = user?.to_str(&store)?;
             answer::check_user(position, &user).map_err(|why| {
                 wasmtime::Error::new(BrokenRule(format!(
                     "send-local-online-presence-to call {call}: {why}"
@@ -246,8 +243,7 @@ impl GuestState {
             WitLogLevel::Warn => LogLevel::Warn,
             WitLogLevel::Error => LogLevel::Error,
         };
-        if store.data().effects.logs.len() >= store.data().max_log_lines {
-            store.data_mut().effects.dropped_logs += 1;
+        if !store.data_mut().room_for_log() {
             return Ok(());
         }
         // Borrowed from guest memory; only the kept part is copied.
