@@ -191,3 +191,30 @@ pub fn proc_status_bytes(field: &str) -> u64 {
         })
         .map_or(0, |kib| kib * 1024)
 }
+
+/// The hostile-guest tests' set: `$guest` as router `name` (suspension off, so that every call
+/// reaches it) beside the example router, which sends everything to `@w:x`.
+pub async fn beside_example(
+    name: &str,
+    guest: &str,
+    config: &str,
+    limits: &str,
+) -> (RouterSet, Arc<RecordingModuleApi>) {
+    load_ok(&yaml_beside_example(name, guest, config, limits)).await
+}
+
+pub fn yaml_beside_example(name: &str, guest: &str, config: &str, limits: &str) -> String {
+    format!(
+        r#"
+routers:
+  - name: {name}
+    component: ${guest}
+    config: {config}
+    limits: {limits}
+    failure_policy: {{suspend_after: 0}}
+  - name: example
+    component: $EXAMPLE_ROUTER
+    config: {{always_send_to_users: ["@w:x"]}}
+"#
+    )
+}

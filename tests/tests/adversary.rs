@@ -21,10 +21,8 @@
 
 use std::time::{Duration, Instant};
 
-use presence_router_runtime::{
-    FailureKind, InterestedUsers, LoadError, Presence, RouterSet, UsersForStates,
-};
-use presence_router_tests::{RecordingModuleApi, batch, failure_kinds, load, load_ok};
+use presence_router_runtime::{FailureKind, InterestedUsers, LoadError, Presence, UsersForStates};
+use presence_router_tests::{batch, beside_example, failure_kinds, load, yaml_beside_example};
 
 /// Far above any honest run of a test here, far below the hour a sleeper
 /// asks for: only a runtime that really waits gets near it.
@@ -32,33 +30,6 @@ const SANITY_BOUND: Duration = Duration::from_secs(60);
 
 /// One hour, in milliseconds: the sleep no call may really take.
 const AN_HOUR_MS: u64 = 3_600_000;
-
-/// Loads `$guest` as router `name` (suspension off, so that every call
-/// reaches it) beside the example router, which sends everything to `@w:x`.
-async fn beside_example(
-    name: &str,
-    guest: &str,
-    config: &str,
-    limits: &str,
-) -> (RouterSet, std::sync::Arc<RecordingModuleApi>) {
-    load_ok(&yaml_beside_example(name, guest, config, limits)).await
-}
-
-fn yaml_beside_example(name: &str, guest: &str, config: &str, limits: &str) -> String {
-    format!(
-        r#"
-routers:
-  - name: {name}
-    component: ${guest}
-    config: {config}
-    limits: {limits}
-    failure_policy: {{suspend_after: 0}}
-  - name: example
-    component: $EXAMPLE_ROUTER
-    config: {{always_send_to_users: ["@w:x"]}}
-"#
-    )
-}
 
 fn two_states() -> Vec<presence_router_runtime::UserPresenceState> {
     batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Unavailable)])

@@ -6,33 +6,7 @@
 use std::time::{Duration, Instant};
 
 use presence_router_runtime::{FailureKind, LogLevel, Presence, Routed, UsersForStates};
-use presence_router_tests::{RecordingModuleApi, batch, failure_kinds, load, load_ok};
-
-/// Loads `$guest` as router `hostile` (suspension off, so that every call
-/// reaches it) beside the example router.
-async fn beside_example(
-    guest: &str,
-    config: &str,
-    limits: &str,
-) -> (
-    presence_router_runtime::RouterSet,
-    std::sync::Arc<RecordingModuleApi>,
-) {
-    load_ok(&format!(
-        r#"
-routers:
-  - name: hostile
-    component: ${guest}
-    config: {config}
-    limits: {limits}
-    failure_policy: {{suspend_after: 0}}
-  - name: example
-    component: $EXAMPLE_ROUTER
-    config: {{always_send_to_users: ["@w:x"]}}
-"#
-    ))
-    .await
-}
+use presence_router_tests::{batch, beside_example, failure_kinds, load};
 
 /// Routes a two-state batch twice; both times the hostile router must be
 /// skipped as `kind` with a message containing `message`, and the example
@@ -44,7 +18,7 @@ async fn skipped_twice(
     kind: FailureKind,
     message: &str,
 ) -> Vec<Routed<UsersForStates>> {
-    let (routers, api) = beside_example(guest, config, limits).await;
+    let (routers, api) = beside_example("hostile", guest, config, limits).await;
     let states = batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Unavailable)]);
     let mut reports = Vec::new();
     for call in 1..=2 {
@@ -162,7 +136,7 @@ async fn deep_recursion_overflows_the_guest_stack_only() {
 
 #[tokio::test]
 async fn panic_is_a_trap_with_its_message_in_the_log() {
-    let (routers, api) = beside_example("HOSTILE_PANIC", "{}", "{}").await;
+    let (routers, api) = beside_example("hostile", "HOSTILE_PANIC", "{}", "{}").await;
     let states = batch(&[("@a:x", Presence::Online), ("@b:y", Presence::Online)]);
     let routed = routers.get_users_for_states(&states).await;
     assert_eq!(failure_kinds(&routed), vec![("hostile", FailureKind::Trap)]);
@@ -255,7 +229,7 @@ async fn liars_are_invalid_answers_that_say_what_was_wrong() {
         .await;
         assert_eq!(reports[0].failures[0].message, message, "{lie}");
     }
-    let (routers, _) = beside_example("HOSTILE_LIAR", "{lie: alice}", "{}").await;
+    let (routers, _) = beside_example("hostile", "HOSTILE_LIAR", "{lie: alice}", "{}").await;
     let routed = routers.get_interested_users("@w:x").await;
     assert_eq!(
         routed.failures[0].message,
@@ -269,6 +243,7 @@ async fn liars_are_invalid_answers_that_say_what_was_wrong() {
 #[tokio::test]
 async fn chatter_is_capped_counted_and_not_a_failure() {
     let (routers, api) = beside_example(
+        "hostile",
         "HOSTILE_CHATTER",
         "{calls: 10000}",
         "{fuel: 1000000000000, timeout: 10s}",
@@ -302,7 +277,7 @@ async fn chatter_is_capped_counted_and_not_a_failure() {
 
 #[tokio::test]
 async fn snoop_finds_no_way_out() {
-    let (routers, api) = beside_example("HOSTILE_SNOOP", "{}", "{}").await;
+    let (routers, api) = beside_example("hostile", "HOSTILE_SNOOP", "{}", "{}").await;
     let routed = routers
         .get_users_for_states(&batch(&[("@a:x", Presence::Online)]))
         .await;
@@ -365,6 +340,7 @@ async fn bad_config_in_a_recycled_instance_skips_the_router() {
         .as_millis()
         + 1500;
     let (routers, _) = beside_example(
+        "hostile",
         "HOSTILE_BAD_CONFIG",
         &format!("{{mode: err-after, after_unix_ms: {after}}}"),
         "{}",
