@@ -1,43 +1,97 @@
-"""What routing one batch costs inside Synapse's Python process: the wasm
+"""What a presence router costs inside Synapse's Python process: the wasm
 module (the example router as a component) against the same router in
 Python (the docs' `ExamplePresenceRouter`), on Synapse's own
-`UserPresenceState` objects.
+`UserPresenceState` objects, each awaited through its registered callback
+the way Synapse awaits it, on a real Twisted reactor, in one run.
 
-    synapse-module/e2e/run.sh tests -q          # builds and installs the wheel
+    synapse-module/e2e/setup.sh                  # the venv with Synapse
+    target/toolchains/synapse-venv/bin/maturin build --release \\
+        -m synapse-module/Cargo.toml --out target/wheels/release
+    target/toolchains/synapse-venv/bin/python -m pip install --force-reinstall \\
+        --no-deps target/wheels/release/wasm_presence_router-*.whl
     target/toolchains/synapse-venv/bin/python synapse-module/bench.py
 
-Both are timed as Synapse awaits them, without the hop to the thread pool
-(`defer_to_thread`), which the wasm module adds and the Python router
-doesn't: it is measured on its own, on Twisted's real thread pool.
+It prints, as markdown tables with the ratios of the issue's targets:
+
+1. latency per call (best of several rounds of many calls) and the reactor
+   thread's CPU time per call, for one-state `get_users_for_states` and
+   `get_interested_users` and batches of 100, 1,000 and 10,000 states;
+2. the p50/p99 latency of one-state calls while other Python work keeps the
+   reactor busy;
+3. what a spinning (hostile) router costs the reactor: the CPU time of the
+   call that finds out, and of the calls after it;
+4. the Twisted thread-pool hop (`deferToThread`) the module no longer pays
+   for small calls.
+
+The Python router's answers and the wasm module's are checked equal first.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import statistics
 import sys
-import timeit
+import time
 from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List
 
 import attr
 from synapse.module_api import UserPresenceState
-from twisted.internet import reactor, threads
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import ensureDeferred
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "e2e")]
 from built_guests import CACHE_DIR, guest  # noqa: E402
 from example_presence_router import ExamplePresenceRouter  # noqa: E402
 
-from wasm_presence_router import _native  # noqa: E402
+from wasm_presence_router import WasmPresenceRouter  # noqa: E402
 
-CONFIG = {"always_send_to_users": ["@watcher:x"], "blacklisted_users": ["@hidden:x"]}
+CONFIG = {"always_send_to_users": ["@watcher:x", "@auditor:x"],
+          "blacklisted_users": ["@hidden:x"]}
 
 
-class _NoApi:
-    def register_presence_router_callbacks(self, **_: object) -> None:
+class BenchApi:
+    """The part of Synapse's ModuleApi the routers use, on the real reactor
+    (the wasm module finds it where Synapse keeps it, `api._hs`)."""
+
+    class _Homeserver:
+        @staticmethod
+        def get_reactor() -> Any:
+            return reactor
+
+    _hs = _Homeserver()
+
+    def __init__(self) -> None:
+        self.callbacks: Dict[str, Callable[..., Awaitable[Any]]] = {}
+
+    def register_presence_router_callbacks(self, **callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    async def defer_to_thread(self, f: Callable[..., Any], *args: Any) -> Any:
+        return await threads.deferToThread(f, *args)
+
+    def delayed_background_call(self, *_: Any, **__: Any) -> None:
         pass
 
 
-def batch(n: int) -> list:
+def python_router() -> BenchApi:
+    api = BenchApi()
+    router = ExamplePresenceRouter(ExamplePresenceRouter.parse_config(CONFIG), api)
+    api.callbacks = {"get_users_for_states": router.get_users_for_states,
+                     "get_interested_users": router.get_interested_users}
+    return api
+
+
+def wasm_module(router: dict) -> BenchApi:
+    api = BenchApi()
+    config = WasmPresenceRouter.parse_config({"routers": [router], "cache_dir": CACHE_DIR})
+    WasmPresenceRouter(config, api)
+    return api
+
+
+def batch(n: int) -> List[UserPresenceState]:
     return [
         attr.evolve(UserPresenceState.default(f"@user{i}:x"), state="online",
                     last_active_ts=1_700_000_000_000 + i, status_msg=f"status {i}")
@@ -45,70 +99,131 @@ def batch(n: int) -> list:
     ]
 
 
-def awaited(coroutine):
-    """Runs a coroutine that never waits, as Synapse's await would: without
-    an event loop's own cost (asyncio.run's is 0.2 ms and more)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    raise RuntimeError("the router waited")
+async def timed(call: Callable[[], Awaitable[Any]], calls: int, rounds: int = 5) -> tuple:
+    """(seconds per call, reactor CPU seconds per call): the best round of
+    `calls` awaited calls each, on the reactor."""
+    best = (float("inf"), float("inf"))
+    for _ in range(rounds):
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(calls):
+            await call()
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        best = min(best, (wall / calls, cpu / calls))
+    return best
 
 
-def per_call(f, repeat: int = 7) -> float:
-    """Best-of-`repeat` seconds per call."""
-    number, _ = timeit.Timer(f).autorange()
-    return min(timeit.repeat(f, number=number, repeat=repeat)) / number
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
 
 
-def thread_hop() -> float:
-    """Seconds per `deferToThread` round trip of a no-op, on the reactor."""
-    n = 2000
-    result: dict = {}
-
-    async def hops() -> None:
-        start = reactor.seconds()
-        for _ in range(n):
-            await threads.deferToThread(lambda: None)
-        result["each"] = (reactor.seconds() - start) / n
-
-    def run() -> None:
-        from twisted.internet.defer import ensureDeferred
-
-        ensureDeferred(hops()).addBoth(lambda _: reactor.stop())
-
-    reactor.callWhenRunning(run)
-    reactor.run()
-    return result["each"]
-
-
-def main() -> None:
-    routers = {"routers": [
-        {"name": "example", "component": guest("example_router"), "config": CONFIG}]}
-    wasm = _native.RouterSet.load(
-        json.dumps(routers), source="bench", base_dir=".", cache_dir=CACHE_DIR)
-    python = ExamplePresenceRouter(ExamplePresenceRouter.parse_config(CONFIG), _NoApi())
-
-    print("| batch | wasm module | Python router | wasm / Python |")
-    print("| ---: | ---: | ---: | ---: |")
-    for n in (1, 10, 100, 1000):
+async def costs(python: BenchApi, wasm: BenchApi) -> None:
+    print("| call | wasm module | Python router | latency ratio | reactor CPU: wasm | Python "
+          "| reactor CPU ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    cases: List[tuple] = []
+    for n in (1, 100, 1000, 10000):
         states = batch(n)
+        cases.append((f"`get_users_for_states`, {n:,} state{'s' if n > 1 else ''}",
+                      "get_users_for_states", states, max(20, 20000 // n)))
+    cases.insert(1, ("`get_interested_users`", "get_interested_users", "@user7:x", 20000))
+    cases.insert(2, ("`get_interested_users`, an ALL_USERS user", "get_interested_users",
+                     "@watcher:x", 20000))
+    for label, callback, argument, calls in cases:
+        w_cb, p_cb = wasm.callbacks[callback], python.callbacks[callback]
         # The same answer from both, or the comparison means nothing.
-        routes, _, _ = wasm.get_users_for_states(states)
-        assert routes == awaited(python.get_users_for_states(states))
-        w = per_call(lambda: wasm.get_users_for_states(states))
-        p = per_call(lambda: awaited(python.get_users_for_states(states)))
-        print(f"| {n} | {w * 1e6:.1f} µs | {p * 1e6:.1f} µs | {w / p:.2f}× |")
-    wasm.take_events()
-    # Where the wasm module's time goes at 1,000 states: reading Synapse's
-    # objects (a set with no routers), then the routers' call.
-    states = batch(1000)
-    nobody = _native.RouterSet.load('{"routers": []}', source="bench", base_dir=".")
-    print(f"\n1,000 states read, no router called: "
-          f"{per_call(lambda: nobody.get_users_for_states(states)) * 1e6:.1f} µs; "
-          f"a set of them built in Python: {per_call(lambda: set(states)) * 1e6:.1f} µs")
-    print(f"\nthread-pool hop (deferToThread round trip): {thread_hop() * 1e6:.1f} µs")
+        assert await w_cb(argument) == await p_cb(argument), label
+        w = await timed(lambda: w_cb(argument), calls)
+        p = await timed(lambda: p_cb(argument), calls)
+        print(f"| {label} | {us(w[0])} | {us(p[0])} | {w[0] / p[0]:.2f}× | {us(w[1])} "
+              f"| {us(p[1])} | {w[1] / p[1]:.2f}× |")
+
+
+async def busy_reactor(python: BenchApi, wasm: BenchApi) -> None:
+    """One-state calls every millisecond while chunks of 2 ms of Python work
+    keep the reactor busy."""
+    busy = {"on": True}
+
+    def chunk() -> None:
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+        if busy["on"]:
+            reactor.callLater(0, chunk)
+
+    one = batch(1)
+    print("\n| under a busy reactor, one-state `get_users_for_states` | p50 | p99 | max |")
+    print("| --- | ---: | ---: | ---: |")
+    results = {}
+    reactor.callLater(0, chunk)
+    for name, api in (("wasm module", wasm), ("Python router", python)):
+        callback = api.callbacks["get_users_for_states"]
+        latencies = []
+        for _ in range(2000):
+            start = time.perf_counter()
+            await callback(one)
+            latencies.append(time.perf_counter() - start)
+            await task.deferLater(reactor, 0.001, lambda: None)
+        latencies.sort()
+        results[name] = latencies
+        print(f"| {name} | {us(latencies[len(latencies) // 2])} "
+              f"| {us(latencies[int(len(latencies) * 0.99)])} | {us(latencies[-1])} |")
+    busy["on"] = False
+    ratio = (results["wasm module"][int(2000 * 0.99)]
+             / results["Python router"][int(2000 * 0.99)])
+    print(f"\np99 ratio wasm / Python under a busy reactor: {ratio:.2f}×")
+
+
+async def hostile() -> None:
+    """The reactor's CPU time for calls to a module whose router spins."""
+    api = wasm_module({"name": "spin", "component": guest("hostile_spin"),
+                       "limits": {"timeout": "50ms"}})
+    callback = api.callbacks["get_users_for_states"]
+    one = batch(1)
+    cpu = []
+    for _ in range(5):
+        start = time.thread_time()
+        await callback(one)
+        cpu.append(time.thread_time() - start)
+    print(f"\nA spinning router (its timeout 50 ms): the reactor's CPU time for the first "
+          f"call {us(cpu[0])} (one slice, then off the reactor), for the next four "
+          f"{', '.join(us(c) for c in cpu[1:])} (straight off the reactor)")
+
+
+async def thread_hop() -> None:
+    n = 2000
+    start = time.perf_counter()
+    for _ in range(n):
+        await threads.deferToThread(lambda: None)
+    print(f"\nTwisted thread-pool hop (deferToThread round trip of a no-op): "
+          f"{us((time.perf_counter() - start) / n)}")
+
+
+async def main() -> None:
+    python = python_router()
+    wasm = wasm_module({"name": "example", "component": guest("example_router"),
+                        "config": CONFIG})
+    await costs(python, wasm)
+    await busy_reactor(python, wasm)
+    await hostile()
+    await thread_hop()
+
+
+def run() -> None:
+    outcome: Dict[str, Any] = {}
+
+    def start() -> None:
+        d = ensureDeferred(main())
+        d.addErrback(lambda f: outcome.setdefault("failure", f))
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    if "failure" in outcome:
+        outcome["failure"].raiseException()
 
 
 if __name__ == "__main__":
-    main()
+    print(f"# {' '.join(sys.argv)} on {sys.platform}, Python {sys.version.split()[0]}, "
+          f"load average {open('/proc/loadavg').read().split()[0]}\n")
+    run()

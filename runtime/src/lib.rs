@@ -35,9 +35,11 @@ mod health;
 mod module_api;
 mod router;
 mod router_set;
+mod slice;
 
 pub use cache::{CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
+pub use guest::{CheckedInterest, CheckedRoutes};
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
@@ -46,3 +48,4 @@ pub use presence_router_model::{
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, RouterSet};
+pub use slice::{Slice, Unfinished};

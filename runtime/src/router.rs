@@ -2,10 +2,8 @@
 //! pool of warm instances so that concurrent calls don't queue on one store.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-
-use tokio::sync::Semaphore;
 
 use presence_router_model::{
     CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, UserPresenceState,
@@ -20,6 +18,7 @@ use crate::guest::{
 };
 use crate::health::{Admission, Health};
 use crate::module_api::ModuleApi;
+use crate::slice::Slice;
 
 /// A router as `check` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,11 +59,30 @@ impl AnswerEntries for CheckedInterest {
 }
 
 /// An instance checked out of the pool for one call, with the failure
-/// policy's leave to make it.
+/// policy's leave to make it. Its slot in the pool is given back by
+/// [`Router::finish`] (or by [`Router::give_back`] if it fails first).
 struct Lease<'a> {
     instance: GuestInstance,
     admission: Admission<'a>,
-    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// A call tried in a slice needed more: abandoned, to be made again with
+/// the router's full limits. Nothing of it was counted or reported.
+pub(crate) struct SliceUsedUp {
+    /// Whether the router ran and used its slice up; false when it had no
+    /// warm instance to run on (making one is not done in a slice).
+    pub ran: bool,
+}
+
+/// What one router's call came to, when it may be tried in a slice.
+pub(crate) type SliceOutcome<T> = Result<Result<RouterAnswer<T>, RouterFailure>, SliceUsedUp>;
+
+/// The warm instances of a router, and how many are out on calls: at most
+/// `limits.max_instances` exist at once.
+struct InstancePool {
+    idle: Vec<GuestInstance>,
+    /// Instances out on calls, or being made for one.
+    leased: usize,
 }
 
 pub(crate) struct Router {
@@ -73,10 +91,9 @@ pub(crate) struct Router {
     component: LoadedComponent,
     engine: Arc<GuestEngine>,
     module_api: Arc<dyn ModuleApi>,
-    /// Warm instances not in use. At most `limits.max_instances` exist at
-    /// once, which `permits` enforces.
-    idle: Mutex<Vec<GuestInstance>>,
-    permits: Semaphore,
+    pool: Mutex<InstancePool>,
+    /// Signalled when a slot is given back, for calls waiting for one.
+    slot_freed: Condvar,
     health: Health,
 }
 
@@ -132,12 +149,15 @@ impl Router {
             component,
             engine,
             module_api,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.limits.max_instances),
+            pool: Mutex::new(InstancePool {
+                idle: Vec::new(),
+                leased: 0,
+            }),
+            slot_freed: Condvar::new(),
         };
-        match router.new_instance(CallStart::now()).await {
+        match router.new_instance(CallStart::now()) {
             Ok(instance) => {
-                router.return_instance(instance);
+                router.lock_pool().idle.push(instance);
                 Ok(router)
             }
             Err(InstanceError::ConfigRefused(message)) => Err(LoadError::ConfigRefused {
@@ -166,75 +186,118 @@ impl Router {
     }
 
     pub(crate) fn idle_instances(&self) -> usize {
-        self.lock_idle().len()
+        self.lock_pool().idle.len()
     }
 
     /// Linear memory held by the idle instances, in bytes.
     pub(crate) fn idle_memory_bytes(&self) -> usize {
-        self.lock_idle()
+        self.lock_pool()
+            .idle
             .iter()
             .map(GuestInstance::memory_bytes)
             .sum()
     }
 
-    pub(crate) async fn get_users_for_states(
+    /// Calls `get-users-for-states`, in `slice` if there is one.
+    pub(crate) fn get_users_for_states(
         &self,
         states: &[UserPresenceState],
-    ) -> Result<RouterAnswer<CheckedRoutes>, RouterFailure> {
-        let mut lease = self.lease().await?;
-        let result = lease.instance.get_users_for_states(states).await;
+        slice: Option<&Slice>,
+    ) -> SliceOutcome<CheckedRoutes> {
+        let mut lease = match self.lease(slice)? {
+            Ok(lease) => lease,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let result = lease.instance.get_users_for_states(states);
         self.finish(lease, result)
     }
 
-    pub(crate) async fn get_interested_users(
+    /// Calls `get-interested-users`, in `slice` if there is one.
+    pub(crate) fn get_interested_users(
         &self,
         user_id: &str,
-    ) -> Result<RouterAnswer<CheckedInterest>, RouterFailure> {
-        let mut lease = self.lease().await?;
-        let result = lease.instance.get_interested_users(user_id).await;
+        slice: Option<&Slice>,
+    ) -> SliceOutcome<CheckedInterest> {
+        let mut lease = match self.lease(slice)? {
+            Ok(lease) => lease,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let result = lease.instance.get_interested_users(user_id);
         self.finish(lease, result)
     }
 
     /// Takes a warm instance from the pool, or makes a fresh one, within
-    /// `limits.max_instances`.
-    async fn lease(&self) -> Result<Lease<'_>, RouterFailure> {
-        let admission = self.admit()?;
-        // The semaphore is never closed, so acquiring only waits.
-        let Ok(permit) = self.permits.acquire().await else {
-            return Err(self.failure(
-                admission,
-                Failure {
-                    kind: FailureKind::Trap,
-                    message: "the router is shutting down".into(),
-                    instance_lost: false,
-                },
-            ));
+    /// `limits.max_instances` (waiting for a slot while all are out on
+    /// calls on other threads). A call in a slice takes only a warm
+    /// instance, and waits for nothing: without one it is abandoned.
+    fn lease(
+        &self,
+        slice: Option<&Slice>,
+    ) -> Result<Result<Lease<'_>, RouterFailure>, SliceUsedUp> {
+        let admission = match self.admit() {
+            Ok(admission) => admission,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let max = self.info.limits.max_instances;
+        let idle = {
+            let mut pool = self.lock_pool();
+            loop {
+                if let Some(instance) = pool.idle.pop() {
+                    pool.leased += 1;
+                    break Some(instance);
+                }
+                if slice.is_some() {
+                    return Err(SliceUsedUp { ran: false });
+                }
+                if pool.leased < max {
+                    pool.leased += 1;
+                    break None;
+                }
+                // A lease is never held across an await or a wait of its
+                // own, so whoever holds the slots gives them back.
+                pool = self
+                    .slot_freed
+                    .wait(pool)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
         };
         // The time budget starts once the call has its slot: waiting for
         // one is not the router's doing. A fresh instance shares the call's
         // budget, so a router can't double its time by trapping.
         let start = CallStart::now();
-        let idle = self.lock_idle().pop();
         let instance = match idle {
             Some(mut instance) => {
-                instance.begin(start);
+                instance.begin(start, slice);
                 instance
             }
-            None => match self.new_instance(start).await {
+            None => match self.new_instance(start) {
                 Ok(instance) => instance,
-                Err(e) => return Err(self.failure(admission, fresh_instance_failure(e))),
+                Err(e) => {
+                    self.give_back(None);
+                    return Ok(Err(self.failure(admission, fresh_instance_failure(e))));
+                }
             },
         };
-        Ok(Lease {
+        Ok(Ok(Lease {
             instance,
             admission,
-            _permit: permit,
-        })
+        }))
+    }
+
+    /// Gives a leased slot back to the pool, with its instance if that can
+    /// serve another call.
+    fn give_back(&self, instance: Option<GuestInstance>) {
+        let mut pool = self.lock_pool();
+        pool.leased -= 1;
+        pool.idle.extend(instance);
+        drop(pool);
+        self.slot_freed.notify_one();
     }
 
     /// Leave from the failure policy to call the router now, or the report
     /// of a skipped call.
     fn admit(&self) -> Result<Admission<'_>, RouterFailure> {
+        // Suspended routers are skipped in a slice too: skipping is cheap.
         self.health
             .admit(Instant::now())
             .map_err(|skip| skip.into_failure(&self.info.name))
@@ -247,17 +310,21 @@ impl Router {
         &self,
         mut lease: Lease<'_>,
         result: Result<(T, CallUsage), Failure>,
-    ) -> Result<RouterAnswer<T>, RouterFailure> {
+    ) -> SliceOutcome<T> {
         let effects = lease.instance.take_effects();
         let memory_bytes = lease.instance.memory_bytes() as u64;
         let lost = matches!(&result, Err(failure) if failure.instance_lost);
-        if !lost && lease.instance.reusable() {
-            self.return_instance(lease.instance);
+        let reusable = !lost && lease.instance.reusable();
+        self.give_back(reusable.then_some(lease.instance));
+        if matches!(&result, Err(failure) if failure.slice_used_up) {
+            // Made again with full limits: what this try logged and sent is
+            // dropped, and its admission counts as nothing.
+            return Err(SliceUsedUp { ran: true });
         }
         let sends = self.pass_on(effects);
         let (answer, usage) = match result {
             Ok(answered) => answered,
-            Err(failure) => return Err(self.failure(lease.admission, failure)),
+            Err(failure) => return Ok(Err(self.failure(lease.admission, failure))),
         };
         self.succeeded(lease.admission);
         let stats = CallStats {
@@ -268,53 +335,59 @@ impl Router {
             answer_entries: answer.answer_entries(),
             elapsed: usage.elapsed,
         };
-        Ok(RouterAnswer {
+        Ok(Ok(RouterAnswer {
             answer,
             sends,
             stats,
-        })
+        }))
     }
 
-    /// Fills the pool to `limits.max_instances` warm instances. All permits
-    /// are held meanwhile, so no call holds an instance and the pool can't
-    /// overshoot.
-    pub(crate) async fn warm_up(&self) -> Result<(), RouterFailure> {
+    /// Fills the pool to `limits.max_instances` warm instances (fewer if
+    /// calls hold some meanwhile: the pool never overshoots).
+    pub(crate) fn warm_up(&self) -> Result<(), RouterFailure> {
         let max = self.info.limits.max_instances;
-        let Ok(_all) = self
-            .permits
-            .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
-            .await
-        else {
-            return Ok(());
-        };
-        while self.idle_instances() < max {
-            // Each fresh instance counts like a call for the failure policy.
-            let admission = self.admit()?;
-            match self.new_instance(CallStart::now()).await {
-                Ok(instance) => {
-                    self.succeeded(admission);
-                    self.return_instance(instance);
+        loop {
+            {
+                let mut pool = self.lock_pool();
+                if pool.idle.len() + pool.leased >= max {
+                    return Ok(());
                 }
-                Err(e) => return Err(self.failure(admission, fresh_instance_failure(e))),
+                pool.leased += 1;
+            }
+            // Each fresh instance counts like a call for the failure policy.
+            let admission = match self.admit() {
+                Ok(admission) => admission,
+                Err(failure) => {
+                    self.give_back(None);
+                    return Err(failure);
+                }
+            };
+            match self.new_instance(CallStart::now()) {
+                Ok(instance) => {
+                    self.give_back(Some(instance));
+                    self.succeeded(admission);
+                }
+                Err(e) => {
+                    self.give_back(None);
+                    return Err(self.failure(admission, fresh_instance_failure(e)));
+                }
             }
         }
-        Ok(())
     }
 
     /// Makes a fresh instance and drops it: what a call after a trap pays.
-    pub(crate) async fn make_fresh_instance(&self) -> bool {
-        self.new_instance(CallStart::now()).await.is_ok()
+    pub(crate) fn make_fresh_instance(&self) -> bool {
+        self.new_instance(CallStart::now()).is_ok()
     }
 
-    async fn new_instance(&self, start: CallStart) -> Result<GuestInstance, InstanceError> {
+    fn new_instance(&self, start: CallStart) -> Result<GuestInstance, InstanceError> {
         let mut made = GuestInstance::new(
             &self.engine,
             &self.component,
             &self.info.limits,
             &self.config_json,
             start,
-        )
-        .await;
+        );
         if let Ok(instance) = &mut made {
             // Sends during parse-config have no call to belong to: dropped.
             let _ = self.pass_on(instance.take_effects());
@@ -390,13 +463,10 @@ impl Router {
         }
     }
 
-    fn return_instance(&self, instance: GuestInstance) {
-        self.lock_idle().push(instance);
-    }
-
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<GuestInstance>> {
-        // The pool holds no invariant a panic elsewhere could break.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_pool(&self) -> MutexGuard<'_, InstancePool> {
+        // Every update leaves the pool consistent, so one interrupted by a
+        // panic elsewhere is still usable.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -409,11 +479,13 @@ fn fresh_instance_failure(error: InstanceError) -> Failure {
             kind: FailureKind::Trap,
             message: format!("a fresh instance refused its configuration: {message}"),
             instance_lost: true,
+            slice_used_up: false,
         },
         InstanceError::WrongType(message) => Failure {
             kind: FailureKind::Trap,
             message,
             instance_lost: true,
+            slice_used_up: false,
         },
     }
 }

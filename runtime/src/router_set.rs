@@ -13,9 +13,10 @@ use presence_router_model::{
 
 use crate::cache::CacheSetting;
 use crate::error::LoadError;
-use crate::guest::{GuestEngine, InstancePool, error_text};
+use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool, error_text};
 use crate::module_api::ModuleApi;
-use crate::router::{Router, RouterAnswer, RouterInfo};
+use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp};
+use crate::slice::{Slice, Unfinished};
 
 /// How a router set is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,10 +117,15 @@ impl RouterSet {
     /// call after a trap pays. False if it failed or there is no such router.
     #[doc(hidden)]
     pub async fn make_fresh_instance(&self, index: usize) -> bool {
-        match self.routers.get(index) {
-            Some(router) => router.make_fresh_instance().await,
-            None => false,
-        }
+        self.make_fresh_instance_blocking(index)
+    }
+
+    /// [`RouterSet::make_fresh_instance`] on the calling thread.
+    #[doc(hidden)]
+    pub fn make_fresh_instance_blocking(&self, index: usize) -> bool {
+        self.routers
+            .get(index)
+            .is_some_and(Router::make_fresh_instance)
     }
 
     /// Makes every router's pool of warm instances full
@@ -127,13 +133,15 @@ impl RouterSet {
     /// don't pay for instantiation. A router whose fresh instance fails is
     /// reported, like a failed call, and the others are still warmed.
     pub async fn warm_up(&self) -> Vec<RouterFailure> {
-        let mut failures = Vec::new();
-        for router in &self.routers {
-            if let Err(failure) = router.warm_up().await {
-                failures.push(failure);
-            }
-        }
-        failures
+        self.warm_up_blocking()
+    }
+
+    /// [`RouterSet::warm_up`] on the calling thread.
+    pub fn warm_up_blocking(&self) -> Vec<RouterFailure> {
+        self.routers
+            .iter()
+            .filter_map(|router| router.warm_up().err())
+            .collect()
     }
 
     /// How many warm instances the routers hold between calls.
@@ -149,28 +157,72 @@ impl RouterSet {
     /// Which extra users should receive which states of `states`: every
     /// router is given the whole batch (in one call), and the answers are
     /// unioned per user. A router that fails is skipped.
+    ///
+    /// The call runs on the thread that polls it, to its end, without
+    /// yielding (see [`RouterSet`]); it is
+    /// [`RouterSet::get_users_for_states_blocking`] in an `async fn`.
     pub async fn get_users_for_states(
         &self,
         states: &[UserPresenceState],
     ) -> Routed<UsersForStates> {
-        // One router is the common case: awaited directly, it is spared
-        // `join_all`'s allocation and polling (a tenth of a one-state call).
-        let answers = match self.routers.as_slice() {
-            [router] => vec![router.get_users_for_states(states).await],
-            routers => {
-                let calls = routers
-                    .iter()
-                    .map(|router| router.get_users_for_states(states));
-                futures::future::join_all(calls).await
-            }
-        };
+        self.get_users_for_states_blocking(states)
+    }
 
+    /// [`RouterSet::get_users_for_states`] on the calling thread. A router
+    /// never waits for anything: this computes, for at most the routers'
+    /// `timeout`s, and never blocks on I/O.
+    pub fn get_users_for_states_blocking(
+        &self,
+        states: &[UserPresenceState],
+    ) -> Routed<UsersForStates> {
+        let done = Unfinished::new(self.routers.len());
+        self.finish_get_users_for_states(states, done)
+    }
+
+    /// Tries [`RouterSet::get_users_for_states`] within `slice` per router
+    /// (see [`Slice`]): the answer, or the call as far as it got, for
+    /// [`RouterSet::finish_get_users_for_states`] to complete.
+    pub fn get_users_for_states_in_slice(
+        &self,
+        states: &[UserPresenceState],
+        slice: &Slice,
+    ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
+        let mut done = Unfinished::new(self.routers.len());
+        for router in &self.routers {
+            match router.get_users_for_states(states, Some(slice)) {
+                Ok(answer) => done.answers.push(answer),
+                Err(SliceUsedUp { ran }) => {
+                    done.slice_used_up = ran;
+                    return Err(done);
+                }
+            }
+        }
+        Ok(self.merge_routes(done))
+    }
+
+    /// Completes a call begun by [`RouterSet::get_users_for_states_in_slice`]
+    /// (on the same `states`), with the routers' full limits.
+    pub fn finish_get_users_for_states(
+        &self,
+        states: &[UserPresenceState],
+        mut done: Unfinished<CheckedRoutes>,
+    ) -> Routed<UsersForStates> {
+        for router in self.routers.iter().skip(done.answers.len()) {
+            match router.get_users_for_states(states, None) {
+                Ok(answer) => done.answers.push(answer),
+                Err(SliceUsedUp { .. }) => unreachable!("a call without a slice can't use one up"),
+            }
+        }
+        self.merge_routes(done)
+    }
+
+    fn merge_routes(&self, done: Unfinished<CheckedRoutes>) -> Routed<UsersForStates> {
         // Indices are gathered per user, then sorted and de-duplicated once:
         // a router's list is usually sorted already, which makes this one
         // pass; inserting into sets one by one was a fifth of a large batch.
         let mut merged = UsersForStates::new();
         let mut report = Report::default();
-        for (router, answer) in self.routers.iter().zip(answers) {
+        for (router, answer) in self.routers.iter().zip(done.answers) {
             if let Some(routes) = report.take(router, answer) {
                 for (user_id, indices) in routes {
                     match merged.entry(user_id) {
@@ -194,16 +246,77 @@ impl RouterSet {
     /// Whose presence `user_id` should additionally see. Routers are asked in
     /// order and their answers unioned; the first that answers "all users"
     /// decides, and the routers after it are not called.
+    ///
+    /// Like [`RouterSet::get_users_for_states`], it runs to its end on the
+    /// thread that polls it.
     pub async fn get_interested_users(&self, user_id: &str) -> Routed<InterestedUsers> {
+        self.get_interested_users_blocking(user_id)
+    }
+
+    /// [`RouterSet::get_interested_users`] on the calling thread.
+    pub fn get_interested_users_blocking(&self, user_id: &str) -> Routed<InterestedUsers> {
+        let done = Unfinished::new(self.routers.len());
+        self.finish_get_interested_users(user_id, done)
+    }
+
+    /// Tries [`RouterSet::get_interested_users`] within `slice` per router.
+    pub fn get_interested_users_in_slice(
+        &self,
+        user_id: &str,
+        slice: &Slice,
+    ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
+        let mut done = Unfinished::new(self.routers.len());
+        for router in &self.routers {
+            match router.get_interested_users(user_id, Some(slice)) {
+                Ok(answer) => {
+                    let all = answers_all(&answer);
+                    done.answers.push(answer);
+                    if all {
+                        break;
+                    }
+                }
+                Err(SliceUsedUp { ran }) => {
+                    done.slice_used_up = ran;
+                    return Err(done);
+                }
+            }
+        }
+        Ok(self.merge_interest(done))
+    }
+
+    /// Completes a call begun by [`RouterSet::get_interested_users_in_slice`]
+    /// (for the same user), with the routers' full limits.
+    pub fn finish_get_interested_users(
+        &self,
+        user_id: &str,
+        mut done: Unfinished<CheckedInterest>,
+    ) -> Routed<InterestedUsers> {
+        if !done.answers.iter().any(answers_all) {
+            for router in self.routers.iter().skip(done.answers.len()) {
+                match router.get_interested_users(user_id, None) {
+                    Ok(answer) => {
+                        let all = answers_all(&answer);
+                        done.answers.push(answer);
+                        if all {
+                            break;
+                        }
+                    }
+                    Err(SliceUsedUp { .. }) => {
+                        unreachable!("a call without a slice can't use one up")
+                    }
+                }
+            }
+        }
+        self.merge_interest(done)
+    }
+
+    fn merge_interest(&self, done: Unfinished<CheckedInterest>) -> Routed<InterestedUsers> {
         let mut users = BTreeSet::new();
         let mut report = Report::default();
         let mut all = false;
-        for router in &self.routers {
-            match report.take(router, router.get_interested_users(user_id).await) {
-                Some(None) => {
-                    all = true;
-                    break;
-                }
+        for (router, answer) in self.routers.iter().zip(done.answers) {
+            match report.take(router, answer) {
+                Some(None) => all = true,
                 Some(Some(named)) => users.extend(named),
                 None => {}
             }
@@ -215,6 +328,12 @@ impl RouterSet {
         };
         report.finish(answer, self.module_api.as_ref())
     }
+}
+
+/// Whether a router answered "all users": the routers after it are not
+/// called.
+fn answers_all(answer: &Result<RouterAnswer<CheckedInterest>, RouterFailure>) -> bool {
+    matches!(answer, Ok(answer) if answer.answer.is_none())
 }
 
 /// Collects failures and sends over the routers of one call.

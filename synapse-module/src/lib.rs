@@ -2,29 +2,53 @@
 //! [`presence_router_runtime::RouterSet`] behind a small Python API.
 //!
 //! The Python half (`python/wasm_presence_router/__init__.py`) is the Synapse
-//! module proper: it reads the module's config, registers the callbacks, and
-//! runs every call here on Synapse's thread pool. This side converts
-//! Synapse's `UserPresenceState` objects to the runtime's records and back
-//! (the answer is built from the very objects of the batch), and runs wasm
-//! with the GIL released, so Synapse's reactor thread is never held by a
-//! guest.
+//! module proper: it reads the module's config and registers the callbacks.
+//! This side converts Synapse's `UserPresenceState` objects to the runtime's
+//! records and back (the answer is built from the very objects of the
+//! batch), and decides where a call runs:
 //!
-//! What the runtime reports (guest log lines, skipped routers, suspensions,
-//! and its own `tracing` warnings, such as a cache it can't use) is queued
-//! as [`Event`]s and handed to Python's `logging` by the Python half, on the
-//! reactor thread, after each call.
+//! - first on the calling thread (Synapse's reactor), GIL held, within a
+//!   [`Slice`] per router: a one-state call costs about what the Python
+//!   router it replaces costs, with no thread hop;
+//! - if a router needs more than its slice (or the batch is larger than the
+//!   [`offload::InlinePolicy`] tries on the reactor), the rest of the call
+//!   becomes a job, finished by the module's own worker threads, which never
+//!   take the GIL ([`offload`]), or on Synapse's thread pool with the GIL
+//!   released where the reactor can't watch a socket (Synapse's unit-test
+//!   harness).
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `batch.rs` | Synapse's state objects to records, answers back to Python |
+//! | `offload.rs` | jobs finished off the reactor; which calls are tried on it |
+//! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
+//! | `load.rs` | load errors as Synapse's `ConfigError` paths |
 
+mod batch;
+mod events;
+mod load;
+mod offload;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use presence_router_runtime::{
-    CacheSetting, InterestedUsers, LoadError, LoadOptions, LogLevel, ModuleApi, Presence,
-    RouterFailure, RouterSetConfig, UserPresenceState,
+    CacheSetting, LoadError, LoadOptions, RouterSet, RouterSetConfig, Slice,
 };
-use pyo3::exceptions::PyException;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PySet, PyString};
-use pyo3::{create_exception, intern};
+use pyo3::types::{PyDict, PySet, PyTuple};
+
+use batch::{Batch, interest_to_py, routes_to_py};
+use events::{
+    Event, EventQueue, QueueingModuleApi, RUNTIME_EVENTS, RuntimeWarnings, collecting_events,
+};
+use load::{NO_PATH, load_error, no_tokio};
+use offload::{Answer, InlinePolicy, Offload, Work};
 
 create_exception!(
     _native,
@@ -35,227 +59,60 @@ create_exception!(
      (`(\"routers\", \"<item 0>\", \"config\")`), empty when no key is."
 );
 
-// Python's `logging` levels. Trace has none, so it goes one step below
-// `DEBUG`, where Synapse's own logging config drops it by default.
-const TRACE: u8 = 5;
-const DEBUG: u8 = 10;
-const INFO: u8 = 20;
-const WARNING: u8 = 30;
-const ERROR: u8 = 40;
-
-/// One line for Python's `logging`: a level and the text (which names the
-/// router it is about).
-type Event = (u8, String);
-
-/// Events kept up to a cap, the rest counted: a flood from a router must
-/// not grow the homeserver's memory.
-struct BoundedEvents {
+/// A call handed off the reactor, waiting to be finished: the rest of the
+/// work (until a worker takes it), what answering needs from Python, and
+/// the lines the part on the reactor reported.
+struct Job {
+    work: Option<Work>,
+    /// The batch's state objects, for the answer (none for an interest
+    /// query).
+    objects: Vec<Py<PyAny>>,
+    from_batch: Vec<usize>,
     events: Vec<Event>,
-    dropped: u64,
 }
 
-impl BoundedEvents {
-    const CAPACITY: usize = 4096;
-
-    const fn new() -> Self {
-        BoundedEvents {
-            events: Vec::new(),
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, event: Event) {
-        if self.events.len() < Self::CAPACITY {
-            self.events.push(event);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// Everything kept, plus a line saying how much was dropped `when`.
-    fn take(&mut self, when: &str) -> Vec<Event> {
-        let mut events = std::mem::take(&mut self.events);
-        if self.dropped > 0 {
-            events.push((
-                WARNING,
-                format!(
-                    "{} router log lines were dropped: more than {} {when}",
-                    self.dropped,
-                    Self::CAPACITY
-                ),
-            ));
-            self.dropped = 0;
-        }
-        events
-    }
-}
-
-/// What the runtime reports outside any call, between two drains by Python.
-struct EventQueue {
-    events: Mutex<BoundedEvents>,
-}
-
-impl EventQueue {
-    const fn new() -> Self {
-        EventQueue {
-            events: Mutex::new(BoundedEvents::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BoundedEvents> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn push(&self, level: u8, message: String) {
-        self.lock().push((level, message));
-    }
-
-    /// Everything queued, plus a line saying how much was dropped.
-    fn drain(&self) -> Vec<Event> {
-        self.lock().take("arrived between two calls")
-    }
-}
-
-thread_local! {
-    /// The events of the call running on this thread, if one is: a call
-    /// runs to its end on the thread that called it, so what the runtime
-    /// reports during it is that call's, and goes back with its answer (and
-    /// into the log context of its request), never into another's.
-    static CALL_EVENTS: std::cell::RefCell<Option<BoundedEvents>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `call` with the events reported on this thread meanwhile kept for
-/// it, and returns them with its result.
-fn collecting_events<T>(call: impl FnOnce() -> T) -> (T, Vec<Event>) {
-    CALL_EVENTS.with(|events| *events.borrow_mut() = Some(BoundedEvents::new()));
-    let out = call();
-    let events = CALL_EVENTS
-        .with(|events| events.borrow_mut().take())
-        .map(|mut events| events.take("in one call"))
-        .unwrap_or_default();
-    (out, events)
-}
-
-/// Queues an event for the call running on this thread, or, outside a
-/// call (loading, warming up), on `queue`.
-fn report(queue: &EventQueue, level: u8, message: String) {
-    let outside_a_call = CALL_EVENTS.with(|events| match events.borrow_mut().as_mut() {
-        Some(events) => {
-            events.push((level, message));
-            None
-        }
-        None => Some(message),
-    });
-    if let Some(message) = outside_a_call {
-        queue.push(level, message);
-    }
-}
-
-/// The runtime's own warnings and errors, from `tracing` (see
-/// [`RuntimeWarnings`]): they concern no one router set, and some happen
-/// before Synapse has set up logging, so they wait here for the next drain.
-static RUNTIME_EVENTS: EventQueue = EventQueue::new();
-
-/// A `tracing` layer that queues the runtime's events for Python, which has
-/// no other way to see them: `compiled-component cache ... unusable`,
-/// `cannot start the watchdog thread, time budgets are off`, and the like.
-struct RuntimeWarnings;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RuntimeWarnings {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _context: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => ERROR,
-            tracing::Level::WARN => WARNING,
-            tracing::Level::INFO => INFO,
-            tracing::Level::DEBUG => DEBUG,
-            tracing::Level::TRACE => TRACE,
-        };
-        let mut text = EventText::default();
-        event.record(&mut text);
-        RUNTIME_EVENTS.push(level, text.0);
-    }
-}
-
-/// An event's message, with its other fields after it.
+/// How often calls ran where, for tests and operators.
 #[derive(Default)]
-struct EventText(String);
-
-impl tracing::field::Visit for EventText {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.record_debug(field, &format_args!("{value}"));
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        // Writing to a String can't fail.
-        let _ = match field.name() {
-            "message" => write!(self.0, "{value:?}"),
-            name => write!(self.0, " ({name}: {value:?})"),
-        };
-    }
-}
-
-/// The runtime's host side: everything becomes an [`Event`]. Sends are not
-/// acted on here: each call's `Routed::sent_presence_to` carries them back
-/// to Python, which schedules them on Synapse's reactor.
-struct QueueingModuleApi(Arc<EventQueue>);
-
-impl ModuleApi for QueueingModuleApi {
-    fn send_local_online_presence_to(&self, _router: &str, _users: &[String]) {}
-
-    fn guest_log(&self, router: &str, level: LogLevel, message: &str) {
-        let level = match level {
-            LogLevel::Trace => TRACE,
-            LogLevel::Debug => DEBUG,
-            LogLevel::Info => INFO,
-            LogLevel::Warn => WARNING,
-            LogLevel::Error => ERROR,
-        };
-        report(&self.0, level, format!("router `{router}`: {message}"));
-    }
-
-    fn router_skipped(&self, failure: &RouterFailure) {
-        let mut message = format!(
-            "router `{}` skipped for this call ({}): {}",
-            failure.router, failure.kind, failure.message
-        );
-        if let Some(suspension) = &failure.suspension {
-            message.push_str(&format!(
-                "; suspended after {} failures in a row, next try in {} ms",
-                suspension.consecutive_failures, suspension.retry_in_ms
-            ));
-        }
-        report(&self.0, WARNING, message);
-    }
-
-    fn router_resumed(&self, router: &str) {
-        report(
-            &self.0,
-            INFO,
-            format!("router `{router}` answered again: no longer suspended"),
-        );
-    }
-
-    fn router_warning(&self, router: &str, message: &str) {
-        report(&self.0, WARNING, format!("router `{router}`: {message}"));
-    }
+struct Counters {
+    /// Calls answered on the calling thread within their slice.
+    in_slice: AtomicU64,
+    /// Calls whose slice was used up by a router.
+    slice_used_up: AtomicU64,
+    /// Calls finished off the calling thread.
+    handed_off: AtomicU64,
 }
 
 /// Loaded routers and what their calls run on.
 #[pyclass(frozen, name = "RouterSet", module = "wasm_presence_router._native")]
 struct PyRouterSet {
-    routers: presence_router_runtime::RouterSet,
-    /// Drives calls. A current-thread runtime starts no threads, so a
-    /// process that forks keeps no reference to a thread that didn't follow
-    /// it; `block_on` from several Synapse threads at once is allowed, each
-    /// thread polling its own call.
-    calls: tokio::runtime::Runtime,
+    routers: Arc<RouterSet>,
     events: Arc<EventQueue>,
+    inline: InlinePolicy,
+    jobs: Mutex<HashMap<u64, Job>>,
+    next_job: AtomicU64,
+    /// Started on first use, in the process that uses it.
+    offload: Mutex<Option<Offload>>,
+    counters: Counters,
+}
+
+/// A call's outcome for Python: its answer tuple, or the number of the job
+/// that finishes it.
+enum Started<'py> {
+    Answered(Bound<'py, PyTuple>),
+    Job(u64),
+}
+
+impl<'py> IntoPyObject<'py> for Started<'py> {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        match self {
+            Started::Answered(answer) => Ok(answer.into_any()),
+            Started::Job(job) => Ok(job.into_pyobject(py)?.into_any()),
+        }
+    }
 }
 
 #[pymethods]
@@ -298,19 +155,17 @@ impl PyRouterSet {
                 .build()
                 .map_err(no_tokio)?;
             loading
-                .block_on(presence_router_runtime::RouterSet::load_with(
-                    &config, module_api, &options,
-                ))
+                .block_on(RouterSet::load_with(&config, module_api, &options))
                 .map_err(load_error)
         })?;
-        let calls = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(no_tokio)?;
         Ok(PyRouterSet {
-            routers,
-            calls,
+            routers: Arc::new(routers),
             events,
+            inline: InlinePolicy::new(),
+            jobs: Mutex::new(HashMap::new()),
+            next_job: AtomicU64::new(1),
+            offload: Mutex::new(None),
+            counters: Counters::default(),
         })
     }
 
@@ -330,77 +185,191 @@ impl PyRouterSet {
             .collect()
     }
 
-    /// Routes a batch of Synapse `UserPresenceState`s. Returns
-    /// `(routes, sends, events)`: `routes` maps each user to the `set` of the
-    /// batch's own state objects they should receive; `sends` lists who the
-    /// routers asked `send_local_online_presence_to` for; `events` is what
-    /// this call reported, `(level, message)`. A state whose fields are not
-    /// what Synapse writes is left out of the call, with a warning, and the
-    /// rest is routed.
+    /// Routes a batch of Synapse `UserPresenceState`s, first on this thread
+    /// (GIL held) within a slice. Returns the answer, `(routes, sends,
+    /// events)`, or the number of the job that finishes the call: pass it
+    /// to `submit` (then `take_finished`) or to `run_job`.
+    ///
+    /// `routes` maps each user to the `set` of the batch's own state objects
+    /// they should receive; `sends` lists who the routers asked
+    /// `send_local_online_presence_to` for; `events` is what this call
+    /// reported, `(level, message)`. A state whose fields are not what
+    /// Synapse writes is left out of the call, with a warning, and the rest
+    /// is routed.
+    fn route_states<'py>(
+        &self,
+        py: Python<'py>,
+        states: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Started<'py>> {
+        let (read, mut events) = collecting_events(|| Batch::read(py, &states, &self.events));
+        let size = read.states.len();
+        let done = if self.inline.allows(size.max(1), Instant::now()) {
+            let (tried, tried_events) = collecting_events(|| {
+                self.routers
+                    .get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
+            });
+            events.extend(tried_events);
+            match tried {
+                Ok(routed) => {
+                    self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+                    let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
+                    return Ok(Started::Answered(answer_tuple(
+                        py,
+                        (routes, routed.sent_presence_to, events),
+                    )?));
+                }
+                Err(unfinished) => {
+                    if unfinished.slice_used_up() {
+                        self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
+                        self.inline.used_up(size.max(1), Instant::now());
+                    }
+                    unfinished
+                }
+            }
+        } else {
+            presence_router_runtime::Unfinished::not_started()
+        };
+        let job = Job {
+            work: Some(Work::States {
+                states: read.states,
+                done,
+            }),
+            objects: states.into_iter().map(Bound::unbind).collect(),
+            from_batch: read.from_batch,
+            events,
+        };
+        Ok(Started::Job(self.add_job(job)))
+    }
+
+    /// Whose presence `user_id` should additionally receive, first on this
+    /// thread within a slice. Returns `(all_users, users, sends, events)`, or
+    /// the number of the job that finishes the call (as `route_states`).
+    fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
+        let mut events = Vec::new();
+        let done = if self.inline.allows(1, Instant::now()) {
+            let (tried, tried_events) = collecting_events(|| {
+                self.routers
+                    .get_interested_users_in_slice(&user_id, &Slice::REACTOR)
+            });
+            events = tried_events;
+            match tried {
+                Ok(routed) => {
+                    self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+                    let (all, users) = interest_to_py(py, routed.answer)?;
+                    return Ok(Started::Answered(answer_tuple(
+                        py,
+                        (all, users, routed.sent_presence_to, events),
+                    )?));
+                }
+                Err(unfinished) => {
+                    if unfinished.slice_used_up() {
+                        self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
+                        self.inline.used_up(1, Instant::now());
+                    }
+                    unfinished
+                }
+            }
+        } else {
+            presence_router_runtime::Unfinished::not_started()
+        };
+        let job = Job {
+            work: Some(Work::Interest { user_id, done }),
+            objects: Vec::new(),
+            from_batch: Vec::new(),
+            events,
+        };
+        Ok(Started::Job(self.add_job(job)))
+    }
+
+    /// Hands a job to the module's worker threads; `take_finished` returns
+    /// its answer once the descriptor of `offload_fileno` is readable.
+    fn submit(&self, job: u64) -> PyResult<()> {
+        let work = self.take_work(job)?;
+        let mut offload = self.lock_offload();
+        let offload = self.started_offload(&mut offload)?;
+        offload
+            .submit(job, work)
+            .map_err(|_| PyRuntimeError::new_err("the worker threads are gone"))
+    }
+
+    /// The descriptor that becomes readable when a submitted job is done
+    /// (the workers start now if they haven't).
+    fn offload_fileno(&self) -> PyResult<i32> {
+        let mut offload = self.lock_offload();
+        Ok(self.started_offload(&mut offload)?.fileno())
+    }
+
+    /// The jobs finished since the last call: `[(job, answer)]`, each answer
+    /// as `route_states` or `route_interest` would have returned it.
+    fn take_finished<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, Bound<'py, PyTuple>)>> {
+        let finished = match self.lock_offload().as_ref() {
+            Some(offload) => offload.take_finished(),
+            None => Vec::new(),
+        };
+        finished
+            .into_iter()
+            .map(|f| Ok((f.job, self.answer(py, f.job, f.answer, f.events)?)))
+            .collect()
+    }
+
+    /// Finishes a job on this thread with the GIL released (for Synapse's
+    /// thread pool, where the reactor can't watch the workers' socket).
+    fn run_job<'py>(&self, py: Python<'py>, job: u64) -> PyResult<Bound<'py, PyTuple>> {
+        let work = self.take_work(job)?;
+        let routers = &self.routers;
+        let (answer, events) = py.detach(|| work.run(routers));
+        self.answer(py, job, answer, events)
+    }
+
+    /// `(in_slice, slice_used_up, handed_off)`: calls answered within their
+    /// slice on the calling thread, calls whose slice a router used up, and
+    /// calls finished elsewhere (`submit` or `run_job`).
+    fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.counters.in_slice.load(Ordering::Relaxed),
+            self.counters.slice_used_up.load(Ordering::Relaxed),
+            self.counters.handed_off.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Routes a batch entirely on this thread, with the GIL released, and
+    /// no slice: `(routes, sends, events)`.
     #[allow(clippy::type_complexity)]
     fn get_users_for_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyDict>, Vec<String>, Vec<Event>)> {
-        let ((batch, from_batch, routed), events) = collecting_events(|| {
-            let (batch, from_batch) = self.read_batch(py, &states);
-            let routed = py.detach(|| {
-                self.calls
-                    .block_on(self.routers.get_users_for_states(&batch))
-            });
-            (batch, from_batch, routed)
+        let ((read, routed), events) = collecting_events(|| {
+            let read = Batch::read(py, &states, &self.events);
+            let routers = &self.routers;
+            let routed = py.detach(|| routers.get_users_for_states_blocking(&read.states));
+            (read, routed)
         });
-        drop(batch);
-        let routes = PyDict::new(py);
-        for (user_id, indices) in routed.answer {
-            let set = PySet::empty(py)?;
-            for index in indices {
-                // The runtime has checked every index against the batch.
-                if let Some(state) = usize::try_from(index)
-                    .ok()
-                    .and_then(|i| from_batch.get(i))
-                    .and_then(|&position| states.get(position))
-                {
-                    set.add(state)?;
-                }
-            }
-            routes.set_item(user_id, set)?;
-        }
+        let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
         Ok((routes, routed.sent_presence_to, events))
     }
 
-    /// Whose presence `user_id` should additionally receive. Returns
-    /// `(all_users, users, sends, events)`.
+    /// Asks every router about `user_id` on this thread, with the GIL
+    /// released, and no slice: `(all_users, users, sends, events)`.
     #[allow(clippy::type_complexity)]
     fn get_interested_users<'py>(
         &self,
         py: Python<'py>,
         user_id: &str,
     ) -> PyResult<(bool, Bound<'py, PySet>, Vec<String>, Vec<Event>)> {
-        let (routed, events) = collecting_events(|| {
-            py.detach(|| {
-                self.calls
-                    .block_on(self.routers.get_interested_users(user_id))
-            })
-        });
-        let users = PySet::empty(py)?;
-        let all = match routed.answer {
-            InterestedUsers::All => true,
-            InterestedUsers::Users(named) => {
-                for user in named {
-                    users.add(user)?;
-                }
-                false
-            }
-        };
+        let routers = &self.routers;
+        let (routed, events) =
+            collecting_events(|| py.detach(|| routers.get_interested_users_blocking(user_id)));
+        let (all, users) = interest_to_py(py, routed.answer)?;
         Ok((all, users, routed.sent_presence_to, events))
     }
 
     /// Fills every router's pool of warm instances; returns a line per
     /// router that failed to start an instance.
     fn warm_up(&self, py: Python<'_>) -> Vec<String> {
-        py.detach(|| self.calls.block_on(self.routers.warm_up()))
+        let routers = &self.routers;
+        py.detach(|| routers.warm_up_blocking())
             .into_iter()
             .map(|f| format!("router `{}` ({}): {}", f.router, f.kind, f.message))
             .collect()
@@ -416,140 +385,72 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
-    /// The runtime's records of a batch's states, and for each the position
-    /// in `states` it came from; a state that can't be read is reported and
-    /// left out.
-    fn read_batch(
+    fn add_job(&self, job: Job) -> u64 {
+        let number = self.next_job.fetch_add(1, Ordering::Relaxed);
+        self.lock_jobs().insert(number, job);
+        self.counters.handed_off.fetch_add(1, Ordering::Relaxed);
+        number
+    }
+
+    fn take_work(&self, job: u64) -> PyResult<Work> {
+        self.lock_jobs()
+            .get_mut(&job)
+            .and_then(|job| job.work.take())
+            .ok_or_else(|| PyRuntimeError::new_err(format!("no job {job} waiting to run")))
+    }
+
+    /// A finished job's answer tuple; the job is forgotten.
+    fn answer<'py>(
         &self,
-        py: Python<'_>,
-        states: &[Bound<'_, PyAny>],
-    ) -> (Vec<UserPresenceState>, Vec<usize>) {
-        let mut batch = Vec::with_capacity(states.len());
-        let mut from_batch = Vec::with_capacity(states.len());
-        for (position, state) in states.iter().enumerate() {
-            match read_state(py, state) {
-                Ok(record) => {
-                    batch.push(record);
-                    from_batch.push(position);
-                }
-                Err(why) => report(
-                    &self.events,
-                    WARNING,
-                    format!("presence state {position} of the batch was not routed: {why}"),
-                ),
+        py: Python<'py>,
+        job: u64,
+        answer: Answer,
+        events: Vec<Event>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let Some(job) = self.lock_jobs().remove(&job) else {
+            return Err(PyRuntimeError::new_err(format!("no job {job}")));
+        };
+        let mut all_events = job.events;
+        all_events.extend(events);
+        match answer {
+            Answer::States(routed) => {
+                let objects: Vec<Bound<'py, PyAny>> =
+                    job.objects.into_iter().map(|o| o.into_bound(py)).collect();
+                let routes = routes_to_py(py, routed.answer, &objects, &job.from_batch)?;
+                answer_tuple(py, (routes, routed.sent_presence_to, all_events))
+            }
+            Answer::Interest(routed) => {
+                let (all, users) = interest_to_py(py, routed.answer)?;
+                answer_tuple(py, (all, users, routed.sent_presence_to, all_events))
             }
         }
-        (batch, from_batch)
+    }
+
+    fn started_offload<'a>(&self, offload: &'a mut Option<Offload>) -> PyResult<&'a Offload> {
+        if !offload.as_ref().is_some_and(Offload::is_ours) {
+            *offload = Some(Offload::start(&self.routers).map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot start the worker threads: {e}"))
+            })?);
+        }
+        offload
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("no worker threads"))
+    }
+
+    fn lock_offload(&self) -> MutexGuard<'_, Option<Offload>> {
+        self.offload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_jobs(&self) -> MutexGuard<'_, HashMap<u64, Job>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Reads one `UserPresenceState`. Timestamps Synapse never writes negative
-/// are read as 0 if they are; anything that isn't the right type names the
-/// field.
-fn read_state(py: Python<'_>, state: &Bound<'_, PyAny>) -> Result<UserPresenceState, String> {
-    let user_id: String = field(state, intern!(py, "user_id"), "a string")?;
-    let in_state = |e: String| format!("{e} (user {user_id})");
-    let presence: String = field(state, intern!(py, "state"), "a string").map_err(in_state)?;
-    let timestamp = |name| -> Result<u64, String> {
-        let value: i64 = field(state, name, "an integer").map_err(in_state)?;
-        Ok(u64::try_from(value).unwrap_or(0))
-    };
-    Ok(UserPresenceState {
-        last_active_ts: timestamp(intern!(py, "last_active_ts"))?,
-        last_federation_update_ts: timestamp(intern!(py, "last_federation_update_ts"))?,
-        last_user_sync_ts: timestamp(intern!(py, "last_user_sync_ts"))?,
-        status_msg: field(state, intern!(py, "status_msg"), "a string or None")
-            .map_err(in_state)?,
-        currently_active: field(state, intern!(py, "currently_active"), "a bool")
-            .map_err(in_state)?,
-        state: Presence::from(presence),
-        user_id,
-    })
-}
-
-/// One attribute of a state, as a `T`, or why not.
-fn field<'py, T: FromPyObjectOwned<'py>>(
-    state: &Bound<'py, PyAny>,
-    name: &Bound<'py, PyString>,
-    expected: &str,
-) -> Result<T, String> {
-    let value = state
-        .getattr(name)
-        .map_err(|_| format!("it has no `{name}`"))?;
-    value.extract().map_err(|_| {
-        format!(
-            "`{name}` is {}, not {expected}",
-            value
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".into(), |n| n.to_string())
-        )
-    })
-}
-
-/// The path of an error no config key is at fault for.
-const NO_PATH: [&str; 0] = [];
-
-fn no_tokio(e: std::io::Error) -> PyErr {
-    RouterLoadError::new_err((format!("cannot start tokio: {e}"), NO_PATH))
-}
-
-/// A load error as `RouterLoadError((message, path))`.
-fn load_error(error: LoadError) -> PyErr {
-    let (key, message) = match &error {
-        LoadError::Config(e) => (
-            e.key.as_str(),
-            match &e.router {
-                Some(router) => format!("router `{router}`: {}", e.message),
-                None => e.message.clone(),
-            },
-        ),
-        LoadError::Component { at, path, message } => (
-            at.key.as_str(),
-            format!(
-                "router `{}`: cannot load {}: {message}",
-                at.router,
-                path.display()
-            ),
-        ),
-        LoadError::ConfigRefused { at, message } => (
-            at.key.as_str(),
-            format!(
-                "router `{}` refused its configuration: {message}",
-                at.router
-            ),
-        ),
-        LoadError::Failed { at, kind, message } => (
-            at.key.as_str(),
-            format!(
-                "router `{}` failed while starting ({kind}): {message}",
-                at.router
-            ),
-        ),
-        LoadError::Engine(message) => (".", message.clone()),
-    };
-    RouterLoadError::new_err((message, synapse_config_path(key)))
-}
-
-/// `routers[1].limits.memory` as Synapse writes config paths:
-/// `("routers", "<item 1>", "limits", "memory")`.
-fn synapse_config_path(key: &str) -> Vec<String> {
-    let mut path = Vec::new();
-    for part in key.split('.').filter(|part| !part.is_empty()) {
-        let mut rest = part;
-        if let Some(open) = rest.find('[') {
-            path.push(rest[..open].to_owned());
-            rest = &rest[open..];
-            while let Some(index) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
-                path.push(format!("<item {}>", index.0));
-                rest = index.1;
-            }
-        } else {
-            path.push(rest.to_owned());
-        }
-    }
-    path.retain(|part| !part.is_empty());
-    path
+fn answer_tuple<'py>(
+    py: Python<'py>,
+    answer: impl IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>, Error = PyErr>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    answer.into_pyobject(py)
 }
 
 #[pymodule]

@@ -1,6 +1,7 @@
 """The Synapse module without a Synapse process: its translation of answers,
-its config errors, its logging, its scheduling of sends, that wasm runs
-with the GIL released, and that it survives Synapse daemonizing (a fork).
+its config errors, its logging, its scheduling of sends, where calls run
+(on the calling thread within a slice; the rest with the GIL released), and
+that it survives Synapse daemonizing (a fork).
 
 Synapse's own types are used (`UserPresenceState`, `ConfigError`,
 `PRESENCE_ALL_USERS`); the `ModuleApi` is a recording fake with the methods
@@ -77,8 +78,8 @@ def state(user_id: str, presence: str = "online", **fields: Any) -> UserPresence
     return attr.evolve(UserPresenceState.default(user_id), state=presence, **fields)
 
 
-def test_routes_hold_the_batchs_own_objects_and_every_call_goes_through_the_thread_pool() -> None:
-    _, api = load([example(always_send_to_users=["@w:x"], blacklisted_users=["@h:x"])])
+def test_routes_hold_the_batchs_own_objects_and_small_calls_need_no_thread() -> None:
+    router, api = load([example(always_send_to_users=["@w:x"], blacklisted_users=["@h:x"])])
     batch = [state("@a:x", status_msg="hi"), state("@h:x"), state("@b:x", "unavailable")]
     routes = users_for_states(api, batch)
     assert set(routes) == {"@w:x"}
@@ -86,7 +87,51 @@ def test_routes_hold_the_batchs_own_objects_and_every_call_goes_through_the_thre
     assert sorted(id(s) for s in routes["@w:x"]) == sorted(id(s) for s in (batch[0], batch[2]))
     assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
     assert interested_users(api, "@a:x") == set()
-    assert api.thread_calls == 3
+    # Answered within their slice on the calling thread: no thread hop.
+    assert api.thread_calls == 0
+    assert router._routers.counters() == (3, 0, 0)
+
+
+def test_a_batch_too_big_for_the_reactor_is_finished_on_a_thread_with_the_same_answer() -> None:
+    router, api = load([example(always_send_to_users=["@w:x"], blacklisted_users=["@h:x"])])
+    batch = [state(f"@u{i}:x") for i in range(500)] + [state("@h:x")]
+    routes = users_for_states(api, batch)
+    assert routes == {"@w:x": set(batch[:500])}
+    assert api.thread_calls == 1
+    assert router._routers.counters() == (0, 0, 1)
+
+
+def test_a_spinning_router_holds_the_calling_thread_for_one_slice_then_not_at_all(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Synapse calls on its reactor. A router that computes without end is
+    stopped at the end of its slice (200,000 fuel, a fraction of a
+    millisecond), and the call is finished elsewhere, where the router's own
+    limits fail it. For a while after, calls of that size are not tried on
+    the reactor at all."""
+    router, api = load([{"name": "spin", "component": guest("hostile_spin"),
+                         "limits": {"timeout": "50ms"}},
+                        example(always_send_to_users=["@w:x"])])
+    native = router._routers
+    batch = [state("@a:x")]
+    # CPU time of this thread: what the reactor would have spent, whatever
+    # else the machine is doing.
+    spent = time.thread_time()
+    job = native.route_states(batch)
+    spent = time.thread_time() - spent
+    assert isinstance(job, int)
+    assert native.counters() == (0, 1, 1)
+    # A slice is 200,000 fuel: well under a millisecond of CPU. 50 ms is the
+    # router's own timeout, which it would have spent on the reactor.
+    assert spent < 0.025, spent
+    routes, _, events = native.run_job(job)
+    assert routes == {"@w:x": set(batch)}
+    assert any(m.startswith("router `spin` skipped for this call") for _, m in events), events
+    # The next call of that size goes straight to a thread.
+    spent = time.thread_time()
+    assert users_for_states(api, batch) == {"@w:x": set(batch)}
+    assert time.thread_time() - spent < 0.025
+    assert native.counters() == (0, 1, 2)
+    assert api.thread_calls == 1
 
 
 def test_a_user_answered_all_users_has_an_entry_in_every_later_answer() -> None:
@@ -143,7 +188,11 @@ def test_a_failing_router_is_logged_under_the_module_logger_and_the_others_answe
     ("get_users_for_states", [], {}), ("get_interested_users", "@w:x", set())])
 def test_a_cancelled_request_is_passed_on_and_an_unexpected_error_is_not(
         callback: str, argument: Any, nothing: Any, caplog: pytest.LogCaptureFixture) -> None:
-    _, api = load([example(always_send_to_users=["@w:x"])])
+    # A router that sleeps longer than its slice in both callbacks: every
+    # call is finished on Synapse's thread pool.
+    _, api = load([{"name": "sleeper", "component": guest("hostile_sleeper"),
+                    "config": {"via": "sleep", "ms": 5,
+                               "in": ["get-users-for-states", "get-interested-users"]}}])
 
     async def cancelled(*_: Any) -> None:
         raise CancelledError()

@@ -88,6 +88,18 @@ impl ThreadCpuSample {
     }
 }
 
+/// The marker error of a call whose time budget is used up.
+#[derive(Debug)]
+pub(crate) struct BudgetUsedUp;
+
+impl std::fmt::Display for BudgetUsedUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("time budget used up")
+    }
+}
+
+impl std::error::Error for BudgetUsedUp {}
+
 /// The thread that advances the engine's epoch while calls run.
 pub(crate) struct Watchdog {
     shared: Arc<WatchdogShared>,
@@ -237,6 +249,20 @@ impl CallClock {
             started,
             waits_at_start: waits.total(),
             cpu_floor: Some(ThreadCpuSample::recent(started).cpu),
+            measured: None,
+        }
+    }
+
+    /// A budget for a call in a slice, which wakes no watchdog and reads no
+    /// CPU clock: its fuel bounds what it computes, and its waits are
+    /// charged here as they are made. Should another call's watchdog tick
+    /// while it runs, the wall time since it started is charged.
+    pub(crate) fn in_slice(budget: Duration, started: Instant, waits: &Waits) -> CallClock {
+        CallClock {
+            budget,
+            started,
+            waits_at_start: waits.total(),
+            cpu_floor: None,
             measured: None,
         }
     }

@@ -9,8 +9,8 @@ use super::deadline::Watchdog;
 use super::limiter::MemoryLimiter;
 use super::state::GuestState;
 use super::{
-    ExportIndices, GET_INTERESTED_USERS, GET_USERS_FOR_STATES, PARSE_CONFIG, clock, error_text,
-    state,
+    ExportIndices, GET_INTERESTED_USERS, GET_USERS_FOR_STATES, PARSE_CONFIG, blocking, clock,
+    error_text, state,
 };
 use crate::cache::{CacheSetting, CompileSource, ComponentCache};
 
@@ -179,7 +179,10 @@ impl GuestEngine {
         // it; every WASI call is answered from an empty, capability-less
         // context (see `GuestState::new`), and clock waits are charged, not
         // slept (`clock.rs`).
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Synchronous host functions only, so that calls need no fiber
+        // (`blocking.rs` replaces the few that would block).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        blocking::add_to_linker(&mut linker)?;
         clock::add_to_linker(&mut linker)?;
         state::add_to_linker(&mut linker)?;
 

@@ -2,9 +2,7 @@
 //! call's budget), calling its exports, and telling which limit a failed
 //! call hit.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{
@@ -17,13 +15,15 @@ use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, form
 use super::bindings::matrix::presence_router::types::{
     InterestedUsers as RawInterestedUsers, Route as RawRoute,
 };
-use super::deadline::CallClock;
+use super::blocking::WouldWait;
+use super::deadline::{BudgetUsedUp, CallClock};
 use super::engine::{GuestEngine, LoadedComponent};
-use super::state::{BrokenRule, CallEffects, GuestState, MAX_GUEST_RESOURCES};
+use super::state::{BrokenRule, CallEffects, GuestState, MAX_GUEST_RESOURCES, SliceLimits};
 use super::{
     CheckedInterest, CheckedRoutes, Failure, GET_INTERESTED_USERS, GET_USERS_FOR_STATES,
     PARSE_CONFIG, error_text,
 };
+use crate::slice::Slice;
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
@@ -54,18 +54,6 @@ impl CallStart {
         CallStart(Instant::now())
     }
 }
-
-/// The marker error the epoch callback raises when the budget is used up.
-#[derive(Debug)]
-struct BudgetUsedUp;
-
-impl std::fmt::Display for BudgetUsedUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("time budget used up")
-    }
-}
-
-impl std::error::Error for BudgetUsedUp {}
 
 /// One live instance of a router, with its own store.
 pub(crate) struct GuestInstance {
@@ -101,7 +89,7 @@ impl GuestInstance {
     /// Instantiates the component and runs `parse-config`, within the time
     /// budget that started at `start` (the call's, when a call needs a
     /// fresh instance) and a fuel budget each.
-    pub(crate) async fn new(
+    pub(crate) fn new(
         engine: &Arc<GuestEngine>,
         component: &LoadedComponent,
         limits: &Limits,
@@ -129,15 +117,15 @@ impl GuestInstance {
             // so that its thread's CPU time is its own (deadline.rs).
             Ok(UpdateDeadline::Continue(1))
         });
-        begin_budget(&mut store, limits, start);
+        begin_budget(&mut store, limits, start, None);
         prepare_call(&mut store, limits.fuel);
         let instantiated = {
             let _running = engine.watchdog.running();
-            never_waits(component.pre.instantiate_async(&mut store)).await
+            component.pre.instantiate(&mut store)
         };
         let instance = match instantiated {
-            Some(Ok(instance)) => instance,
-            Some(Err(e)) => {
+            Ok(instance) => instance,
+            Err(e) => {
                 return Err(InstanceError::Failed(classify(
                     &mut store,
                     limits,
@@ -145,7 +133,6 @@ impl GuestInstance {
                     "instantiation",
                 )));
             }
-            None => return Err(InstanceError::Failed(waited(&mut store, "instantiation"))),
         };
         let exports = component.exports;
         let func = |store: &mut Store<GuestState>, index: ComponentExportIndex, name: &str| {
@@ -199,8 +186,7 @@ impl GuestInstance {
                 (config_json,),
                 PARSE_CONFIG,
             )
-        }
-        .await;
+        };
         match answer {
             Ok(((Ok(()),), _)) => {
                 instance.resources_at_rest = instance.store.data_mut().resources();
@@ -216,13 +202,14 @@ impl GuestInstance {
         }
     }
 
-    /// Starts the time budget of a call on this (warm) instance.
-    pub(crate) fn begin(&mut self, start: CallStart) {
-        begin_budget(&mut self.store, &self.limits, start);
+    /// Starts the time budget of a call on this (warm) instance, cut down
+    /// to `slice` if there is one.
+    pub(crate) fn begin(&mut self, start: CallStart, slice: Option<&Slice>) {
+        begin_budget(&mut self.store, &self.limits, start, slice);
     }
 
     /// Calls `get-users-for-states` on a batch and checks the answer.
-    pub(crate) async fn get_users_for_states(
+    pub(crate) fn get_users_for_states(
         &mut self,
         states: &[UserPresenceState],
     ) -> Result<(CheckedRoutes, CallUsage), Failure> {
@@ -236,8 +223,7 @@ impl GuestInstance {
                 (states,),
                 GET_USERS_FOR_STATES,
             )
-        }
-        .await?;
+        }?;
         let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
         answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
             .map_err(Failure::invalid_answer)?;
@@ -245,7 +231,7 @@ impl GuestInstance {
     }
 
     /// Calls `get-interested-users` for one user and checks the answer.
-    pub(crate) async fn get_interested_users(
+    pub(crate) fn get_interested_users(
         &mut self,
         user_id: &str,
     ) -> Result<(CheckedInterest, CallUsage), Failure> {
@@ -258,8 +244,7 @@ impl GuestInstance {
                 (user_id,),
                 GET_INTERESTED_USERS,
             )
-        }
-        .await?;
+        }?;
         match answer {
             RawInterestedUsers::AllUsers => Ok((None, usage)),
             RawInterestedUsers::Users(users) => {
@@ -279,7 +264,7 @@ impl GuestInstance {
     /// `func` must have been type-checked against `Params` and `Return`
     /// (`Func::typed`): the check is skipped here because it costs as much as
     /// a small call.
-    async unsafe fn call<Params, Return>(
+    unsafe fn call<Params, Return>(
         &mut self,
         func: Func,
         fuel: u64,
@@ -287,25 +272,47 @@ impl GuestInstance {
         export: &str,
     ) -> Result<(Return, CallUsage), Failure>
     where
-        Params: ComponentNamedList + Lower + Send + Sync,
-        Return: ComponentNamedList + Lift + Send + Sync + 'static,
+        Params: ComponentNamedList + Lower,
+        Return: ComponentNamedList + Lift + 'static,
     {
+        let fuel = match self.store.data().slice {
+            Some(slice) => {
+                let cut = fuel.min(slice.fuel);
+                self.store.data_mut().slice = Some(SliceLimits {
+                    fuel_cut: cut < fuel,
+                    ..slice
+                });
+                cut
+            }
+            None => fuel,
+        };
         prepare_call(&mut self.store, fuel);
         // Named only when a failure needs it: a call allocates nothing more.
         let what = || format!("`{export}`");
         // SAFETY: the caller guarantees the types were checked.
         let typed = unsafe { TypedFunc::<Params, Return>::new_unchecked(func) };
         let answered = {
-            let _running = self.engine.watchdog.running();
-            never_waits(typed.call_async(&mut self.store, params)).await
+            // A call in a slice is bounded by its slice's fuel, and wakes
+            // no watchdog: waking a parked thread costs the caller a system
+            // call and, on a virtual machine, an interrupt to another core
+            // (6 to 10 µs measured here, several times a small call).
+            let _running = self
+                .store
+                .data()
+                .slice
+                .is_none()
+                .then(|| self.engine.watchdog.running());
+            typed.call(&mut self.store, params)
         };
         let answer = match answered {
-            Some(Ok(answer)) => answer,
-            Some(Err(e)) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
-            None => return Err(waited(&mut self.store, &what())),
+            Ok(answer) => answer,
+            Err(e) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
         };
         let state = self.store.data_mut();
         if state.call_clock.waits_overspent(&state.waits) {
+            if state.slice.is_some_and(|slice| slice.time_cut) {
+                return Err(Failure::slice_used_up(false));
+            }
             // It slept past its budget and answered before the watchdog's
             // next tick: the answer came too late all the same. wasmtime's
             // call succeeded, so the instance itself is sound.
@@ -342,10 +349,28 @@ impl GuestInstance {
     }
 }
 
-/// Starts a time budget on a store.
-fn begin_budget(store: &mut Store<GuestState>, limits: &Limits, start: CallStart) {
+/// Starts a time budget on a store, cut down to `slice` if there is one.
+fn begin_budget(
+    store: &mut Store<GuestState>,
+    limits: &Limits,
+    start: CallStart,
+    slice: Option<&Slice>,
+) {
     let state = store.data_mut();
-    state.call_clock = CallClock::new(limits.timeout, start.0, &state.waits);
+    state.call_clock = match slice {
+        Some(slice) => {
+            state.slice = Some(SliceLimits {
+                fuel: slice.fuel,
+                fuel_cut: false,
+                time_cut: slice.time < limits.timeout,
+            });
+            CallClock::in_slice(limits.timeout.min(slice.time), start.0, &state.waits)
+        }
+        None => {
+            state.slice = None;
+            CallClock::new(limits.timeout, start.0, &state.waits)
+        }
+    };
 }
 
 /// Resets the per-call state: a fresh fuel budget, the next epoch tick
@@ -357,23 +382,8 @@ fn prepare_call(store: &mut Store<GuestState>, fuel: u64) {
     store.data_mut().start_call(fuel);
 }
 
-/// Runs a guest's future to its end, or gives up at once if it would wait:
-/// a router has nothing to wait for (clock waits are ready at once, see
-/// `clock.rs`), so a call that waits would hold its thread and instance
-/// without limit. Dropping the future unwinds the guest's fiber; the store
-/// can't be used again.
-async fn never_waits<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
-}
-
 /// The failure of a call that waited on something that is never ready.
-fn waited(store: &mut Store<GuestState>, what: &str) -> Failure {
-    store.data_mut().collect_output();
+fn waited(what: &str) -> Failure {
     Failure {
         kind: FailureKind::Timeout,
         message: format!(
@@ -381,6 +391,7 @@ fn waited(store: &mut Store<GuestState>, what: &str) -> Failure {
              router: a router may not wait"
         ),
         instance_lost: true,
+        slice_used_up: false,
     }
 }
 
@@ -392,6 +403,7 @@ fn timed_out(limits: &Limits, what: &str) -> Failure {
             humantime::format_duration(limits.timeout)
         ),
         instance_lost: true,
+        slice_used_up: false,
     }
 }
 
@@ -415,11 +427,20 @@ fn classify(
     // A call that had already overspent its budget through its waits ran
     // past its deadline, whatever it did after.
     let overspent = state.call_clock.waits_overspent(&state.waits);
-    let (kind, message) = if state.timed_out || overspent || error.is::<BudgetUsedUp>() {
+    let out_of_time = state.timed_out || overspent || error.is::<BudgetUsedUp>();
+    let out_of_fuel = error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel);
+    if let Some(slice) = state.slice
+        && ((out_of_time && slice.time_cut) || (out_of_fuel && slice.fuel_cut))
+    {
+        return Failure::slice_used_up(true);
+    }
+    let (kind, message) = if out_of_time {
         return timed_out(limits, what);
+    } else if error.is::<WouldWait>() {
+        return waited(what);
     } else if let Some(BrokenRule(rule)) = broken_rule {
         (FailureKind::InvalidAnswer, format!("{what}: {rule}"))
-    } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+    } else if out_of_fuel {
         (
             FailureKind::OutOfFuel,
             format!("{what} ran out of fuel (budget {})", state.fuel_budget),
@@ -475,5 +496,6 @@ fn classify(
         kind,
         message,
         instance_lost: true,
+        slice_used_up: false,
     }
 }

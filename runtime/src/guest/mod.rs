@@ -10,12 +10,14 @@
 //! | --- | --- |
 //! | `engine.rs` | the engine and its pooling allocator, the linker, loading a component |
 //! | `state.rs` | the store data of an instance and the host functions it calls (`module-api`, WASI) |
+//! | `blocking.rs` | WASI's blocking calls, answered without blocking (calls are synchronous) |
 //! | `clock.rs` | what a router may wait on: clock waits, charged, never slept |
 //! | `deadline.rs` | the time budget of a call and the watchdog thread that enforces it |
 //! | `limiter.rs` | the memory and table limiter |
 //! | `output.rs` | captured stdout and stderr |
 //! | `instance.rs` | one instance: making it, calling it, classifying a failure |
 
+mod blocking;
 mod clock;
 mod deadline;
 mod engine;
@@ -48,6 +50,10 @@ pub(crate) struct Failure {
     /// an answer it refused to lift, whose post-return never ran). An answer
     /// that was lifted but failed our checks leaves the instance healthy.
     pub instance_lost: bool,
+    /// Not a failure of the router's: the call needed more than the
+    /// [`Slice`](crate::Slice) it was tried in, and is to be made again
+    /// with the router's full limits.
+    pub slice_used_up: bool,
 }
 
 impl Failure {
@@ -57,15 +63,27 @@ impl Failure {
             kind: FailureKind::InvalidAnswer,
             message,
             instance_lost: false,
+            slice_used_up: false,
+        }
+    }
+
+    /// A call stopped at the end of its slice.
+    pub(crate) fn slice_used_up(instance_lost: bool) -> Failure {
+        Failure {
+            kind: FailureKind::Timeout,
+            message: "the call needed more than its slice".to_owned(),
+            instance_lost,
+            slice_used_up: true,
         }
     }
 }
 
-/// A checked `get-users-for-states` answer: (user, indices) pairs.
-pub(crate) type CheckedRoutes = Vec<(String, Vec<u32>)>;
+/// One router's checked `get-users-for-states` answer: (user, indices)
+/// pairs (what an [`Unfinished`](crate::Unfinished) call holds).
+pub type CheckedRoutes = Vec<(String, Vec<u32>)>;
 
 /// A checked `get-interested-users` answer: `None` is `all-users`.
-pub(crate) type CheckedInterest = Option<Vec<String>>;
+pub type CheckedInterest = Option<Vec<String>>;
 
 /// The most of a wasmtime error's text kept in a failure message.
 const MAX_ERROR_TEXT_BYTES: usize = 2048;

@@ -44,6 +44,17 @@ pub(crate) const MAX_GUEST_RESOURCES: usize = 1024;
 /// runtimes ask for a few dozen to seed their hash maps).
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
+/// The slice a call is tried in, as it applies to this router's limits.
+#[derive(Clone, Copy)]
+pub(crate) struct SliceLimits {
+    pub fuel: u64,
+    /// Whether the slice cut the call's fuel or its time budget: running
+    /// out of a cut one means the slice was used up, not the router's own
+    /// limit.
+    pub fuel_cut: bool,
+    pub time_cut: bool,
+}
+
 /// What a guest did during one call besides answering.
 #[derive(Default)]
 pub(crate) struct CallEffects {
@@ -88,6 +99,8 @@ pub(crate) struct GuestState {
     pub(super) clock: GuestMonotonicClock,
     /// The time budget of the running call.
     pub(super) call_clock: CallClock,
+    /// The slice the running call was tried in, if any.
+    pub(super) slice: Option<SliceLimits>,
     pub(super) timed_out: bool,
     /// The fuel the current call started with, for failure messages.
     pub(super) fuel_budget: u64,
@@ -133,6 +146,7 @@ impl GuestState {
             waits,
             clock,
             call_clock: CallClock::idle(),
+            slice: None,
             timed_out: false,
             fuel_budget: 0,
             stderr_tail: Vec::new(),

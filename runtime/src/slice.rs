@@ -1,0 +1,84 @@
+//! Calls tried in a bounded slice first: for an embedder that wants small
+//! calls answered on a thread it can't hold for long (Synapse's reactor),
+//! and everything else finished elsewhere.
+//!
+//! [`RouterSet::get_users_for_states_in_slice`](crate::RouterSet::get_users_for_states_in_slice)
+//! calls the routers in order, each under its own limits cut down to the
+//! [`Slice`]. A router that needs more than the slice is stopped where it
+//! is and its call is abandoned: not counted as a failure, its log lines
+//! and sends dropped, its instance dropped (a stopped store can't be
+//! entered again). The answers of the routers before it are kept in the
+//! [`Unfinished`] call, which
+//! [`RouterSet::finish_get_users_for_states`](crate::RouterSet::finish_get_users_for_states)
+//! completes, on any thread, with full budgets from the abandoned router on.
+//! A call finished that way answers exactly what a call made in one go
+//! would have.
+
+use std::time::Duration;
+
+use crate::router::RouterAnswer;
+use presence_router_model::RouterFailure;
+
+/// How much a call may do before it is abandoned, per router: the smaller
+/// of this and the router's own limits applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Fuel (roughly, wasm instructions) a router may use.
+    pub fuel: u64,
+    /// Time budget a router may use (its CPU time plus the waits it asked
+    /// for, as `limits.timeout` counts it). Checked at the watchdog's ticks:
+    /// a call can run up to one tick (1 ms) past it.
+    pub time: Duration,
+}
+
+impl Slice {
+    /// What the Synapse module gives a call on the reactor: a tenth of a
+    /// millisecond of wasm for the common call, far more than a one-state
+    /// batch needs, far less than anything a user would notice.
+    pub const REACTOR: Slice = Slice {
+        fuel: 200_000,
+        time: Duration::from_millis(1),
+    };
+}
+
+/// A call whose slice ran out: what the routers before the abandoned one
+/// answered, to be finished by `RouterSet::finish_*`.
+pub struct Unfinished<T> {
+    pub(crate) answers: Vec<Result<RouterAnswer<T>, RouterFailure>>,
+    pub(crate) slice_used_up: bool,
+}
+
+impl<T> Unfinished<T> {
+    pub(crate) fn new(routers: usize) -> Self {
+        Unfinished {
+            answers: Vec::with_capacity(routers),
+            slice_used_up: false,
+        }
+    }
+
+    /// A call not tried at all: finishing it makes the whole call.
+    pub fn not_started() -> Self {
+        Unfinished::new(0)
+    }
+
+    /// Whether a router used its slice up. If not, the call was abandoned
+    /// only because a router had no warm instance (one is never made in a
+    /// slice: that is a fresh instance's cost, after a trap).
+    pub fn slice_used_up(&self) -> bool {
+        self.slice_used_up
+    }
+
+    /// How many routers had answered (or failed) when the slice ran out.
+    pub fn routers_done(&self) -> usize {
+        self.answers.len()
+    }
+}
+
+impl<T> std::fmt::Debug for Unfinished<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unfinished")
+            .field("routers_done", &self.answers.len())
+            .field("slice_used_up", &self.slice_used_up)
+            .finish()
+    }
+}

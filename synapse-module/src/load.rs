@@ -1,0 +1,72 @@
+//! Loading errors as Synapse's `ConfigError` wants them: a message and the
+//! path of config keys at fault.
+
+use presence_router_runtime::LoadError;
+use pyo3::PyErr;
+
+use crate::RouterLoadError;
+
+/// The path of an error no config key is at fault for.
+pub(crate) const NO_PATH: [&str; 0] = [];
+
+pub(crate) fn no_tokio(e: std::io::Error) -> PyErr {
+    RouterLoadError::new_err((format!("cannot start tokio: {e}"), NO_PATH))
+}
+
+/// A load error as `RouterLoadError((message, path))`.
+pub(crate) fn load_error(error: LoadError) -> PyErr {
+    let (key, message) = match &error {
+        LoadError::Config(e) => (
+            e.key.as_str(),
+            match &e.router {
+                Some(router) => format!("router `{router}`: {}", e.message),
+                None => e.message.clone(),
+            },
+        ),
+        LoadError::Component { at, path, message } => (
+            at.key.as_str(),
+            format!(
+                "router `{}`: cannot load {}: {message}",
+                at.router,
+                path.display()
+            ),
+        ),
+        LoadError::ConfigRefused { at, message } => (
+            at.key.as_str(),
+            format!(
+                "router `{}` refused its configuration: {message}",
+                at.router
+            ),
+        ),
+        LoadError::Failed { at, kind, message } => (
+            at.key.as_str(),
+            format!(
+                "router `{}` failed while starting ({kind}): {message}",
+                at.router
+            ),
+        ),
+        LoadError::Engine(message) => (".", message.clone()),
+    };
+    RouterLoadError::new_err((message, synapse_config_path(key)))
+}
+
+/// `routers[1].limits.memory` as Synapse writes config paths:
+/// `("routers", "<item 1>", "limits", "memory")`.
+fn synapse_config_path(key: &str) -> Vec<String> {
+    let mut path = Vec::new();
+    for part in key.split('.').filter(|part| !part.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            path.push(rest[..open].to_owned());
+            rest = &rest[open..];
+            while let Some(index) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                path.push(format!("<item {}>", index.0));
+                rest = index.1;
+            }
+        } else {
+            path.push(rest.to_owned());
+        }
+    }
+    path.retain(|part| !part.is_empty());
+    path
+}

@@ -1,0 +1,221 @@
+//! Calls finished off the reactor, without the GIL.
+//!
+//! A call is first tried on the reactor thread in a [`Slice`]; the rare one
+//! that needs more (a big batch, a slow or hostile router) is finished here.
+//! Twisted's `deferToThread` would do it on Synapse's thread pool, whose
+//! threads need the GIL to start the work and again to hand the result back
+//! (`callFromThread`), each time waiting up to CPython's switch interval
+//! (5 ms) behind a busy reactor. These workers never take the GIL: they get
+//! owned Rust data, push the answer onto a queue, and wake the reactor by
+//! writing a byte to a socket it watches (`reactor.addReader`). The reactor
+//! then builds the Python answer itself.
+//!
+//! The workers start on first use, in the process that uses them: Synapse
+//! loads its modules before it daemonizes, and threads do not survive a
+//! fork.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use presence_router_runtime::{
+    CheckedInterest, CheckedRoutes, InterestedUsers, Routed, RouterSet, Unfinished,
+    UserPresenceState, UsersForStates,
+};
+
+#[cfg(doc)]
+use presence_router_runtime::Slice;
+
+use crate::events::{Event, collecting_events};
+
+/// The rest of a call, as owned data a worker can run.
+pub(crate) enum Work {
+    States {
+        states: Vec<UserPresenceState>,
+        done: Unfinished<CheckedRoutes>,
+    },
+    Interest {
+        user_id: String,
+        done: Unfinished<CheckedInterest>,
+    },
+}
+
+/// A finished call.
+pub(crate) enum Answer {
+    States(Routed<UsersForStates>),
+    Interest(Routed<InterestedUsers>),
+}
+
+impl Work {
+    /// Finishes the call on this thread; the events it reported come back
+    /// with it.
+    pub(crate) fn run(self, routers: &RouterSet) -> (Answer, Vec<Event>) {
+        collecting_events(|| match self {
+            Work::States { states, done } => {
+                Answer::States(routers.finish_get_users_for_states(&states, done))
+            }
+            Work::Interest { user_id, done } => {
+                Answer::Interest(routers.finish_get_interested_users(&user_id, done))
+            }
+        })
+    }
+}
+
+/// A finished job, waiting for the reactor.
+pub(crate) struct Finished {
+    pub job: u64,
+    pub answer: Answer,
+    pub events: Vec<Event>,
+}
+
+/// How many worker threads finish calls: calls that need them are rare,
+/// and each runs at most its routers' `timeout`s.
+const WORKERS: usize = 2;
+
+/// Worker threads, and the socket that wakes the reactor.
+pub(crate) struct Offload {
+    jobs: Sender<(u64, Work)>,
+    finished: Arc<Mutex<VecDeque<Finished>>>,
+    /// The reactor's end: readable once a job has finished.
+    wake: UnixStream,
+    pid: u32,
+}
+
+impl Offload {
+    pub(crate) fn start(routers: &Arc<RouterSet>) -> std::io::Result<Offload> {
+        let (wake, waker) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        waker.set_nonblocking(true)?;
+        let waker = Arc::new(waker);
+        let (jobs, queue) = mpsc::channel::<(u64, Work)>();
+        let queue = Arc::new(Mutex::new(queue));
+        let finished = Arc::new(Mutex::new(VecDeque::new()));
+        for index in 0..WORKERS {
+            let worker = Worker {
+                routers: routers.clone(),
+                queue: queue.clone(),
+                finished: finished.clone(),
+                waker: waker.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("pr-offload-{index}"))
+                .spawn(move || worker.run())?;
+        }
+        Ok(Offload {
+            jobs,
+            finished,
+            wake,
+            pid: std::process::id(),
+        })
+    }
+
+    /// Whether these workers belong to this process (not to the parent of
+    /// a fork, whose threads did not follow).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    /// The descriptor the reactor watches.
+    pub(crate) fn fileno(&self) -> i32 {
+        self.wake.as_raw_fd()
+    }
+
+    pub(crate) fn submit(&self, job: u64, work: Work) -> Result<(), Work> {
+        self.jobs.send((job, work)).map_err(|e| e.0.1)
+    }
+
+    /// The jobs finished so far (and the wake-up bytes drained).
+    pub(crate) fn take_finished(&self) -> Vec<Finished> {
+        let mut drain = [0u8; 256];
+        // Nonblocking: stops at WouldBlock once the socket is empty.
+        while matches!((&self.wake).read(&mut drain), Ok(n) if n > 0) {}
+        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
+        finished.drain(..).collect()
+    }
+}
+
+struct Worker {
+    routers: Arc<RouterSet>,
+    queue: Arc<Mutex<Receiver<(u64, Work)>>>,
+    finished: Arc<Mutex<VecDeque<Finished>>>,
+    waker: Arc<UnixStream>,
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            // The module's router set is gone: so is the work.
+            let Ok((job, work)) = next else { return };
+            let (answer, events) = work.run(&self.routers);
+            self.finished
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(Finished {
+                    job,
+                    answer,
+                    events,
+                });
+            // A full socket already holds a wake-up: nothing is lost.
+            let _ = (&*self.waker).write(&[1]);
+        }
+    }
+}
+
+/// Which calls are tried on the reactor first. A call whose slice ran out
+/// lowers the largest batch tried there below its size, for a while: a slow
+/// or hostile router then costs the reactor one slice per
+/// [`InlinePolicy::MEMORY`], not one per call.
+pub(crate) struct InlinePolicy {
+    state: Mutex<InlineState>,
+}
+
+struct InlineState {
+    largest: usize,
+    lowered_at: Option<Instant>,
+}
+
+impl InlinePolicy {
+    /// The largest batch tried on the reactor at first: the common batch
+    /// (1 to 100 states) is far inside a slice.
+    pub(crate) const LARGEST: usize = 200;
+    /// How long a lowered limit holds.
+    pub(crate) const MEMORY: Duration = Duration::from_secs(10);
+
+    pub(crate) fn new() -> Self {
+        InlinePolicy {
+            state: Mutex::new(InlineState {
+                largest: Self::LARGEST,
+                lowered_at: None,
+            }),
+        }
+    }
+
+    /// Whether a call on `size` states (1 for an interest query) is tried on
+    /// the reactor.
+    pub(crate) fn allows(&self, size: usize, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lowered) = state.lowered_at
+            && now.saturating_duration_since(lowered) >= Self::MEMORY
+        {
+            state.largest = Self::LARGEST;
+            state.lowered_at = None;
+        }
+        size <= state.largest
+    }
+
+    /// A call on `size` states used its slice up.
+    pub(crate) fn used_up(&self, size: usize, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.largest = state.largest.min(size.saturating_sub(1));
+        state.lowered_at = Some(now);
+    }
+}
