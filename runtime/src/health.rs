@@ -16,6 +16,7 @@
 //!
 //! Time is a parameter (`now`), never read here, so the tests decide it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ use presence_router_model::{FailureKind, FailurePolicy, RouterFailure, Suspensio
 pub(crate) struct Health {
     policy: FailurePolicy,
     state: Mutex<State>,
+    /// No failure since the last success, and not suspended: the state is
+    /// the default, and a call is admitted (and its success counted)
+    /// without taking the lock. Only changed with the lock held.
+    clean: AtomicBool,
 }
 
 #[derive(Default)]
@@ -119,7 +124,22 @@ impl Health {
         Health {
             policy,
             state: Mutex::new(State::default()),
+            clean: AtomicBool::new(true),
         }
+    }
+
+    /// [`Health::admit`] now; without a lock or a clock read while the
+    /// router is healthy (almost every call).
+    pub(crate) fn admit_now(&self) -> Result<Admission<'_>, Skip> {
+        if self.clean.load(Ordering::Acquire) {
+            return Ok(Admission {
+                health: self,
+                generation: 0,
+                trial: false,
+                reported: false,
+            });
+        }
+        self.admit(Instant::now())
     }
 
     /// Admits a call at `now`, or says why not.
@@ -169,6 +189,7 @@ impl Health {
         debug_assert!(std::ptr::eq(admission.health, self), "admitted elsewhere");
         admission.reported = true;
         let mut state = self.lock();
+        self.clean.store(false, Ordering::Release);
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         state.last_failure = Some((kind, message.to_owned()));
         let is_current_trial = admission.trial
@@ -203,12 +224,17 @@ impl Health {
     pub(crate) fn succeeded(&self, mut admission: Admission<'_>) -> bool {
         debug_assert!(std::ptr::eq(admission.health, self), "admitted elsewhere");
         admission.reported = true;
+        if !admission.trial && self.clean.load(Ordering::Acquire) {
+            // Nothing to forgive.
+            return false;
+        }
         let mut state = self.lock();
         let was_suspended = state.suspended.is_some();
         *state = State {
             generation: state.generation.wrapping_add(u64::from(was_suspended)),
             ..State::default()
         };
+        self.clean.store(true, Ordering::Release);
         was_suspended
     }
 

@@ -29,6 +29,10 @@ pub struct Slice {
     /// for, as `limits.timeout` counts it). Checked at the watchdog's ticks:
     /// a call can run up to one tick (1 ms) past it.
     pub time: Duration,
+    /// Bytes of answer the host may lift from a router (as
+    /// `max_answer_entries` × 128 bytes counts them): lifting is host work
+    /// that fuel doesn't see.
+    pub answer_bytes: usize,
 }
 
 impl Slice {
@@ -38,6 +42,8 @@ impl Slice {
     pub const REACTOR: Slice = Slice {
         fuel: 200_000,
         time: Duration::from_millis(1),
+        // 2,048 entries: ten users routed a 200-state batch fit.
+        answer_bytes: 256 * 1024,
     };
 }
 

@@ -4,6 +4,7 @@
 //! of the request that made it; the rest wait in a queue for the next
 //! drain.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use presence_router_runtime::{LogLevel, ModuleApi, RouterFailure};
@@ -66,12 +67,15 @@ impl BoundedEvents {
 /// What the runtime reports outside any call, between two drains by Python.
 pub(crate) struct EventQueue {
     events: Mutex<BoundedEvents>,
+    /// Whether anything is queued: every call looks, few find something.
+    pending: AtomicBool,
 }
 
 impl EventQueue {
     pub(crate) const fn new() -> Self {
         EventQueue {
             events: Mutex::new(BoundedEvents::new()),
+            pending: AtomicBool::new(false),
         }
     }
 
@@ -80,12 +84,23 @@ impl EventQueue {
     }
 
     pub(crate) fn push(&self, level: u8, message: String) {
-        self.lock().push((level, message));
+        let mut events = self.lock();
+        events.push((level, message));
+        self.pending.store(true, Ordering::Release);
     }
 
     /// Everything queued, plus a line saying how much was dropped.
     pub(crate) fn drain(&self) -> Vec<Event> {
-        self.lock().take("arrived between two calls")
+        let mut events = self.lock();
+        self.pending.store(false, Ordering::Release);
+        events.take("arrived between two calls")
+    }
+
+    /// Moves what is queued to the end of `events`.
+    pub(crate) fn drain_into(&self, events: &mut Vec<Event>) {
+        if self.pending.load(Ordering::Acquire) {
+            events.extend(self.drain());
+        }
     }
 }
 

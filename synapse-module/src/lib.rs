@@ -33,7 +33,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
 use presence_router_runtime::{
     CacheSetting, LoadError, LoadOptions, RouterSet, RouterSetConfig, Slice,
@@ -203,7 +202,7 @@ impl PyRouterSet {
     ) -> PyResult<Started<'py>> {
         let (read, mut events) = collecting_events(|| Batch::read(py, &states, &self.events));
         let size = read.states.len();
-        let done = if self.inline.allows(size.max(1), Instant::now()) {
+        let done = if self.inline.allows(size.max(1)) {
             let (tried, tried_events) = collecting_events(|| {
                 self.routers
                     .get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
@@ -212,6 +211,7 @@ impl PyRouterSet {
             match tried {
                 Ok(routed) => {
                     self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+                    self.queued_events_into(&mut events);
                     let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
                     return Ok(Started::Answered(answer_tuple(
                         py,
@@ -221,7 +221,7 @@ impl PyRouterSet {
                 Err(unfinished) => {
                     if unfinished.slice_used_up() {
                         self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
-                        self.inline.used_up(size.max(1), Instant::now());
+                        self.inline.used_up(size.max(1));
                     }
                     unfinished
                 }
@@ -246,7 +246,7 @@ impl PyRouterSet {
     /// the number of the job that finishes the call (as `route_states`).
     fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
         let mut events = Vec::new();
-        let done = if self.inline.allows(1, Instant::now()) {
+        let done = if self.inline.allows(1) {
             let (tried, tried_events) = collecting_events(|| {
                 self.routers
                     .get_interested_users_in_slice(&user_id, &Slice::REACTOR)
@@ -255,6 +255,7 @@ impl PyRouterSet {
             match tried {
                 Ok(routed) => {
                     self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+                    self.queued_events_into(&mut events);
                     let (all, users) = interest_to_py(py, routed.answer)?;
                     return Ok(Started::Answered(answer_tuple(
                         py,
@@ -264,7 +265,7 @@ impl PyRouterSet {
                 Err(unfinished) => {
                     if unfinished.slice_used_up() {
                         self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
-                        self.inline.used_up(1, Instant::now());
+                        self.inline.used_up(1);
                     }
                     unfinished
                 }
@@ -300,16 +301,34 @@ impl PyRouterSet {
     }
 
     /// The jobs finished since the last call: `[(job, answer)]`, each answer
-    /// as `route_states` or `route_interest` would have returned it.
-    fn take_finished<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, Bound<'py, PyTuple>)>> {
+    /// as `route_states` or `route_interest` would have returned it, or the
+    /// exception that building it raised (that job's alone).
+    fn take_finished<'py>(&self, py: Python<'py>) -> Vec<(u64, Bound<'py, PyAny>)> {
         let finished = match self.lock_offload().as_ref() {
             Some(offload) => offload.take_finished(),
             None => Vec::new(),
         };
         finished
             .into_iter()
-            .map(|f| Ok((f.job, self.answer(py, f.job, f.answer, f.events)?)))
+            .map(|f| {
+                let answer = match self.answer(py, f.job, f.answer, f.events) {
+                    Ok(answer) => answer.into_any(),
+                    Err(e) => e.into_value(py).into_bound(py).into_any(),
+                };
+                (f.job, answer)
+            })
             .collect()
+    }
+
+    /// Forgets a job that will not be run (its caller failed before handing
+    /// it on).
+    fn drop_job(&self, job: u64) {
+        self.lock_jobs().remove(&job);
+    }
+
+    /// How many jobs are waiting to be run or answered.
+    fn pending_jobs(&self) -> usize {
+        self.lock_jobs().len()
     }
 
     /// Finishes a job on this thread with the GIL released (for Synapse's
@@ -385,6 +404,13 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
+    /// What the runtime reported outside any call since the last call: it
+    /// goes back with this call's lines (it belongs to no request).
+    fn queued_events_into(&self, events: &mut Vec<Event>) {
+        RUNTIME_EVENTS.drain_into(events);
+        self.events.drain_into(events);
+    }
+
     fn add_job(&self, job: Job) -> u64 {
         let number = self.next_job.fetch_add(1, Ordering::Relaxed);
         self.lock_jobs().insert(number, job);
@@ -412,6 +438,7 @@ impl PyRouterSet {
         };
         let mut all_events = job.events;
         all_events.extend(events);
+        self.queued_events_into(&mut all_events);
         match answer {
             Answer::States(routed) => {
                 let objects: Vec<Bound<'py, PyAny>> =

@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -175,12 +176,11 @@ impl Worker {
 /// or hostile router then costs the reactor one slice per
 /// [`InlinePolicy::MEMORY`], not one per call.
 pub(crate) struct InlinePolicy {
-    state: Mutex<InlineState>,
-}
-
-struct InlineState {
-    largest: usize,
-    lowered_at: Option<Instant>,
+    /// The largest batch tried on the reactor now.
+    largest: AtomicUsize,
+    /// When it was last lowered, in milliseconds since `origin` (0: never).
+    lowered_at_ms: AtomicU64,
+    origin: Instant,
 }
 
 impl InlinePolicy {
@@ -192,30 +192,39 @@ impl InlinePolicy {
 
     pub(crate) fn new() -> Self {
         InlinePolicy {
-            state: Mutex::new(InlineState {
-                largest: Self::LARGEST,
-                lowered_at: None,
-            }),
+            largest: AtomicUsize::new(Self::LARGEST),
+            lowered_at_ms: AtomicU64::new(0),
+            origin: Instant::now(),
         }
     }
 
     /// Whether a call on `size` states (1 for an interest query) is tried on
-    /// the reactor.
-    pub(crate) fn allows(&self, size: usize, now: Instant) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(lowered) = state.lowered_at
-            && now.saturating_duration_since(lowered) >= Self::MEMORY
-        {
-            state.largest = Self::LARGEST;
-            state.lowered_at = None;
+    /// the reactor. One atomic load when it is (no clock read).
+    pub(crate) fn allows(&self, size: usize) -> bool {
+        if size <= self.largest.load(Ordering::Relaxed) {
+            return true;
         }
-        size <= state.largest
+        if size > Self::LARGEST {
+            return false;
+        }
+        // Lowered: for how much longer?
+        let lowered_at = self.lowered_at_ms.load(Ordering::Relaxed);
+        if self.now_ms().saturating_sub(lowered_at) < Self::MEMORY.as_millis() as u64 {
+            return false;
+        }
+        self.largest.store(Self::LARGEST, Ordering::Relaxed);
+        true
     }
 
     /// A call on `size` states used its slice up.
-    pub(crate) fn used_up(&self, size: usize, now: Instant) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.largest = state.largest.min(size.saturating_sub(1));
-        state.lowered_at = Some(now);
+    pub(crate) fn used_up(&self, size: usize) {
+        self.lowered_at_ms
+            .store(self.now_ms().max(1), Ordering::Relaxed);
+        self.largest
+            .fetch_min(size.saturating_sub(1), Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }

@@ -429,3 +429,74 @@ def test_all_users_entries_follow_the_users_who_need_them() -> None:
     assert users_for_states(api, []) == {"@w2:test": set()}
     interested_users(api, "@w1:test")
     assert users_for_states(api, []) == {"@w1:test": set(), "@w2:test": set()}
+
+
+REAL_REACTOR_SCRIPT = r'''
+import json, os, sys, threading
+import attr
+from synapse.module_api import UserPresenceState
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from wasm_presence_router import WasmPresenceRouter
+
+class Api:
+    class _Hs:
+        @staticmethod
+        def get_reactor():
+            return reactor
+    _hs = _Hs()
+    thread_calls = 0
+    def register_presence_router_callbacks(self, **callbacks):
+        self.callbacks = callbacks
+    async def defer_to_thread(self, f, *args):
+        Api.thread_calls += 1
+        return f(*args)
+    def delayed_background_call(self, *args, **kwargs):
+        pass
+
+config = WasmPresenceRouter.parse_config(json.loads(sys.argv[1]))
+api = Api()
+router = WasmPresenceRouter(config, api)
+batch = [attr.evolve(UserPresenceState.default(f"@u{i}:x"), state="online") for i in range(500)]
+out = {}
+
+async def main():
+    # Too big for the reactor: finished by the module's worker threads.
+    routes = await api.callbacks["get_users_for_states"](batch)
+    out["routed"] = routes == {"@w:x": set(batch)}
+    out["thread_calls"] = Api.thread_calls
+    out["pending_jobs"] = router._routers.pending_jobs()
+    out["counters"] = router._routers.counters()
+    out["workers"] = sorted(
+        open(f"/proc/self/task/{t}/comm").read().strip()
+        for t in os.listdir("/proc/self/task")
+        if open(f"/proc/self/task/{t}/comm").read().startswith("pr-offload"))
+
+def run():
+    d = ensureDeferred(main())
+    d.addErrback(lambda f: out.setdefault("error", f.getTraceback()))
+    d.addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(run)
+reactor.run()
+print(json.dumps(out))
+'''
+
+
+def test_on_a_real_reactor_big_batches_are_finished_by_the_modules_own_threads() -> None:
+    """Where Synapse's reactor is the process's real one, a call too big for
+    the reactor goes to the module's worker threads (not Synapse's thread
+    pool), and the reactor is woken through their socket to answer it."""
+    import subprocess
+    import sys
+    config = {"routers": [example(always_send_to_users=["@w:x"])], "cache_dir": CACHE_DIR}
+    here = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", REAL_REACTOR_SCRIPT, json.dumps(config)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here / "e2e")])})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in out, out["error"]
+    assert out == {"routed": True, "thread_calls": 0, "pending_jobs": 0,
+                   "counters": [0, 0, 1], "workers": ["pr-offload-0", "pr-offload-1"]}

@@ -102,11 +102,7 @@ impl GuestInstance {
         // the host) live in wasmtime's tables, not in the WASI one: the same
         // cap for those.
         store.set_max_component_handles(MAX_GUEST_RESOURCES);
-        store.set_hostcall_fuel(
-            limits
-                .max_answer_entries
-                .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY),
-        );
+        store.set_hostcall_fuel(answer_bytes(limits));
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.call_clock.on_tick(&state.waits) {
@@ -275,17 +271,19 @@ impl GuestInstance {
         Params: ComponentNamedList + Lower,
         Return: ComponentNamedList + Lift + 'static,
     {
-        let fuel = match self.store.data().slice {
+        let own_answer_bytes = answer_bytes(&self.limits);
+        let (fuel, answer_bytes) = match self.store.data().slice {
             Some(slice) => {
                 let cut = fuel.min(slice.fuel);
                 self.store.data_mut().slice = Some(SliceLimits {
                     fuel_cut: cut < fuel,
                     ..slice
                 });
-                cut
+                (cut, own_answer_bytes.min(slice.answer_bytes))
             }
-            None => fuel,
+            None => (fuel, own_answer_bytes),
         };
+        self.store.set_hostcall_fuel(answer_bytes);
         prepare_call(&mut self.store, fuel);
         // Named only when a failure needs it: a call allocates nothing more.
         let what = || format!("`{export}`");
@@ -349,6 +347,13 @@ impl GuestInstance {
     }
 }
 
+/// The bytes of answer the host lifts from a router at most.
+fn answer_bytes(limits: &Limits) -> usize {
+    limits
+        .max_answer_entries
+        .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+}
+
 /// Starts a time budget on a store, cut down to `slice` if there is one.
 fn begin_budget(
     store: &mut Store<GuestState>,
@@ -362,6 +367,8 @@ fn begin_budget(
             state.slice = Some(SliceLimits {
                 fuel: slice.fuel,
                 fuel_cut: false,
+                answer_bytes: slice.answer_bytes,
+                answer_cut: slice.answer_bytes < answer_bytes(limits),
                 time_cut: slice.time < limits.timeout,
             });
             CallClock::in_slice(limits.timeout.min(slice.time), start.0, &state.waits)
@@ -429,8 +436,12 @@ fn classify(
     let overspent = state.call_clock.waits_overspent(&state.waits);
     let out_of_time = state.timed_out || overspent || error.is::<BudgetUsedUp>();
     let out_of_fuel = error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel);
+    // wasmtime's error type for this is private; its text is stable.
+    let answer_too_big = error_text(error).contains(HOSTCALL_FUEL_EXHAUSTED);
     if let Some(slice) = state.slice
-        && ((out_of_time && slice.time_cut) || (out_of_fuel && slice.fuel_cut))
+        && ((out_of_time && slice.time_cut)
+            || (out_of_fuel && slice.fuel_cut)
+            || (answer_too_big && slice.answer_cut))
     {
         return Failure::slice_used_up(true);
     }
@@ -445,8 +456,7 @@ fn classify(
             FailureKind::OutOfFuel,
             format!("{what} ran out of fuel (budget {})", state.fuel_budget),
         )
-    } else if error_text(error).contains(HOSTCALL_FUEL_EXHAUSTED) {
-        // wasmtime's error type for this is private; its text is stable.
+    } else if answer_too_big {
         (
             FailureKind::InvalidAnswer,
             format!(

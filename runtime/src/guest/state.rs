@@ -48,6 +48,10 @@ const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLimits {
     pub fuel: u64,
+    /// The answer bytes the slice allows, and whether that is less than
+    /// the router's own limit.
+    pub answer_bytes: usize,
+    pub answer_cut: bool,
     /// Whether the slice cut the call's fuel or its time budget: running
     /// out of a cut one means the slice was used up, not the router's own
     /// limit.

@@ -189,23 +189,25 @@ class WasmPresenceRouter:
     async def _get_users_for_states(
         self, state_updates: Iterable[UserPresenceState]
     ) -> Dict[str, Set[UserPresenceState]]:
+        # Kept lean: this runs on the reactor for every presence batch, and
+        # costs what a Python router would.
         states = list(state_updates)
         routes: Dict[str, Set[UserPresenceState]] = {}
         try:
             outcome = self._routers.route_states(states)
-            if isinstance(outcome, int):
+            if outcome.__class__ is int:
                 outcome = await self._finish(outcome)
             routes, sends, events = outcome
-            _log_call_events(events)
-            self._send_presence_later(sends)
+            if events:
+                _log_call_events(events)
+            if sends:
+                self._send_presence_later(sends)
         except CancelledError:
             raise  # Synapse gave up on the request: not a router's failure.
         except Exception:
             # Not raised to Synapse: it would skip this module, and its
             # `ALL_USERS` path would then miss the entries below.
             logger.exception("routing a batch of %d presence states failed", len(states))
-        finally:
-            _log_events(self._routers)
         receivers = self._all_users_receivers
         if receivers:
             oldest_kept = time.monotonic() - self.ALL_USERS_ENTRY_SECONDS
@@ -221,18 +223,18 @@ class WasmPresenceRouter:
     async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
         try:
             outcome = self._routers.route_interest(user_id)
-            if isinstance(outcome, int):
+            if outcome.__class__ is int:
                 outcome = await self._finish(outcome)
             all_users, users, sends, events = outcome
-            _log_call_events(events)
-            self._send_presence_later(sends)
+            if events:
+                _log_call_events(events)
+            if sends:
+                self._send_presence_later(sends)
         except CancelledError:
             raise
         except Exception:
             logger.exception("asking whose presence %s is interested in failed", user_id)
             return set()
-        finally:
-            _log_events(self._routers)
         if all_users:
             self._all_users_receivers[user_id] = time.monotonic()
             self._all_users_receivers.move_to_end(user_id)
@@ -245,22 +247,29 @@ class WasmPresenceRouter:
         """Finishes a call off the reactor: on the module's own threads,
         without the GIL, if the reactor can watch their socket; otherwise
         on Synapse's thread pool with the GIL released."""
-        if self._offload is None:
-            self._offload = _Offload.for_api(self._api, self._routers)
-        if self._offload.watched:
-            return await make_deferred_yieldable(self._offload.finish(job))
+        try:
+            if self._offload is None:
+                self._offload = _Offload.for_api(self._api, self._routers)
+            if self._offload.watched:
+                waiting = self._offload.finish(job)
+            else:
+                waiting = None
+        except BaseException:
+            self._routers.drop_job(job)
+            raise
+        if waiting is not None:
+            return await make_deferred_yieldable(waiting)
         return await self._api.defer_to_thread(self._routers.run_job, job)
 
     def _send_presence_later(self, users: List[str]) -> None:
         """Acts on the routers' `send-local-online-presence-to`, on the
         reactor, once the call that asked has returned to Synapse."""
-        if users:
-            self._api.delayed_background_call(
-                0,
-                self._send_presence,
-                users,
-                desc="wasm_presence_router_send_local_online_presence_to",
-            )
+        self._api.delayed_background_call(
+            0,
+            self._send_presence,
+            users,
+            desc="wasm_presence_router_send_local_online_presence_to",
+        )
 
     async def _send_presence(self, users: List[str]) -> None:
         try:
@@ -298,8 +307,8 @@ class _Offload:
 
     def finish(self, job: int) -> "Deferred[Any]":
         waiting: "Deferred[Any]" = Deferred()
-        self._waiting[job] = waiting
         self._routers.submit(job)
+        self._waiting[job] = waiting
         return waiting
 
     # IReadDescriptor
@@ -310,7 +319,11 @@ class _Offload:
         for job, answer in self._routers.take_finished():
             waiting = self._waiting.pop(job, None)
             # A cancelled request's Deferred ignores its late answer.
-            if waiting is not None:
+            if waiting is None:
+                continue
+            if isinstance(answer, BaseException):
+                waiting.errback(answer)
+            else:
                 waiting.callback(answer)
 
     def connectionLost(self, reason: Any) -> None:
@@ -346,6 +359,8 @@ def _log_events(routers: "_native.RouterSet") -> None:
 
 def _log_call_events(events: List[Tuple[int, str]]) -> None:
     """Logs what one call reported (guest log lines, skipped routers), on
-    the reactor, in the log context of the request that made the call."""
+    the reactor, in the log context of the request that made the call; and
+    what the runtime reported since the last call, outside any (a cache it
+    can't use, say)."""
     for level, message in events:
         logger.log(level, "%s", message)

@@ -1,0 +1,159 @@
+//! Calls tried in a `Slice`: a call that fits answers as a call made in one
+//! go would; a router that needs more is abandoned without a trace (no
+//! failure, no log line, no send), and finishing the call gives exactly the
+//! answer, failures and sends of a call made in one go, with no router run
+//! twice.
+
+use presence_router_runtime::{FailureKind, Presence, Slice, UserPresenceState};
+use presence_router_tests::{batch, failure_kinds, load_ok};
+
+fn states(users: &[&str]) -> Vec<UserPresenceState> {
+    batch(
+        &users
+            .iter()
+            .map(|user| (*user, Presence::Online))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The scripted router logs each call it gets: how many it ran.
+fn scripted_calls(api: &presence_router_tests::RecordingModuleApi) -> usize {
+    api.logs_of("scripted")
+        .iter()
+        .filter(|line| line.starts_with("get-users-for-states"))
+        .count()
+}
+
+const SCRIPTED_THEN_EXAMPLE: &str = r#"
+routers:
+  - name: scripted
+    component: $SCRIPTED
+    config: {log_calls: true, routes: {"@r:x": [0]}}
+  - name: example
+    component: $EXAMPLE_ROUTER
+    config: {always_send_to_users: ["@w:x"]}
+"#;
+
+#[tokio::test]
+async fn a_call_that_fits_its_slice_answers_as_a_whole_call() {
+    let (routers, api) = load_ok(SCRIPTED_THEN_EXAMPLE).await;
+    let batch = states(&["@a:x", "@send:test"]);
+    let whole = routers.get_users_for_states_blocking(&batch);
+    let sliced = routers
+        .get_users_for_states_in_slice(&batch, &Slice::REACTOR)
+        .expect("a two-state batch fits a reactor slice");
+    assert_eq!(sliced.answer, whole.answer);
+    assert_eq!(sliced.sent_presence_to, whole.sent_presence_to);
+    assert!(sliced.failures.is_empty() && whole.failures.is_empty());
+    let interest = routers
+        .get_interested_users_in_slice("@w:x", &Slice::REACTOR)
+        .expect("fits");
+    assert_eq!(
+        interest.answer,
+        routers.get_interested_users_blocking("@w:x").answer
+    );
+    assert_eq!(scripted_calls(&api), 2);
+}
+
+#[tokio::test]
+async fn a_router_that_needs_more_is_abandoned_unseen_and_the_call_finished_once() {
+    // The scripted router answers first (and sends), then the spinner uses
+    // its slice up: the scripted answer is kept, not asked again.
+    let (routers, api) = load_ok(
+        r#"
+routers:
+  - name: scripted
+    component: $SCRIPTED
+    config: {log_calls: true, routes: {"@r:x": [0]}}
+  - name: spin
+    component: $HOSTILE_SPIN
+    limits: {timeout: 50ms}
+  - name: example
+    component: $EXAMPLE_ROUTER
+    config: {always_send_to_users: ["@w:x"]}
+"#,
+    )
+    .await;
+    let batch = states(&["@send:test"]);
+    let unfinished = routers
+        .get_users_for_states_in_slice(&batch, &Slice::REACTOR)
+        .expect_err("a spinning router can't fit a slice");
+    assert!(unfinished.slice_used_up());
+    assert_eq!(unfinished.routers_done(), 1);
+    // Abandoned unseen: no failure reported, nothing sent yet.
+    assert!(api.skipped.lock().expect("not poisoned").is_empty());
+    assert!(api.sends.lock().expect("not poisoned").is_empty());
+
+    let routed = routers.finish_get_users_for_states(&batch, unfinished);
+    assert_eq!(
+        failure_kinds(&routed),
+        [("spin", FailureKind::OutOfFuel)],
+        "the spinner fails once, by its own limits"
+    );
+    assert_eq!(routed.answer.get("@r:x"), Some(&vec![0]));
+    assert_eq!(routed.answer.get("@w:x"), Some(&vec![0]));
+    assert_eq!(api.skipped.lock().expect("not poisoned").len(), 1);
+    assert_eq!(scripted_calls(&api), 1, "the scripted router ran once");
+    let sends = api.sends.lock().expect("not poisoned").clone();
+    assert_eq!(sends.len(), 1, "sent once: {sends:?}");
+}
+
+#[tokio::test]
+async fn a_router_without_a_warm_instance_is_finished_elsewhere_without_blame() {
+    let (routers, api) = load_ok(SCRIPTED_THEN_EXAMPLE).await;
+    // A trap loses the only instance; a slice never makes a fresh one.
+    let panicked = routers.get_users_for_states_blocking(&states(&["@panic:test"]));
+    assert_eq!(failure_kinds(&panicked), [("scripted", FailureKind::Trap)]);
+    let batch = states(&["@a:x"]);
+    let unfinished = routers
+        .get_users_for_states_in_slice(&batch, &Slice::REACTOR)
+        .expect_err("no warm instance");
+    assert!(!unfinished.slice_used_up());
+    assert_eq!(unfinished.routers_done(), 0);
+    let routed = routers.finish_get_users_for_states(&batch, unfinished);
+    assert!(routed.failures.is_empty());
+    assert_eq!(routed.answer.get("@w:x"), Some(&vec![0]));
+    assert_eq!(api.skipped.lock().expect("not poisoned").len(), 1);
+}
+
+#[tokio::test]
+async fn a_sleep_longer_than_the_slice_uses_it_up_and_is_charged_in_full_after() {
+    let (routers, api) = load_ok(
+        r#"
+routers:
+  - name: sleeper
+    component: $HOSTILE_SLEEPER
+    config: {via: sleep, ms: 5, in: [get-interested-users]}
+    limits: {timeout: 1s}
+"#,
+    )
+    .await;
+    let unfinished = routers
+        .get_interested_users_in_slice("@a:x", &Slice::REACTOR)
+        .expect_err("5 ms of sleep is more than a 1 ms slice");
+    assert!(unfinished.slice_used_up());
+    // Its own budget (1 s) holds 5 ms of sleep: it answers.
+    let routed = routers.finish_get_interested_users("@a:x", unfinished);
+    assert!(routed.failures.is_empty(), "{:?}", routed.failures);
+    assert!(api.skipped.lock().expect("not poisoned").is_empty());
+}
+
+#[tokio::test]
+async fn a_router_whose_own_limit_is_below_the_slice_fails_by_it_in_the_slice() {
+    // Its own fuel (10,000 plus per state) is less than a slice's: running
+    // out is its own failure, counted at once, not an abandoned slice.
+    let (routers, api) = load_ok(
+        r#"
+routers:
+  - name: spin
+    component: $HOSTILE_SPIN
+    limits: {fuel: 10000, fuel_per_state: 0}
+"#,
+    )
+    .await;
+    let routed = routers
+        .get_users_for_states_in_slice(&states(&["@a:x"]), &Slice::REACTOR)
+        .expect("its own limit ends the call inside the slice");
+    assert_eq!(failure_kinds(&routed), [("spin", FailureKind::OutOfFuel)]);
+    assert_eq!(api.skipped.lock().expect("not poisoned").len(), 1);
+}
