@@ -77,8 +77,8 @@ never the blacklisted user's; with no router they got none.
 
 The figures, per configuration (median of the rounds):
 
-* CPU s / 1k updates: CPU time (user + system, all threads: the thread
-  pool the wasm module's calls run on included) of the Synapse process
+* CPU s / 1k updates: CPU time (user + system, all threads, those the
+  wasm module runs its calls on included) of the Synapse process
   during the load phase and its tail, from ``/proc/<pid>/stat``, per 1,000
   updates. It includes everything Synapse does under this load: the PUTs,
   the long polls, the prompt syncs, logging, SQLite. The benchmark
@@ -92,9 +92,10 @@ The figures, per configuration (median of the rounds):
 * Below the table: wasm / Python CPU per 1k updates, and the same ratio of
   what each router adds above the no-router run; how much of the CPU was
   Synapse's main thread (the Twisted reactor: request handling, Synapse's
-  presence logic, the Python router, the wasm module's Python side; the
-  wasm calls themselves run on the reactor's thread pool, SQLite queries
-  on the database pool's); how busy the rest of the machine was during
+  presence logic, the Python router, the wasm module's Python side and
+  whatever wasm calls it answers there; SQLite queries run on the
+  database pool's threads, and the module may hand calls to other
+  threads); how busy the rest of the machine was during
   each load phase (other processes, from /proc/stat: on a shared machine,
   a run beside a busy neighbour is suspect); and every round's CPU
   figure, to show the spread.
@@ -633,10 +634,11 @@ def report(results: Dict[str, List[RunResult]], header: List[str]) -> str:
                          f"updates (wasm / Python: {ratio})")
     lines.append("Of the CPU s / 1k updates, Synapse's main (reactor) thread: " + ", ".join(
         f"{CONFIGS[c][0]} {m['reactor_per_1k']:.2f}" for c, m in med.items())
-        + "; the rest is its other threads (the database pool's, and the reactor "
-                 "thread pool's, which runs the wasm calls)")
+        + "; the rest is its other threads (the database pool's, and any the "
+                 "router's calls run on)")
     lines.append("Other processes on the machine during the load phases, % of a core: "
-                 + ", ".join(f"{r.others_pct:.0f}" for runs in results.values() for r in runs))
+                 + "; ".join(f"{CONFIGS[c][0]} " + ", ".join(f"{r.others_pct:.0f}" for r in runs)
+                             for c, runs in results.items() if runs))
     lines.append("CPU s / 1k updates per round: " + "; ".join(
         f"{CONFIGS[c][0]} " + ", ".join(f"{r.cpu_per_1k:.2f}" for r in runs)
         for c, runs in results.items() if runs))

@@ -59,11 +59,36 @@ impl AnswerEntries for CheckedInterest {
 }
 
 /// An instance checked out of the pool for one call, with the failure
-/// policy's leave to make it. Its slot in the pool is given back by
-/// [`Router::finish`] (or by [`Router::give_back`] if it fails first).
+/// policy's leave to make it. [`Router::finish`] gives its slot back; a
+/// lease dropped unfinished (a panic mid-call) gives the slot back without
+/// the instance, so the pool never shrinks.
 struct Lease<'a> {
-    instance: GuestInstance,
+    slot: Slot<'a>,
     admission: Admission<'a>,
+}
+
+/// A slot of the pool, with the instance in it.
+struct Slot<'a> {
+    router: &'a Router,
+    instance: Option<GuestInstance>,
+}
+
+impl Lease<'_> {
+    fn instance(&mut self) -> &mut GuestInstance {
+        // Only `finish` takes it, and `finish` consumes the lease.
+        self.slot
+            .instance
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease's instance is taken only by finish"))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.instance.take().is_some() {
+            self.router.give_back(None);
+        }
+    }
 }
 
 /// A call tried in a slice needed more: abandoned, to be made again with
@@ -208,7 +233,7 @@ impl Router {
             Ok(lease) => lease,
             Err(failure) => return Ok(Err(failure)),
         };
-        let result = lease.instance.get_users_for_states(states);
+        let result = lease.instance().get_users_for_states(states);
         self.finish(lease, result)
     }
 
@@ -222,7 +247,7 @@ impl Router {
             Ok(lease) => lease,
             Err(failure) => return Ok(Err(failure)),
         };
-        let result = lease.instance.get_interested_users(user_id);
+        let result = lease.instance().get_interested_users(user_id);
         self.finish(lease, result)
     }
 
@@ -279,7 +304,10 @@ impl Router {
             },
         };
         Ok(Ok(Lease {
-            instance,
+            slot: Slot {
+                router: self,
+                instance: Some(instance),
+            },
             admission,
         }))
     }
@@ -311,11 +339,15 @@ impl Router {
         mut lease: Lease<'_>,
         result: Result<(T, CallUsage), Failure>,
     ) -> SliceOutcome<T> {
-        let effects = lease.instance.take_effects();
-        let memory_bytes = lease.instance.memory_bytes() as u64;
+        let mut instance = lease.slot.instance.take();
+        let effects = instance
+            .as_mut()
+            .map(GuestInstance::take_effects)
+            .unwrap_or_default();
+        let memory_bytes = instance.as_ref().map_or(0, GuestInstance::memory_bytes) as u64;
         let lost = matches!(&result, Err(failure) if failure.instance_lost);
-        let reusable = !lost && lease.instance.reusable();
-        self.give_back(reusable.then_some(lease.instance));
+        let reusable = !lost && instance.as_mut().is_some_and(GuestInstance::reusable);
+        self.give_back(instance.filter(|_| reusable));
         if matches!(&result, Err(failure) if failure.slice_used_up) {
             // Made again with full limits: what this try logged and sent is
             // dropped, and its admission counts as nothing.

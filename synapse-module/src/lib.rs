@@ -31,7 +31,7 @@ mod offload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use presence_router_runtime::{
@@ -63,6 +63,9 @@ create_exception!(
 /// the lines the part on the reactor reported.
 struct Job {
     work: Option<Work>,
+    /// Set when its caller gives up (`cancel_job`): a worker that has not
+    /// started it skips it.
+    cancelled: Arc<AtomicBool>,
     /// The batch's state objects, for the answer (none for an interest
     /// query).
     objects: Vec<Py<PyAny>>,
@@ -229,7 +232,16 @@ impl PyRouterSet {
         } else {
             presence_router_runtime::Unfinished::not_started()
         };
+        if let Some(full) = self.overloaded() {
+            let routes = PyDict::new(py);
+            events.push(full);
+            return Ok(Started::Answered(answer_tuple(
+                py,
+                (routes, Vec::<String>::new(), events),
+            )?));
+        }
         let job = Job {
+            cancelled: Arc::default(),
             work: Some(Work::States {
                 states: read.states,
                 done,
@@ -273,7 +285,15 @@ impl PyRouterSet {
         } else {
             presence_router_runtime::Unfinished::not_started()
         };
+        if let Some(full) = self.overloaded() {
+            events.push(full);
+            return Ok(Started::Answered(answer_tuple(
+                py,
+                (false, PySet::empty(py)?, Vec::<String>::new(), events),
+            )?));
+        }
         let job = Job {
+            cancelled: Arc::default(),
             work: Some(Work::Interest { user_id, done }),
             objects: Vec::new(),
             from_batch: Vec::new(),
@@ -285,12 +305,33 @@ impl PyRouterSet {
     /// Hands a job to the module's worker threads; `take_finished` returns
     /// its answer once the descriptor of `offload_fileno` is readable.
     fn submit(&self, job: u64) -> PyResult<()> {
-        let work = self.take_work(job)?;
-        let mut offload = self.lock_offload();
-        let offload = self.started_offload(&mut offload)?;
-        offload
-            .submit(job, work)
+        let (work, cancelled) = {
+            let mut jobs = self.lock_jobs();
+            let waiting = jobs.get_mut(&job).ok_or_else(|| no_job(job))?;
+            let work = waiting.work.take().ok_or_else(|| no_job(job))?;
+            (work, waiting.cancelled.clone())
+        };
+        let mut slot = self.lock_offload();
+        let Err(work) = self
+            .started_offload(&mut slot)?
+            .submit(job, work, cancelled.clone())
+        else {
+            return Ok(());
+        };
+        // The workers are gone (they never exit while the set lives): start
+        // them again, once.
+        *slot = None;
+        self.started_offload(&mut slot)?
+            .submit(job, work, cancelled)
             .map_err(|_| PyRuntimeError::new_err("the worker threads are gone"))
+    }
+
+    /// Gives up on a job: a worker that has not started it skips it, and
+    /// its answer is never built.
+    fn cancel_job(&self, job: u64) {
+        if let Some(waiting) = self.lock_jobs().get(&job) {
+            waiting.cancelled.store(true, Ordering::Release);
+        }
     }
 
     /// The descriptor that becomes readable when a submitted job is done
@@ -310,12 +351,13 @@ impl PyRouterSet {
         };
         finished
             .into_iter()
-            .map(|f| {
+            .filter_map(|f| {
                 let answer = match self.answer(py, f.job, f.answer, f.events) {
-                    Ok(answer) => answer.into_any(),
+                    Ok(Some(answer)) => answer.into_any(),
+                    Ok(None) => return None,
                     Err(e) => e.into_value(py).into_bound(py).into_any(),
                 };
-                (f.job, answer)
+                Some((f.job, answer))
             })
             .collect()
     }
@@ -337,7 +379,8 @@ impl PyRouterSet {
         let work = self.take_work(job)?;
         let routers = &self.routers;
         let (answer, events) = py.detach(|| work.run(routers));
-        self.answer(py, job, answer, events)
+        self.answer(py, job, answer, events)?
+            .ok_or_else(|| PyRuntimeError::new_err(format!("job {job} was cancelled")))
     }
 
     /// `(in_slice, slice_used_up, handed_off)`: calls answered within their
@@ -422,19 +465,37 @@ impl PyRouterSet {
         self.lock_jobs()
             .get_mut(&job)
             .and_then(|job| job.work.take())
-            .ok_or_else(|| PyRuntimeError::new_err(format!("no job {job} waiting to run")))
+            .ok_or_else(|| no_job(job))
     }
 
-    /// A finished job's answer tuple; the job is forgotten.
+    /// A warning, when too many jobs are waiting to take another: the
+    /// call is answered at once with no router's answer. A router that is
+    /// slow but never fails (never suspended) could otherwise grow the
+    /// queue, and every request behind it, without end.
+    fn overloaded(&self) -> Option<Event> {
+        let waiting = self.lock_jobs().len();
+        (waiting >= MAX_WAITING_JOBS).then(|| {
+            (
+                events::WARNING,
+                format!(
+                    "{waiting} router calls are waiting to be finished off the reactor, the most \
+                     allowed: this call is answered without the routers"
+                ),
+            )
+        })
+    }
+
+    /// A finished job's answer tuple (none if it was cancelled); the job is
+    /// forgotten.
     fn answer<'py>(
         &self,
         py: Python<'py>,
         job: u64,
         answer: Answer,
         events: Vec<Event>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let Some(job) = self.lock_jobs().remove(&job) else {
-            return Err(PyRuntimeError::new_err(format!("no job {job}")));
+            return Err(no_job(job));
         };
         let mut all_events = job.events;
         all_events.extend(events);
@@ -444,12 +505,16 @@ impl PyRouterSet {
                 let objects: Vec<Bound<'py, PyAny>> =
                     job.objects.into_iter().map(|o| o.into_bound(py)).collect();
                 let routes = routes_to_py(py, routed.answer, &objects, &job.from_batch)?;
-                answer_tuple(py, (routes, routed.sent_presence_to, all_events))
+                answer_tuple(py, (routes, routed.sent_presence_to, all_events)).map(Some)
             }
             Answer::Interest(routed) => {
                 let (all, users) = interest_to_py(py, routed.answer)?;
-                answer_tuple(py, (all, users, routed.sent_presence_to, all_events))
+                answer_tuple(py, (all, users, routed.sent_presence_to, all_events)).map(Some)
             }
+            Answer::Cancelled => Ok(None),
+            Answer::Panicked(why) => Err(PyRuntimeError::new_err(format!(
+                "finishing a router call failed: {why}"
+            ))),
         }
     }
 
@@ -471,6 +536,13 @@ impl PyRouterSet {
     fn lock_jobs(&self) -> MutexGuard<'_, HashMap<u64, Job>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The most calls that may wait to be finished off the reactor at once.
+const MAX_WAITING_JOBS: usize = 1024;
+
+fn no_job(job: u64) -> PyErr {
+    PyRuntimeError::new_err(format!("no job {job} waiting"))
 }
 
 fn answer_tuple<'py>(

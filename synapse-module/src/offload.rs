@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -49,6 +49,11 @@ pub(crate) enum Work {
 pub(crate) enum Answer {
     States(Routed<UsersForStates>),
     Interest(Routed<InterestedUsers>),
+    /// Its caller gave up before a worker took it: not run.
+    Cancelled,
+    /// The host panicked while running it (a bug of ours, not a router's:
+    /// a router's failure is an answer).
+    Panicked(String),
 }
 
 impl Work {
@@ -78,8 +83,12 @@ pub(crate) struct Finished {
 const WORKERS: usize = 2;
 
 /// Worker threads, and the socket that wakes the reactor.
+/// A job as the workers get it: its number, its work, and whether its
+/// caller has given up on it.
+type Submitted = (u64, Work, Arc<AtomicBool>);
+
 pub(crate) struct Offload {
-    jobs: Sender<(u64, Work)>,
+    jobs: Sender<Submitted>,
     finished: Arc<Mutex<VecDeque<Finished>>>,
     /// The reactor's end: readable once a job has finished.
     wake: UnixStream,
@@ -92,7 +101,7 @@ impl Offload {
         wake.set_nonblocking(true)?;
         waker.set_nonblocking(true)?;
         let waker = Arc::new(waker);
-        let (jobs, queue) = mpsc::channel::<(u64, Work)>();
+        let (jobs, queue) = mpsc::channel::<Submitted>();
         let queue = Arc::new(Mutex::new(queue));
         let finished = Arc::new(Mutex::new(VecDeque::new()));
         for index in 0..WORKERS {
@@ -125,8 +134,13 @@ impl Offload {
         self.wake.as_raw_fd()
     }
 
-    pub(crate) fn submit(&self, job: u64, work: Work) -> Result<(), Work> {
-        self.jobs.send((job, work)).map_err(|e| e.0.1)
+    pub(crate) fn submit(
+        &self,
+        job: u64,
+        work: Work,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<(), Work> {
+        self.jobs.send((job, work, cancelled)).map_err(|e| e.0.1)
     }
 
     /// The jobs finished so far (and the wake-up bytes drained).
@@ -141,7 +155,7 @@ impl Offload {
 
 struct Worker {
     routers: Arc<RouterSet>,
-    queue: Arc<Mutex<Receiver<(u64, Work)>>>,
+    queue: Arc<Mutex<Receiver<Submitted>>>,
     finished: Arc<Mutex<VecDeque<Finished>>>,
     waker: Arc<UnixStream>,
 }
@@ -155,8 +169,24 @@ impl Worker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .recv();
             // The module's router set is gone: so is the work.
-            let Ok((job, work)) = next else { return };
-            let (answer, events) = work.run(&self.routers);
+            let Ok((job, work, cancelled)) = next else {
+                return;
+            };
+            let (answer, events) = if cancelled.load(Ordering::Acquire) {
+                (Answer::Cancelled, Vec::new())
+            } else {
+                // A panic of ours must not take the worker with it: the job
+                // answers with it, and the next job runs.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&self.routers)))
+                    .unwrap_or_else(|panic| {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".to_owned());
+                        (Answer::Panicked(why), Vec::new())
+                    })
+            };
             self.finished
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -78,7 +78,7 @@ def state(user_id: str, presence: str = "online", **fields: Any) -> UserPresence
     return attr.evolve(UserPresenceState.default(user_id), state=presence, **fields)
 
 
-def test_routes_hold_the_batchs_own_objects_and_small_calls_need_no_thread() -> None:
+def test_routes_hold_the_batchs_own_objects_whichever_thread_answers() -> None:
     router, api = load([example(always_send_to_users=["@w:x"], blacklisted_users=["@h:x"])])
     batch = [state("@a:x", status_msg="hi"), state("@h:x"), state("@b:x", "unavailable")]
     routes = users_for_states(api, batch)
@@ -87,9 +87,12 @@ def test_routes_hold_the_batchs_own_objects_and_small_calls_need_no_thread() -> 
     assert sorted(id(s) for s in routes["@w:x"]) == sorted(id(s) for s in (batch[0], batch[2]))
     assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
     assert interested_users(api, "@a:x") == set()
-    # Answered within their slice on the calling thread: no thread hop.
-    assert api.thread_calls == 0
-    assert router._routers.counters() == (3, 0, 0)
+    # Each call was answered within its slice on the calling thread, or
+    # (should the system have left this thread waiting past the slice's
+    # 5 ms) finished on a thread: never both, never neither.
+    in_slice, _, handed_off = router._routers.counters()
+    assert in_slice + handed_off == 3
+    assert api.thread_calls == handed_off
 
 
 def test_a_batch_too_big_for_the_reactor_is_finished_on_a_thread_with_the_same_answer() -> None:
@@ -191,7 +194,7 @@ def test_a_cancelled_request_is_passed_on_and_an_unexpected_error_is_not(
     # A router that sleeps longer than its slice in both callbacks: every
     # call is finished on Synapse's thread pool.
     _, api = load([{"name": "sleeper", "component": guest("hostile_sleeper"),
-                    "config": {"via": "sleep", "ms": 5,
+                    "config": {"via": "sleep", "ms": 50,
                                "in": ["get-users-for-states", "get-interested-users"]}}])
 
     async def cancelled(*_: Any) -> None:

@@ -4,6 +4,8 @@
 //! answer, failures and sends of a call made in one go, with no router run
 //! twice.
 
+use std::time::Duration;
+
 use presence_router_runtime::{FailureKind, Presence, Slice, UserPresenceState};
 use presence_router_tests::{batch, failure_kinds, load_ok};
 
@@ -15,6 +17,14 @@ fn states(users: &[&str]) -> Vec<UserPresenceState> {
             .collect::<Vec<_>>(),
     )
 }
+
+/// `Slice::REACTOR` without its wall-clock check: a call this test expects
+/// to fit must fit whatever else the machine is doing (a thread the system
+/// left waiting past 5 ms would use a reactor slice up).
+const PATIENT: Slice = Slice {
+    time: Duration::from_secs(3600),
+    ..Slice::REACTOR
+};
 
 /// The scripted router logs each call it gets: how many it ran.
 fn scripted_calls(api: &presence_router_tests::RecordingModuleApi) -> usize {
@@ -40,13 +50,13 @@ async fn a_call_that_fits_its_slice_answers_as_a_whole_call() {
     let batch = states(&["@a:x", "@send:test"]);
     let whole = routers.get_users_for_states_blocking(&batch);
     let sliced = routers
-        .get_users_for_states_in_slice(&batch, &Slice::REACTOR)
+        .get_users_for_states_in_slice(&batch, &PATIENT)
         .expect("a two-state batch fits a reactor slice");
     assert_eq!(sliced.answer, whole.answer);
     assert_eq!(sliced.sent_presence_to, whole.sent_presence_to);
     assert!(sliced.failures.is_empty() && whole.failures.is_empty());
     let interest = routers
-        .get_interested_users_in_slice("@w:x", &Slice::REACTOR)
+        .get_interested_users_in_slice("@w:x", &PATIENT)
         .expect("fits");
     assert_eq!(
         interest.answer,
@@ -123,16 +133,16 @@ async fn a_sleep_longer_than_the_slice_uses_it_up_and_is_charged_in_full_after()
 routers:
   - name: sleeper
     component: $HOSTILE_SLEEPER
-    config: {via: sleep, ms: 5, in: [get-interested-users]}
+    config: {via: sleep, ms: 50, in: [get-interested-users]}
     limits: {timeout: 1s}
 "#,
     )
     .await;
     let unfinished = routers
         .get_interested_users_in_slice("@a:x", &Slice::REACTOR)
-        .expect_err("5 ms of sleep is more than a 1 ms slice");
+        .expect_err("50 ms of sleep is more than a 5 ms slice");
     assert!(unfinished.slice_used_up());
-    // Its own budget (1 s) holds 5 ms of sleep: it answers.
+    // Its own budget (1 s) holds 50 ms of sleep: it answers.
     let routed = routers.finish_get_interested_users("@a:x", unfinished);
     assert!(routed.failures.is_empty(), "{:?}", routed.failures);
     assert!(api.skipped.lock().expect("not poisoned").is_empty());
@@ -152,7 +162,7 @@ routers:
     )
     .await;
     let routed = routers
-        .get_users_for_states_in_slice(&states(&["@a:x"]), &Slice::REACTOR)
+        .get_users_for_states_in_slice(&states(&["@a:x"]), &PATIENT)
         .expect("its own limit ends the call inside the slice");
     assert_eq!(failure_kinds(&routed), [("spin", FailureKind::OutOfFuel)]);
     assert_eq!(api.skipped.lock().expect("not poisoned").len(), 1);

@@ -37,7 +37,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamError, UdpSocket};
 
 use super::deadline::BudgetUsedUp;
-use super::state::{BrokenRule, GuestState, MAX_GUEST_RESOURCES};
+use super::state::{BrokenRule, GuestState, MAX_GUEST_RESOURCES, charge_fuel};
 
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
 const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
@@ -116,6 +116,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
                     pollables.len()
                 ))));
             }
+            // Each entry is host work: paid for before it is lifted.
+            charge_fuel(&mut store, 10 * pollables.len() as u64)?;
             let mut lifted = Vec::with_capacity(pollables.len());
             for position in 0..pollables.len() {
                 if let Some(pollable) = pollables.get(&mut store, position) {
@@ -180,6 +182,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
                     contents.len()
                 ))));
             }
+            charge_fuel(&mut store, contents.len() as u64)?;
             let bytes = contents.as_le_slice(&store).to_vec();
             let table = &mut store.data_mut().table;
             let written = at_once(table.blocking_write_and_flush(stream, bytes))?;
@@ -189,6 +192,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
     streams.func_wrap(
         "[method]output-stream.blocking-write-zeroes-and-flush",
         |mut store: Store<'_>, (stream, len): (Resource<DynOutputStream>, u64)| {
+            charge_fuel(&mut store, len.min(BLOCKING_WRITE_MAX as u64 + 1))?;
             let table = &mut store.data_mut().table;
             let written = at_once(table.blocking_write_zeroes_and_flush(stream, len))?;
             stream_result(table, written).map(|r| (r,))

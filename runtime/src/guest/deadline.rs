@@ -109,6 +109,8 @@ pub(crate) struct Watchdog {
 struct WatchdogShared {
     /// Calls (and instantiations) running now.
     running: AtomicUsize,
+    /// Ticks so far: a call that saw one may have outrun its budget.
+    ticks: AtomicU64,
     /// Set by the watchdog just before it parks; a call that starts and
     /// sees it set unparks it.
     parked: AtomicBool,
@@ -120,6 +122,7 @@ impl Watchdog {
     pub(crate) fn start(engine: EngineWeak) -> Watchdog {
         let shared = Arc::new(WatchdogShared {
             running: AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
@@ -140,6 +143,11 @@ impl Watchdog {
             }
         };
         Watchdog { shared, thread }
+    }
+
+    /// Ticks so far.
+    pub(crate) fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
     }
 
     /// Marks a call as running until the guard is dropped.
@@ -189,7 +197,10 @@ impl WatchdogShared {
             }
             thread::sleep(TICK);
             match engine.upgrade() {
-                Some(engine) => engine.increment_epoch(),
+                Some(engine) => {
+                    engine.increment_epoch();
+                    self.ticks.fetch_add(1, Ordering::Relaxed);
+                }
                 None => return,
             }
         }

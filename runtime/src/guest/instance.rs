@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{
     ComponentExportIndex, ComponentNamedList, Func, Lift, Lower, ResourceTableError, TypedFunc,
 };
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 
 use presence_router_model::{FailureKind, Limits, UserPresenceState, answer, format_bytes};
 
@@ -18,7 +18,10 @@ use super::bindings::matrix::presence_router::types::{
 use super::blocking::WouldWait;
 use super::deadline::{BudgetUsedUp, CallClock};
 use super::engine::{GuestEngine, LoadedComponent};
-use super::state::{BrokenRule, CallEffects, GuestState, MAX_GUEST_RESOURCES, SliceLimits};
+use super::state::{
+    BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, MAX_GUEST_RESOURCES, SliceLimits,
+    charge_fuel,
+};
 use super::{
     CheckedInterest, CheckedRoutes, Failure, GET_INTERESTED_USERS, GET_USERS_FOR_STATES,
     PARSE_CONFIG, error_text,
@@ -103,6 +106,12 @@ impl GuestInstance {
         // cap for those.
         store.set_max_component_handles(MAX_GUEST_RESOURCES);
         store.set_hostcall_fuel(answer_bytes(limits));
+        // Every call into the host costs fuel, so that no loop of host calls
+        // is free (state.rs).
+        store.call_hook(|mut store, hook| match hook {
+            CallHook::CallingHost => charge_fuel(&mut store, HOST_CALL_FUEL),
+            _ => Ok(()),
+        });
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.call_clock.on_tick(&state.waits) {
@@ -289,6 +298,7 @@ impl GuestInstance {
         let what = || format!("`{export}`");
         // SAFETY: the caller guarantees the types were checked.
         let typed = unsafe { TypedFunc::<Params, Return>::new_unchecked(func) };
+        let ticks = self.engine.watchdog.ticks();
         let answered = {
             // A call in a slice is bounded by its slice's fuel, and wakes
             // no watchdog: waking a parked thread costs the caller a system
@@ -306,11 +316,24 @@ impl GuestInstance {
             Ok(answer) => answer,
             Err(e) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
         };
+        let elapsed = self.store.data().call_clock.started().elapsed();
         let state = self.store.data_mut();
-        if state.call_clock.waits_overspent(&state.waits) {
-            if state.slice.is_some_and(|slice| slice.time_cut) {
-                return Err(Failure::slice_used_up(false));
+        if let Some(slice) = state.slice {
+            // Host work fuel doesn't see (lowering the batch, lifting the
+            // answer, the first touch of memory) may have made it long: a
+            // slice that ran past its time is used up, answer or not. The
+            // instance ran the batch: a fresh one runs it again.
+            if elapsed > slice.time || state.call_clock.waits_overspent(&state.waits) {
+                return Err(Failure::slice_used_up(true));
             }
+        } else if self.engine.watchdog.ticks() != ticks && state.call_clock.on_tick(&state.waits) {
+            // It spent its budget in a host call, after which no wasm ran to
+            // notice the tick: the answer came too late all the same.
+            let mut failure = timed_out(&self.limits, &what());
+            failure.instance_lost = false;
+            return Err(failure);
+        }
+        if state.call_clock.waits_overspent(&state.waits) {
             // It slept past its budget and answered before the watchdog's
             // next tick: the answer came too late all the same. wasmtime's
             // call succeeded, so the instance itself is sound.
@@ -322,7 +345,7 @@ impl GuestInstance {
             fuel_used: fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
             fuel_budget: fuel,
             // Since the budget started: a fresh instance's making counts.
-            elapsed: self.store.data().call_clock.started().elapsed(),
+            elapsed,
         };
         Ok((answer, usage))
     }
@@ -366,10 +389,14 @@ fn begin_budget(
         Some(slice) => {
             state.slice = Some(SliceLimits {
                 fuel: slice.fuel,
+                time: slice.time,
                 fuel_cut: false,
                 answer_bytes: slice.answer_bytes,
                 answer_cut: slice.answer_bytes < answer_bytes(limits),
-                time_cut: slice.time < limits.timeout,
+                // Always: a slice's time is wall time (it reads no CPU
+                // clock), so running out of it says nothing of the router's
+                // own budget, which the finished call measures.
+                time_cut: true,
             });
             CallClock::in_slice(limits.timeout.min(slice.time), start.0, &state.waits)
         }

@@ -12,7 +12,7 @@
 //! host 120 MiB per call).
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource, ResourceTable, WasmList, WasmStr};
+use wasmtime::component::{Linker, Resource, ResourceTable, Val, WasmList, WasmStr};
 use wasmtime_wasi::p2::bindings::io::streams::StreamError as WitStreamError;
 use wasmtime_wasi::p2::{DynOutputStream, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -26,6 +26,32 @@ use super::deadline::{CallClock, Waits};
 use super::limiter::MemoryLimiter;
 use super::output::{CapturedOutput, WRITE_PERMIT};
 use crate::module_api::LogLevel;
+
+/// WASI 0.2's random sources and name lookup, as `wasmtime-wasi` 48 names
+/// them.
+const WASI_RANDOM: &str = "wasi:random/random@0.2.12";
+const WASI_INSECURE_RANDOM: &str = "wasi:random/insecure@0.2.12";
+const WASI_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+
+/// `get-random-bytes` (both sources): at most 64 KiB, paid for per byte
+/// before it is made (wasmtime-wasi makes them a byte at a time). Every
+/// source is the operating system's: a router gets nothing better from the
+/// secure one, and nothing worse from the insecure one.
+fn random_bytes(
+    store: &mut StoreContextMut<'_, GuestState>,
+    len: u64,
+) -> wasmtime::Result<Vec<u8>> {
+    if len > MAX_RANDOM_BYTES {
+        return Err(wasmtime::Error::new(BrokenRule(format!(
+            "asked for {len} random bytes at once, more than the {MAX_RANDOM_BYTES} a call may"
+        ))));
+    }
+    charge_fuel(store, FUEL_PER_BYTE.saturating_mul(len))?;
+    let mut bytes = vec![0u8; len as usize];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| wasmtime::Error::msg(format!("no random bytes from the system: {e}")))?;
+    Ok(bytes)
+}
 
 /// The host interface routers import, as its WIT names it.
 const MODULE_API: &str = "matrix:presence-router/module-api@0.1.0";
@@ -44,10 +70,39 @@ pub(crate) const MAX_GUEST_RESOURCES: usize = 1024;
 /// runtimes ask for a few dozen to seed their hash maps).
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
+/// Fuel every call into the host costs, whatever it does: the host's work
+/// for a guest is not wasm, so fuel would not see it, and a loop of cheap
+/// host calls could otherwise run long on a tiny budget (a slice's above
+/// all). A few hundred nanoseconds of host work, priced like the wasm it
+/// stands for.
+pub(crate) const HOST_CALL_FUEL: u64 = 100;
+
+/// Fuel per byte a host function reads from, writes to or makes for the
+/// guest (as wasmtime 48 charges `memory.copy` and `memory.fill`), and per
+/// entry of a list it walks.
+const FUEL_PER_BYTE: u64 = 1;
+const FUEL_PER_ENTRY: u64 = 10;
+
+/// Takes `units` of fuel for host work done for the guest; running out is
+/// running out of fuel, as in wasm.
+pub(crate) fn charge_fuel(
+    store: &mut StoreContextMut<'_, GuestState>,
+    units: u64,
+) -> wasmtime::Result<()> {
+    let left = store.get_fuel()?;
+    if left < units {
+        store.set_fuel(0)?;
+        return Err(wasmtime::Error::new(wasmtime::Trap::OutOfFuel));
+    }
+    store.set_fuel(left - units)
+}
+
 /// The slice a call is tried in, as it applies to this router's limits.
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLimits {
     pub fuel: u64,
+    /// Wall time the call may take.
+    pub time: std::time::Duration,
     /// The answer bytes the slice allows, and whether that is less than
     /// the router's own limit.
     pub answer_bytes: usize,
@@ -223,6 +278,12 @@ impl GuestState {
         }
         let call = state.send_calls;
         state.send_calls += 1;
+        // Entries are paid for before they are read, bytes as they are.
+        charge_fuel(
+            &mut store,
+            FUEL_PER_ENTRY.saturating_mul(users.len() as u64),
+        )?;
+        let state = store.data_mut();
         let entries = state.send_entries.saturating_add(users.len());
         answer::check_user_count(entries, state.max_answer_entries).map_err(|why| {
             wasmtime::Error::new(BrokenRule(format!(
@@ -243,7 +304,9 @@ impl GuestState {
                     "send-local-online-presence-to call {call}: {why}"
                 )))
             })?;
-            checked.push(user.into_owned());
+            let user = user.into_owned();
+            charge_fuel(&mut store, FUEL_PER_BYTE.saturating_mul(user.len() as u64))?;
+            checked.push(user);
         }
         store.data_mut().effects.sends.extend(checked);
         Ok(())
@@ -264,8 +327,13 @@ impl GuestState {
         if !store.data_mut().room_for_log() {
             return Ok(());
         }
-        // Borrowed from guest memory; only the kept part is copied.
-        let line = escape_untrusted(&message.to_str(&store)?, MAX_GUEST_TEXT_BYTES);
+        // Borrowed from guest memory; only the kept part is copied. wasmtime
+        // checks the whole string is UTF-8 first: its length is charged
+        // after, so a guest pays for a long line once, not over and over.
+        let text = message.to_str(&store)?;
+        let length = text.len() as u64;
+        let line = escape_untrusted(&text, MAX_GUEST_TEXT_BYTES);
+        charge_fuel(&mut store, FUEL_PER_BYTE.saturating_mul(length))?;
         store.data_mut().effects.logs.push((level, line));
         Ok(())
     }
@@ -306,6 +374,10 @@ fn write(
             contents.len()
         ))));
     }
+    charge_fuel(
+        &mut store,
+        FUEL_PER_BYTE.saturating_mul(contents.len() as u64),
+    )?;
     let bytes = bytes::Bytes::copy_from_slice(contents.as_le_slice(&store));
     let table = &mut store.data_mut().table;
     let written = table.get_mut(&stream)?.write(bytes);
@@ -339,6 +411,32 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
         "log",
         |store: StoreContextMut<'_, GuestState>, (level, message): (WitLogLevel, WasmStr)| {
             GuestState::log(store, level, message)
+        },
+    )?;
+    for (interface, function) in [
+        (WASI_RANDOM, "get-random-bytes"),
+        (WASI_INSECURE_RANDOM, "get-insecure-random-bytes"),
+    ] {
+        linker.instance(interface)?.func_wrap(
+            function,
+            |mut store: StoreContextMut<'_, GuestState>, (len,): (u64,)| {
+                random_bytes(&mut store, len).map(|bytes| (bytes,))
+            },
+        )?;
+    }
+    // Name lookups are refused (`allow_ip_name_lookup(false)`), but
+    // wasmtime-wasi refuses only after it has started its own Tokio runtime,
+    // a thread per core for the life of the process: refused here first.
+    // Its stream type is private, hence the dynamic signature.
+    linker.instance(WASI_NAME_LOOKUP)?.func_new(
+        "resolve-addresses",
+        |_store, _ty, _params: &[Val], results: &mut [Val]| {
+            if let Some(result) = results.first_mut() {
+                *result = Val::Result(Err(Some(Box::new(Val::Enum(
+                    "permanent-resolver-failure".to_owned(),
+                )))));
+            }
+            Ok(())
         },
     )?;
     let mut streams = linker.instance(WASI_STREAMS)?;

@@ -306,7 +306,13 @@ class _Offload:
         return cls(routers, reactor)
 
     def finish(self, job: int) -> "Deferred[Any]":
-        waiting: "Deferred[Any]" = Deferred()
+        def cancel(_: "Deferred[Any]") -> None:
+            # Synapse gave up on the request: a worker that hasn't started
+            # the job skips it.
+            self._waiting.pop(job, None)
+            self._routers.cancel_job(job)
+
+        waiting: "Deferred[Any]" = Deferred(canceller=cancel)
         self._routers.submit(job)
         self._waiting[job] = waiting
         return waiting
