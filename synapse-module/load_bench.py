@@ -18,8 +18,8 @@ router, with the docs' Python presence router, and with the wasm module.
     target/toolchains/synapse-venv/bin/python synapse-module/load_bench.py --quick
 
 Options: --rounds N (4), --updates N (2400), --rate N (40 updates/s),
---sync-rate N (5 prompt syncs/s), --idle-seconds S (10), --configs
-none,python,wasm, --wheel PATH, --quick. The guests must be built
+--sync-rate N (5 prompt syncs/s), --poll-interval MS (0), --idle-seconds S
+(10), --configs none,python,wasm, --wheel PATH, --quick. The guests must be built
 (`cargo build -p presence-router-tests`; `built_guests.py` finds them).
 
 Configurations (each run is a fresh Synapse process on 127.0.0.1 with a
@@ -48,15 +48,22 @@ Scenario (per run):
 * Long-polling ``/sync`` clients (``timeout=30000``, ``set_presence=offline``
   so that syncing never changes anyone's presence): the 2 watchers and one
   member of each room (20). Each returns as soon as there is presence for
-  it, so the watchers sync about as often as updates arrive: each of their
-  syncs makes Synapse call ``get_interested_users`` (answer: all users) and
-  ``get_users_for_states`` on the updates since their last sync.
+  it, and the next starts at once, as a Matrix client's does, so the
+  watchers sync about as often as updates arrive: each of their syncs
+  makes Synapse call ``get_interested_users`` (answer: all users) and
+  ``get_users_for_states`` on the updates since their last sync. So how
+  many syncs Synapse serves depends on how fast it answers: a slower
+  configuration serves fewer, larger ones (the table's "long polls / s").
+  ``--poll-interval`` spaces each client's syncs, which takes most of that
+  feedback out.
   Each update also goes through ``get_users_for_states`` when Synapse
   works out whom to notify (and again for federation, which has no remote
   destination here).
 * Warm-up (not measured): each user PUTs ``online`` once, at the same rate.
 * Load phase (measured): ``--updates`` ``PUT /presence/{userId}/status``,
-  round-robin over the 200 users, each user alternating ``unavailable`` /
+  round-robin over the 200 users, rooms interleaved (u000, u010, ...,
+  u190, u001, ...: at 40/s each room gets an update every 0.5 s, not ten
+  in a burst every 5 s), each user alternating ``unavailable`` /
   ``online`` with a new status message each time, sent open-loop at
   ``--rate`` per second (a slow answer does not delay the next send).
   Meanwhile a separate client issues prompt syncs (``timeout=0``, each
@@ -89,6 +96,7 @@ The figures, per configuration (median of the rounds):
   during the load phase (all of them; "watcher sync" only the watchers'),
   in ms. Long polls are not timed: their waiting is not latency.
 * idle CPU: Synapse's CPU over the idle period, as a share of one core.
+* long polls / s: long-poll syncs answered per second of the load phase.
 * Below the table: wasm / Python CPU per 1k updates, and the same ratio of
   what each router adds above the no-router run; how much of the CPU was
   Synapse's main thread (the Twisted reactor: request handling, Synapse's
@@ -155,6 +163,10 @@ N_ROOMS = 20
 PER_ROOM = 10
 USERS = [f"u{i:03d}" for i in range(N_ROOMS * PER_ROOM)]
 ROOMS = [USERS[r * PER_ROOM:(r + 1) * PER_ROOM] for r in range(N_ROOMS)]
+# The order users send updates in: rooms interleaved (u000, u010, ..., u190,
+# u001, ...), so that each room's members get an update every 1/(rate/20)
+# s rather than ten in a burst every 200/rate s.
+SEND_ORDER = [room[k] for k in range(PER_ROOM) for room in ROOMS]
 WATCHERS = ["watcher1", "watcher2"]
 BLACKLISTED = USERS[0]
 # One long-polling member per room (not the blacklisted one: its room's
@@ -304,9 +316,14 @@ def presence_senders(body: dict) -> List[str]:
             if ev.get("type") == "m.presence"]
 
 
-async def long_poll(http: httpx.AsyncClient, poller: Poller, errors: List[str]) -> None:
-    """Syncs until cancelled, each sync waiting up to LONG_POLL_MS."""
+async def long_poll(http: httpx.AsyncClient, poller: Poller, interval_s: float,
+                    errors: List[str]) -> None:
+    """Syncs until cancelled, each sync waiting up to LONG_POLL_MS, the next
+    one starting at least `interval_s` after the previous one started (0: at
+    once, as Matrix clients do)."""
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             r = await http.get(SYNC, headers=auth(poller.token), timeout=LONG_POLL_MS / 1000 + 30,
                                params={"timeout": str(LONG_POLL_MS), "since": poller.since,
@@ -324,6 +341,9 @@ async def long_poll(http: httpx.AsyncClient, poller: Poller, errors: List[str]) 
         poller.syncs += 1
         for sender in presence_senders(body):
             poller.senders[sender] = poller.senders.get(sender, 0) + 1
+        wait = started + interval_s - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 async def prompt_syncs(http: httpx.AsyncClient, samplers: List[Tuple[str, str, bool]],
@@ -373,12 +393,12 @@ async def send_updates(http: httpx.AsyncClient, tokens: Dict[str, str], first: i
                        rate: float, latencies_ms: List[float], errors: List[str]) -> float:
     """PUTs presence updates number first..first+count-1, open loop at `rate`
     per second; returns the achieved send rate. Update n is for user
-    n % 200, that user's (n // 200)-th: online for even, unavailable for odd,
-    with a new status message every time."""
+    SEND_ORDER[n % 200], that user's (n // 200)-th: online for even,
+    unavailable for odd, with a new status message every time."""
     loop = asyncio.get_running_loop()
 
     async def put(n: int) -> None:
-        name = USERS[n % len(USERS)]
+        name = SEND_ORDER[n % len(SEND_ORDER)]
         k = n // len(USERS)
         state = "online" if k % 2 == 0 else "unavailable"
         t = time.perf_counter()
@@ -458,7 +478,8 @@ async def drive(hs: SynapseProcess, config: str, args: argparse.Namespace) -> Ru
             samplers.append((f"{WATCHERS[i % 2]}#{i}", tokens[WATCHERS[i % 2]], True))
             samplers.append((member, tokens[member], False))
         samples: List[Sample] = []
-        tasks = [asyncio.create_task(long_poll(poll_http, p, errors)) for p in pollers]
+        tasks = [asyncio.create_task(long_poll(poll_http, p, args.poll_interval / 1000, errors))
+                 for p in pollers]
         tasks.append(asyncio.create_task(
             prompt_syncs(sample_http, samplers, args.sync_rate, samples, errors)))
 
@@ -604,7 +625,7 @@ def report(results: Dict[str, List[RunResult]], header: List[str]) -> str:
     lines = header + [""]
     cols = ["configuration", "CPU s / 1k updates", "PUT p50 ms", "PUT p99 ms",
             "sync p50 ms", "sync p99 ms", "watcher sync p50 ms", "watcher sync p99 ms",
-            "idle CPU % core", "watchers saw"]
+            "idle CPU % core", "long polls / s", "watchers saw"]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
     med: Dict[str, Dict[str, float]] = {}
@@ -613,13 +634,13 @@ def report(results: Dict[str, List[RunResult]], header: List[str]) -> str:
             continue
         m = {k: statistics.median(getattr(r, k) for r in runs) for k in (
             "cpu_per_1k", "reactor_per_1k", "put_p50", "put_p99", "sync_p50", "sync_p99",
-            "wsync_p50", "wsync_p99", "idle_pct")}
+            "wsync_p50", "wsync_p99", "idle_pct", "polls_per_s")}
         med[config] = m
         saw = sorted({r.watchers_saw for r in runs})
         lines.append("| " + " | ".join([
             CONFIGS[config][0], fmt(m["cpu_per_1k"], 2), fmt(m["put_p50"]), fmt(m["put_p99"]),
             fmt(m["sync_p50"]), fmt(m["sync_p99"]), fmt(m["wsync_p50"]), fmt(m["wsync_p99"]),
-            fmt(m["idle_pct"]), "/".join(map(str, saw)) if len(saw) < 3 else f"{saw[0]}-{saw[-1]}",
+            fmt(m["idle_pct"]), fmt(m["polls_per_s"], 0), "/".join(map(str, saw)) if len(saw) < 3 else f"{saw[0]}-{saw[-1]}",
         ]) + " |")
     lines.append("")
     if "wasm" in med and "python" in med:
@@ -652,6 +673,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--updates", type=int, help="presence updates per run; default 2400")
     ap.add_argument("--rate", type=float, default=40.0, help="updates per second (40)")
     ap.add_argument("--sync-rate", type=float, default=5.0, help="prompt syncs per second (5)")
+    ap.add_argument("--poll-interval", type=float, default=0.0,
+                    help="least ms between a long-poller's syncs (0: none, as clients do)")
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="idle period (10)")
     ap.add_argument("--configs", default="none,python,wasm",
                     help="comma-separated subset of none,python,wasm, in run order")
@@ -665,8 +688,9 @@ def parse_args() -> argparse.Namespace:
     for c in args.configs:
         if c not in CONFIGS:
             ap.error(f"unknown configuration {c!r} (none, python, wasm)")
-    if args.updates < 2 or args.rate <= 0 or args.sync_rate <= 0 or args.rounds < 1:
-        ap.error("--updates >= 2, --rate, --sync-rate > 0, --rounds >= 1")
+    if (args.updates < 2 or args.rate <= 0 or args.sync_rate <= 0 or args.rounds < 1
+            or args.poll_interval < 0):
+        ap.error("--updates >= 2, --rate, --sync-rate > 0, --rounds >= 1, --poll-interval >= 0")
     return args
 
 
@@ -708,7 +732,9 @@ def main() -> int:
             f"scenario: {len(USERS)} users in {N_ROOMS} rooms of {PER_ROOM}, "
             f"{len(WATCHERS)} watchers (always_send_to_users, in no room), 1 blacklisted; "
             f"{args.updates} presence PUTs at {args.rate:g}/s after a {len(USERS)}-PUT warm-up; "
-            f"{len(WATCHERS) + len(LONG_POLL_MEMBERS)} long-polling /sync clients; "
+            f"{len(WATCHERS) + len(LONG_POLL_MEMBERS)} long-polling /sync clients"
+            + (f" (at most one sync per {args.poll_interval:g} ms each); " if args.poll_interval
+               else "; ") +
             f"prompt /syncs at {args.sync_rate:g}/s; idle {args.idle_seconds:g} s; "
             f"median of {args.rounds} round(s), configurations alternating",
             "```",

@@ -17,7 +17,6 @@
 //! writes its exports against the canonical ABI by hand, so that returning
 //! a million entries costs it a handful of instructions.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use presence_router_runtime::{Presence, RouterSet, Slice, UserPresenceState};
@@ -28,8 +27,9 @@ use presence_router_tests::{RecordingModuleApi, batch, load_ok, proc_status_byte
 /// below what the attacks cost before (0.1 to 2 s).
 const REACTOR_CPU_BOUND: Duration = Duration::from_millis(50);
 
-/// The tests measure memory peaks and threads: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// The tests measure memory peaks and threads: one at a time (an async
+/// lock: each test holds it across its loads).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn load(config: &str) -> (RouterSet, std::sync::Arc<RecordingModuleApi>) {
     load_ok(&format!(
@@ -86,7 +86,7 @@ fn used_up_in_bounds<T, U>(
 /// lift, check and merge a million strings.
 #[tokio::test]
 async fn an_aliased_interest_answer_uses_its_slice_up() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let (set, _api) = load("{mode: interest, n: 1000000}").await;
     used_up_in_bounds("interest", || {
         set.get_interested_users_in_slice("@q:x", &Slice::REACTOR)
@@ -96,7 +96,7 @@ async fn an_aliased_interest_answer_uses_its_slice_up() {
 /// 500,000 routes `(@a:x, [0])` aliasing one string and one index list.
 #[tokio::test]
 async fn an_aliased_route_answer_uses_its_slice_up() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let (set, _api) = load("{mode: routes, n: 500000}").await;
     used_up_in_bounds("routes", || {
         set.get_users_for_states_in_slice(&one_state(), &Slice::REACTOR)
@@ -108,7 +108,7 @@ async fn an_aliased_route_answer_uses_its_slice_up() {
 /// paid for before it is read, so this one is refused before any is.
 #[tokio::test]
 async fn an_aliased_send_uses_its_slice_up_and_no_host_memory() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let (set, _api) = load("{mode: send, n: 1000000}").await;
     let peak_before = proc_status_bytes("VmHWM:");
     used_up_in_bounds("send", || {
@@ -127,7 +127,7 @@ async fn an_aliased_send_uses_its_slice_up_and_no_host_memory() {
 /// borrows of one ready pollable, `log` of a 32 MiB message.
 #[tokio::test]
 async fn loops_of_host_calls_use_their_slice_up() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     for (mode, k) in [
         ("random", 4000),
         ("write", 8000),
@@ -147,7 +147,7 @@ async fn loops_of_host_calls_use_their_slice_up() {
 #[tokio::test]
 async fn loops_of_host_calls_end_with_full_limits() {
     use presence_router_runtime::FailureKind::{OutOfFuel, Timeout};
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     for (mode, k) in [("random", 400_000), ("write", 800_000), ("poll", 200_000)] {
         let (set, _api) = load(&format!("{{mode: {mode}, k: {k}}}")).await;
         let routed = set.get_users_for_states_blocking(&one_state());
@@ -165,7 +165,7 @@ async fn loops_of_host_calls_end_with_full_limits() {
 /// a thread per core for the life of the process.
 #[test]
 fn a_refused_name_lookup_starts_no_threads() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.blocking_lock();
     let loading = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -19,7 +19,7 @@ its configuration (``parse_config``), so a bad one stops Synapse at start
 with a ``ConfigError`` naming the key.
 
 A call runs first on the reactor, within a slice per router (200,000 units of
-fuel and 1 ms of time budget, ``Slice::REACTOR`` in the runtime): a one-state
+fuel and 5 ms, ``Slice::REACTOR`` in the runtime): a one-state
 call costs about what the Python router it replaces costs, with no thread
 hop. A call that needs more (a big batch, a slow or hostile router) is
 finished off the reactor by the module's own threads, which never take the
