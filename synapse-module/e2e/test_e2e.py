@@ -511,10 +511,11 @@ def test_presence_routing_end_to_end(form: str) -> None:
 
 
 HOSTILE_ROUTERS = [
-    # name, component, limits, the failure kind Synapse's log must show
-    ("spin", "hostile_spin", {}, "out_of_fuel"),
-    ("panic", "hostile_panic", {}, "trap"),
-    ("sleeper", "hostile_sleeper", {"timeout": "50ms"}, "timeout"),
+    # name, component, config, limits, the failure kind Synapse's log must show
+    ("spin", "hostile_spin", {}, {}, "out_of_fuel"),
+    ("panic", "hostile_panic", {}, {}, "trap"),
+    # Sleeps 200 ms: charged to its 50 ms budget at once, never slept.
+    ("sleeper", "hostile_sleeper", {"via": "sleep", "ms": 200}, {"timeout": "50ms"}, "timeout"),
 ]
 
 
@@ -523,10 +524,10 @@ def test_hostile_routers_beside_the_example_do_not_stop_synapse_or_routing() -> 
     the same module: every call to them fails, Synapse keeps serving /sync
     and presence, logs each failure, and the example's routing stands."""
     hostile = [
-        {"name": name, "component": guest(component), "limits": limits,
+        {"name": name, "component": guest(component), "config": config, "limits": limits,
          # Never suspended, so that every batch really calls them.
          "failure_policy": {"suspend_after": 1000000}}
-        for name, component, limits, _ in HOSTILE_ROUTERS
+        for name, component, config, limits, _ in HOSTILE_ROUTERS
     ]
     routers = [hostile[0], example_router(), *hostile[1:]]
     with running_synapse("hostile", [wasm_module(*routers)]) as synapse, \
@@ -552,7 +553,7 @@ def test_hostile_routers_beside_the_example_do_not_stop_synapse_or_routing() -> 
         assert hidden.user_id not in watcher.senders_seen(), watcher.seen
 
         log = synapse.log_text()
-        for name, _, _, kind in HOSTILE_ROUTERS:
+        for name, _, _, _, kind in HOSTILE_ROUTERS:
             assert f"router `{name}` skipped for this call ({kind})" in log, synapse.log_tail()
         # The guest's own words reach the log: the panic message, from its
         # stderr, under the module's logger.
