@@ -640,7 +640,8 @@ def report(results: Dict[str, List[RunResult]], header: List[str]) -> str:
         lines.append("| " + " | ".join([
             CONFIGS[config][0], fmt(m["cpu_per_1k"], 2), fmt(m["put_p50"]), fmt(m["put_p99"]),
             fmt(m["sync_p50"]), fmt(m["sync_p99"]), fmt(m["wsync_p50"]), fmt(m["wsync_p99"]),
-            fmt(m["idle_pct"]), fmt(m["polls_per_s"], 0), "/".join(map(str, saw)) if len(saw) < 3 else f"{saw[0]}-{saw[-1]}",
+            fmt(m["idle_pct"]), fmt(m["polls_per_s"], 0),
+            "/".join(map(str, saw)) if len(saw) < 3 else f"{saw[0]}-{saw[-1]}",
         ]) + " |")
     lines.append("")
     if "wasm" in med and "python" in med:

@@ -25,13 +25,13 @@ use presence_router_model::RouterFailure;
 pub struct Slice {
     /// Fuel (roughly, wasm instructions) a router may use.
     pub fuel: u64,
-    /// Time a router's call may take, by the wall clock, the clock waits it
-    /// asked for included (a call in a slice reads no CPU clock). Waits are
-    /// checked as they are made, the wall clock when the call returns: a
-    /// call that answered later than this is abandoned all the same. Fuel
-    /// bounds what a call computes; this catches the host work fuel does
-    /// not see (copying a batch in and an answer out, the first touch of
-    /// fresh memory), and a thread the system left waiting.
+    /// Time a router's call may take, the clock waits it asked for
+    /// included: waits are checked as they are made; should another call's
+    /// watchdog tick while it runs, the wall time since it started is
+    /// checked too (a call in a slice reads no CPU clock). Fuel, which host
+    /// work is charged to as well, is what bounds a call in a slice; how
+    /// long a call that answered took by the wall clock is the embedder's
+    /// to weigh (`CallStats::elapsed`).
     pub time: Duration,
     /// Bytes of answer the host may lift from a router (as
     /// `max_answer_entries` × 128 bytes counts them): lifting is host work

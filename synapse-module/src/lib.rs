@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use presence_router_runtime::{
     CacheSetting, LoadError, LoadOptions, RouterSet, RouterSetConfig, Slice,
@@ -206,6 +207,7 @@ impl PyRouterSet {
         let (read, mut events) = collecting_events(|| Batch::read(py, &states, &self.events));
         let size = read.states.len();
         let done = if self.inline.allows(size.max(1)) {
+            let started = Instant::now();
             let (tried, tried_events) = collecting_events(|| {
                 self.routers
                     .get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
@@ -213,6 +215,7 @@ impl PyRouterSet {
             events.extend(tried_events);
             match tried {
                 Ok(routed) => {
+                    self.inline.answered(size.max(1), started.elapsed());
                     self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
                     self.queued_events_into(&mut events);
                     let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
@@ -259,6 +262,7 @@ impl PyRouterSet {
     fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
         let mut events = Vec::new();
         let done = if self.inline.allows(1) {
+            let started = Instant::now();
             let (tried, tried_events) = collecting_events(|| {
                 self.routers
                     .get_interested_users_in_slice(&user_id, &Slice::REACTOR)
@@ -266,6 +270,7 @@ impl PyRouterSet {
             events = tried_events;
             match tried {
                 Ok(routed) => {
+                    self.inline.answered(1, started.elapsed());
                     self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
                     self.queued_events_into(&mut events);
                     let (all, users) = interest_to_py(py, routed.answer)?;

@@ -208,6 +208,9 @@ impl Worker {
 pub(crate) struct InlinePolicy {
     /// The largest batch tried on the reactor now.
     largest: AtomicUsize,
+    /// Calls that answered in their slice but slowly, since `slow_since_ms`.
+    slow_calls: AtomicU64,
+    slow_since_ms: AtomicU64,
     /// When it was last lowered, in milliseconds since `origin` (0: never).
     lowered_at_ms: AtomicU64,
     origin: Instant,
@@ -223,6 +226,8 @@ impl InlinePolicy {
     pub(crate) fn new() -> Self {
         InlinePolicy {
             largest: AtomicUsize::new(Self::LARGEST),
+            slow_calls: AtomicU64::new(0),
+            slow_since_ms: AtomicU64::new(0),
             lowered_at_ms: AtomicU64::new(0),
             origin: Instant::now(),
         }
@@ -244,6 +249,31 @@ impl InlinePolicy {
         }
         self.largest.store(Self::LARGEST, Ordering::Relaxed);
         true
+    }
+
+    /// A call slower than this by the wall clock, answered in its slice,
+    /// counts against its size: the host work a router can make free of
+    /// fuel is bounded, but the system may leave the thread waiting, so it
+    /// takes [`InlinePolicy::SLOW_CALLS`] of them within
+    /// [`InlinePolicy::MEMORY`] to move that size off the reactor.
+    pub(crate) const SLOW: Duration = Duration::from_millis(5);
+    pub(crate) const SLOW_CALLS: u64 = 3;
+
+    /// A call on `size` states answered in its slice, in `took`.
+    pub(crate) fn answered(&self, size: usize, took: Duration) {
+        if took <= Self::SLOW {
+            return;
+        }
+        let now = self.now_ms();
+        let since = self.slow_since_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(since) >= Self::MEMORY.as_millis() as u64 {
+            self.slow_since_ms.store(now, Ordering::Relaxed);
+            self.slow_calls.store(0, Ordering::Relaxed);
+        }
+        if self.slow_calls.fetch_add(1, Ordering::Relaxed) + 1 >= Self::SLOW_CALLS {
+            self.slow_calls.store(0, Ordering::Relaxed);
+            self.used_up(size);
+        }
     }
 
     /// A call on `size` states used its slice up.

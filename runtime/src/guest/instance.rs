@@ -318,12 +318,12 @@ impl GuestInstance {
         };
         let elapsed = self.store.data().call_clock.started().elapsed();
         let state = self.store.data_mut();
-        if let Some(slice) = state.slice {
-            // Host work fuel doesn't see (lowering the batch, lifting the
-            // answer, the first touch of memory) may have made it long: a
-            // slice that ran past its time is used up, answer or not. The
-            // instance ran the batch: a fresh one runs it again.
-            if elapsed > slice.time || state.call_clock.waits_overspent(&state.waits) {
+        if state.slice.is_some() {
+            // Slept past the slice: used up. The instance ran the batch: a
+            // fresh one runs it again. (How long the call took by the wall
+            // clock is for the embedder to weigh: a thread the system left
+            // waiting is no reason to throw an answer away.)
+            if state.call_clock.waits_overspent(&state.waits) {
                 return Err(Failure::slice_used_up(true));
             }
         } else if self.engine.watchdog.ticks() != ticks && state.call_clock.on_tick(&state.waits) {
@@ -389,7 +389,6 @@ fn begin_budget(
         Some(slice) => {
             state.slice = Some(SliceLimits {
                 fuel: slice.fuel,
-                time: slice.time,
                 fuel_cut: false,
                 answer_bytes: slice.answer_bytes,
                 answer_cut: slice.answer_bytes < answer_bytes(limits),

@@ -101,8 +101,6 @@ pub(crate) fn charge_fuel(
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLimits {
     pub fuel: u64,
-    /// Wall time the call may take.
-    pub time: std::time::Duration,
     /// The answer bytes the slice allows, and whether that is less than
     /// the router's own limit.
     pub answer_bytes: usize,
