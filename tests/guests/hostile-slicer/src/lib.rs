@@ -143,6 +143,11 @@ static ROUTES: [RawRoute; MAX_N / 2] = [RawRoute {
 
 /// The canonical ABI's allocator: the scratch buffer while a loop of
 /// host calls runs (no allocation, no fuel), std's otherwise.
+///
+/// # Safety
+///
+/// Called only by the component model, with `old` and `old_size` from an
+/// earlier call (or null and 0) and a power-of-two `align`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cabi_realloc(
     old: *mut u8,
@@ -172,6 +177,11 @@ pub unsafe extern "C" fn cabi_realloc(
     }
 }
 
+/// The `parse-config` export, by the canonical ABI.
+///
+/// # Safety
+///
+/// Called only by the component model, with a string it lowered.
 #[unsafe(export_name = "parse-config")]
 pub unsafe extern "C" fn parse_config(ptr: *const u8, len: usize) -> *const u32 {
     // SAFETY: the host lowered a string there.
@@ -196,6 +206,11 @@ pub unsafe extern "C" fn parse_config(ptr: *const u8, len: usize) -> *const u32 
     s.ret.as_ptr()
 }
 
+/// The `get-users-for-states` export, by the canonical ABI.
+///
+/// # Safety
+///
+/// Called only by the component model; the batch is not read.
 #[unsafe(export_name = "get-users-for-states")]
 pub unsafe extern "C" fn get_users_for_states(_ptr: *const u8, _len: usize) -> *const u32 {
     let s = state();
@@ -224,7 +239,14 @@ pub unsafe extern "C" fn get_users_for_states(_ptr: *const u8, _len: usize) -> *
             let mut result = [0u32; 2];
             for _ in 0..s.k {
                 // SAFETY: a valid buffer the host only reads.
-                unsafe { raw_write(stdout, s.scratch.as_ptr(), SCRATCH, result.as_mut_ptr().cast()) };
+                unsafe {
+                    raw_write(
+                        stdout,
+                        s.scratch.as_ptr(),
+                        SCRATCH,
+                        result.as_mut_ptr().cast(),
+                    )
+                };
             }
             s.ret = [0; 4];
         }
@@ -234,7 +256,14 @@ pub unsafe extern "C" fn get_users_for_states(_ptr: *const u8, _len: usize) -> *
             let mut result = [0u32; 3];
             let name = "localhost";
             // SAFETY: a valid string and an aligned result slot.
-            unsafe { raw_resolve(network, name.as_ptr(), name.len(), result.as_mut_ptr().cast()) };
+            unsafe {
+                raw_resolve(
+                    network,
+                    name.as_ptr(),
+                    name.len(),
+                    result.as_mut_ptr().cast(),
+                )
+            };
             s.ret = [0; 4];
         }
         7 => {
@@ -273,6 +302,11 @@ pub unsafe extern "C" fn get_users_for_states(_ptr: *const u8, _len: usize) -> *
     s.ret.as_ptr()
 }
 
+/// The `get-interested-users` export, by the canonical ABI.
+///
+/// # Safety
+///
+/// Called only by the component model; the user ID is not read.
 #[unsafe(export_name = "get-interested-users")]
 pub unsafe extern "C" fn get_interested_users(_ptr: *const u8, _len: usize) -> *const u32 {
     let s = state();
