@@ -17,27 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_runtime::{
-    CacheSetting, LoadOptions, LoggingModuleApi, Presence, RouterSet, RouterSetConfig,
-    UserPresenceState,
+    CacheSetting, LoadOptions, LoggingModuleApi, RouterSet, RouterSetConfig,
 };
-use presence_router_tests::{guests, with_guest_paths};
+use presence_router_tests::{BENCH_EXAMPLE_CONFIG, bench_batch, guests, with_guest_paths};
 
 const CALLS: usize = 1000;
-
-fn batch(n: usize) -> Vec<UserPresenceState> {
-    (0..n)
-        .map(|i| {
-            let user = match i % 10 {
-                0 => "@mallory:example.com".to_owned(),
-                _ => format!("@user{i}:example.com"),
-            };
-            let mut state = UserPresenceState::new(user, Presence::Online);
-            state.last_active_ts = 1_700_000_000_000 + i as u64;
-            state.currently_active = i % 2 == 0;
-            state
-        })
-        .collect()
-}
 
 #[inline(never)]
 fn measured(op: &dyn Fn()) {
@@ -48,11 +32,9 @@ fn measured(op: &dyn Fn()) {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "batch1".into());
-    let yaml = with_guest_paths(
-        r#"routers:
-  - {name: r0, component: $EXAMPLE_ROUTER, config: {always_send_to_users: ["@alice:example.com", "@bob:example.com"], blacklisted_users: ["@mallory:example.com", "@eve:example.org"]}}
-"#,
-    );
+    let yaml = with_guest_paths(&format!(
+        "routers:\n  - {{name: r0, component: $EXAMPLE_ROUTER, config: {BENCH_EXAMPLE_CONFIG}}}\n"
+    ));
     let config = RouterSetConfig::from_yaml(&yaml, Path::new("bench.yaml"), Path::new("."))
         .expect("the benchmark configuration parses");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -69,8 +51,8 @@ fn main() {
             },
         ))
         .expect("the benchmark router loads");
-    let one = batch(1);
-    let thousand = batch(1000);
+    let one = bench_batch(1);
+    let thousand = bench_batch(1000);
     let op: Box<dyn Fn()> = match which.as_str() {
         "batch1" => Box::new(|| {
             black_box(routers.get_users_for_states_blocking(black_box(&one)));

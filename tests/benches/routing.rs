@@ -21,32 +21,15 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use presence_router_runtime::{
-    CacheSetting, LoadOptions, LoggingModuleApi, Presence, RouterSet, RouterSetConfig,
-    UserPresenceState,
+    CacheSetting, LoadOptions, LoggingModuleApi, RouterSet, RouterSetConfig, UserPresenceState,
 };
-use presence_router_tests::{guests, with_guest_paths};
+// The example router's configuration in every benchmark, and batches of
+// `n` states, one in ten from a blacklisted user.
+use presence_router_tests::{
+    BENCH_EXAMPLE_CONFIG as EXAMPLE_CONFIG, bench_batch as batch, guests, with_guest_paths,
+};
 
 const BATCH_SIZES: [usize; 5] = [1, 10, 100, 1_000, 10_000];
-
-/// The example router's configuration in every benchmark: two users who
-/// get everything, two whose updates are never routed.
-const EXAMPLE_CONFIG: &str = r#"{always_send_to_users: ["@alice:example.com", "@bob:example.com"], blacklisted_users: ["@mallory:example.com", "@eve:example.org"]}"#;
-
-/// A batch of `n` states; one in ten is from a blacklisted user.
-fn batch(n: usize) -> Vec<UserPresenceState> {
-    (0..n)
-        .map(|i| {
-            let user = match i % 10 {
-                0 => "@mallory:example.com".to_owned(),
-                _ => format!("@user{i}:example.com"),
-            };
-            let mut state = UserPresenceState::new(user, Presence::Online);
-            state.last_active_ts = 1_700_000_000_000 + i as u64;
-            state.currently_active = i % 2 == 0;
-            state
-        })
-        .collect()
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -155,6 +155,27 @@ pub fn batch(states: &[(&str, Presence)]) -> Vec<UserPresenceState> {
         .collect()
 }
 
+/// The example router's configuration in the benchmarks: two users who get
+/// everything, two whose updates are never routed.
+pub const BENCH_EXAMPLE_CONFIG: &str = r#"{always_send_to_users: ["@alice:example.com", "@bob:example.com"], blacklisted_users: ["@mallory:example.com", "@eve:example.org"]}"#;
+
+/// The benchmarks' batch of `n` states; one in ten is from a blacklisted
+/// user of [`BENCH_EXAMPLE_CONFIG`].
+pub fn bench_batch(n: usize) -> Vec<UserPresenceState> {
+    (0..n)
+        .map(|i| {
+            let user = match i % 10 {
+                0 => "@mallory:example.com".to_owned(),
+                _ => format!("@user{i}:example.com"),
+            };
+            let mut state = UserPresenceState::new(user, Presence::Online);
+            state.last_active_ts = 1_700_000_000_000 + i as u64;
+            state.currently_active = i % 2 == 0;
+            state
+        })
+        .collect()
+}
+
 /// Who was skipped and why, in order: `[("router", kind), ...]`.
 pub fn failure_kinds<T>(routed: &Routed<T>) -> Vec<(&str, FailureKind)> {
     routed
