@@ -130,7 +130,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 import httpx
@@ -264,6 +264,23 @@ class Sample:
     watcher: bool
 
 
+async def timed(request: Awaitable[httpx.Response], label: str,
+                errors: List[str]) -> Optional[Tuple[httpx.Response, float]]:
+    """A request's response and its latency in ms, if it succeeded; else
+    why not, in `errors` (which the run checks is empty)."""
+    t = time.perf_counter()
+    try:
+        r = await request
+    except httpx.TransportError as e:
+        errors.append(f"{label}: {e!r}")
+        return None
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 200:
+        errors.append(f"{label}: {r.status_code} {r.text[:200]}")
+        return None
+    return r, ms
+
+
 async def register(http: httpx.AsyncClient, localpart: str) -> str:
     """Shared-secret admin registration; returns the new user's access token
     (the answer carries one: no separate login, no second bcrypt)."""
@@ -359,17 +376,12 @@ async def prompt_syncs(http: httpx.AsyncClient, samplers: List[Tuple[str, str, b
 
     async def one(name: str, token: str, watcher: bool) -> None:
         started = loop.time()
-        t = time.perf_counter()
-        try:
-            r = await http.get(SYNC, headers=auth(token), params={
-                "timeout": "0", "since": since[name], "set_presence": "offline"})
-        except httpx.TransportError as e:
-            errors.append(f"prompt sync {name}: {e!r}")
+        done = await timed(http.get(SYNC, headers=auth(token), params={
+            "timeout": "0", "since": since[name], "set_presence": "offline"}),
+            f"prompt sync {name}", errors)
+        if done is None:
             return
-        ms = (time.perf_counter() - t) * 1000
-        if r.status_code != 200:
-            errors.append(f"prompt sync {name}: {r.status_code} {r.text[:200]}")
-            return
+        r, ms = done
         since[name] = r.json()["next_batch"]
         samples.append(Sample(started, ms, watcher))
 
@@ -401,19 +413,13 @@ async def send_updates(http: httpx.AsyncClient, tokens: Dict[str, str], first: i
         name = SEND_ORDER[n % len(SEND_ORDER)]
         k = n // len(USERS)
         state = "online" if k % 2 == 0 else "unavailable"
-        t = time.perf_counter()
-        try:
-            r = await http.put(f"/_matrix/client/v3/presence/{quote(uid(name))}/status",
-                               headers=auth(tokens[name]),
-                               json={"presence": state, "status_msg": f"{state} #{k}"})
-        except httpx.TransportError as e:
-            errors.append(f"PUT {name}: {e!r}")
-            return
-        ms = (time.perf_counter() - t) * 1000
-        if r.status_code != 200:
-            errors.append(f"PUT {name}: {r.status_code} {r.text[:200]}")
-            return
-        latencies_ms.append(ms)
+        done = await timed(
+            http.put(f"/_matrix/client/v3/presence/{quote(uid(name))}/status",
+                     headers=auth(tokens[name]),
+                     json={"presence": state, "status_msg": f"{state} #{k}"}),
+            f"PUT {name}", errors)
+        if done is not None:
+            latencies_ms.append(done[1])
 
     tasks = []
     t0 = loop.time()

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use presence_router_runtime::{
-    CacheSetting, LoadError, LoadOptions, RouterSet, RouterSetConfig, Slice,
+    CacheSetting, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -204,36 +204,24 @@ impl PyRouterSet {
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Started<'py>> {
-        let (read, mut events) = collecting_events(|| Batch::read(py, &states, &self.events));
-        let size = read.states.len();
-        let done = if self.inline.allows(size.max(1)) {
-            let started = Instant::now();
-            let (tried, tried_events) = collecting_events(|| {
+        let ((read, tried), mut events) = collecting_events(|| {
+            let read = Batch::read(py, &states, &self.events);
+            let tried = self.try_in_slice(read.states.len(), || {
                 self.routers
                     .get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
             });
-            events.extend(tried_events);
-            match tried {
-                Ok(routed) => {
-                    self.inline.answered(size.max(1), started.elapsed());
-                    self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
-                    self.queued_events_into(&mut events);
-                    let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
-                    return Ok(Started::Answered(answer_tuple(
-                        py,
-                        (routes, routed.sent_presence_to, events),
-                    )?));
-                }
-                Err(unfinished) => {
-                    if unfinished.slice_used_up() {
-                        self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
-                        self.inline.used_up(size.max(1));
-                    }
-                    unfinished
-                }
+            (read, tried)
+        });
+        let done = match tried {
+            Ok(routed) => {
+                self.queued_events_into(&mut events);
+                let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
+                return Ok(Started::Answered(answer_tuple(
+                    py,
+                    (routes, routed.sent_presence_to, events),
+                )?));
             }
-        } else {
-            presence_router_runtime::Unfinished::not_started()
+            Err(unfinished) => unfinished,
         };
         if let Some(full) = self.overloaded() {
             let routes = PyDict::new(py);
@@ -260,35 +248,22 @@ impl PyRouterSet {
     /// thread within a slice. Returns `(all_users, users, sends, events)`, or
     /// the number of the job that finishes the call (as `route_states`).
     fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
-        let mut events = Vec::new();
-        let done = if self.inline.allows(1) {
-            let started = Instant::now();
-            let (tried, tried_events) = collecting_events(|| {
+        let (tried, mut events) = collecting_events(|| {
+            self.try_in_slice(1, || {
                 self.routers
                     .get_interested_users_in_slice(&user_id, &Slice::REACTOR)
-            });
-            events = tried_events;
-            match tried {
-                Ok(routed) => {
-                    self.inline.answered(1, started.elapsed());
-                    self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
-                    self.queued_events_into(&mut events);
-                    let (all, users) = interest_to_py(py, routed.answer)?;
-                    return Ok(Started::Answered(answer_tuple(
-                        py,
-                        (all, users, routed.sent_presence_to, events),
-                    )?));
-                }
-                Err(unfinished) => {
-                    if unfinished.slice_used_up() {
-                        self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
-                        self.inline.used_up(1);
-                    }
-                    unfinished
-                }
+            })
+        });
+        let done = match tried {
+            Ok(routed) => {
+                self.queued_events_into(&mut events);
+                let (all, users) = interest_to_py(py, routed.answer)?;
+                return Ok(Started::Answered(answer_tuple(
+                    py,
+                    (all, users, routed.sent_presence_to, events),
+                )?));
             }
-        } else {
-            presence_router_runtime::Unfinished::not_started()
+            Err(unfinished) => unfinished,
         };
         if let Some(full) = self.overloaded() {
             events.push(full);
@@ -452,6 +427,35 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
+    /// Tries a call on `size` states (1 for an interest query) on this
+    /// thread, within the reactor's slice, if the inline policy lets it;
+    /// and tells the policy and the counters how it went. Not tried, it
+    /// comes back unfinished with nothing done.
+    fn try_in_slice<A, T>(
+        &self,
+        size: usize,
+        call: impl FnOnce() -> Result<Routed<A>, Unfinished<T>>,
+    ) -> Result<Routed<A>, Unfinished<T>> {
+        let size = size.max(1);
+        if !self.inline.allows(size) {
+            return Err(Unfinished::not_started());
+        }
+        let started = Instant::now();
+        let tried = call();
+        match &tried {
+            Ok(_) => {
+                self.inline.answered(size, started.elapsed());
+                self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(unfinished) if unfinished.slice_used_up() => {
+                self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
+                self.inline.used_up(size);
+            }
+            Err(_) => {}
+        }
+        tried
+    }
+
     /// What the runtime reported outside any call since the last call: it
     /// goes back with this call's lines (it belongs to no request).
     fn queued_events_into(&self, events: &mut Vec<Event>) {

@@ -30,17 +30,17 @@ use std::task::{Context, Poll, Waker};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType, WasmList};
 use wasmtime_wasi::p2::bindings::io::poll::{Host as _, HostPollable as _};
-use wasmtime_wasi::p2::bindings::io::streams::{
-    HostInputStream as _, HostOutputStream as _, StreamError as WitStreamError,
-};
+use wasmtime_wasi::p2::bindings::io::streams::{HostInputStream as _, HostOutputStream as _};
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamError, UdpSocket};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, UdpSocket};
 
 use super::deadline::BudgetUsedUp;
-use super::state::{BrokenRule, GuestState, MAX_GUEST_RESOURCES, charge_fuel};
+use super::state::{
+    BrokenRule, FUEL_PER_BYTE, FUEL_PER_ENTRY, GuestState, MAX_GUEST_RESOURCES, WASI_STREAMS,
+    charge_fuel, stream_result,
+};
 
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
-const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
 const WASI_UDP_CREATE: &str = "wasi:sockets/udp-create-socket@0.2.12";
 
 /// The most bytes one `blocking-write-and-flush` may carry, as WASI 0.2
@@ -48,16 +48,9 @@ const WASI_UDP_CREATE: &str = "wasi:sockets/udp-create-socket@0.2.12";
 const BLOCKING_WRITE_MAX: usize = 4096;
 
 /// The marker error of a guest that waited on something not ready at once.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("waited on something that is not ready")]
 pub(crate) struct WouldWait;
-
-impl std::fmt::Display for WouldWait {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("waited on something that is not ready")
-    }
-}
-
-impl std::error::Error for WouldWait {}
 
 /// Polls a host body once: its output, or [`WouldWait`].
 fn at_once<F: Future>(body: F) -> wasmtime::Result<F::Output> {
@@ -65,22 +58,6 @@ fn at_once<F: Future>(body: F) -> wasmtime::Result<F::Output> {
     match body.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => Ok(output),
         Poll::Pending => Err(wasmtime::Error::new(WouldWait)),
-    }
-}
-
-/// A stream result as the WIT has it: a failed operation becomes an
-/// `error` resource, a trap stays a trap.
-fn stream_result<T>(
-    table: &mut wasmtime::component::ResourceTable,
-    result: Result<T, StreamError>,
-) -> wasmtime::Result<Result<T, WitStreamError>> {
-    match result {
-        Ok(value) => Ok(Ok(value)),
-        Err(StreamError::Closed) => Ok(Err(WitStreamError::Closed)),
-        Err(StreamError::LastOperationFailed(e)) => {
-            Ok(Err(WitStreamError::LastOperationFailed(table.push(e)?)))
-        }
-        Err(StreamError::Trap(e)) => Err(e),
     }
 }
 
@@ -117,7 +94,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
                 ))));
             }
             // Each entry is host work: paid for before it is lifted.
-            charge_fuel(&mut store, 10 * pollables.len() as u64)?;
+            charge_fuel(
+                &mut store,
+                FUEL_PER_ENTRY.saturating_mul(pollables.len() as u64),
+            )?;
             let mut lifted = Vec::with_capacity(pollables.len());
             for position in 0..pollables.len() {
                 if let Some(pollable) = pollables.get(&mut store, position) {
@@ -182,7 +162,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
                     contents.len()
                 ))));
             }
-            charge_fuel(&mut store, contents.len() as u64)?;
+            charge_fuel(
+                &mut store,
+                FUEL_PER_BYTE.saturating_mul(contents.len() as u64),
+            )?;
             let bytes = contents.as_le_slice(&store).to_vec();
             let table = &mut store.data_mut().table;
             let written = at_once(table.blocking_write_and_flush(stream, bytes))?;
@@ -192,7 +175,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
     streams.func_wrap(
         "[method]output-stream.blocking-write-zeroes-and-flush",
         |mut store: Store<'_>, (stream, len): (Resource<DynOutputStream>, u64)| {
-            charge_fuel(&mut store, len.min(BLOCKING_WRITE_MAX as u64 + 1))?;
+            charge_fuel(
+                &mut store,
+                FUEL_PER_BYTE.saturating_mul(len.min(BLOCKING_WRITE_MAX as u64 + 1)),
+            )?;
             let table = &mut store.data_mut().table;
             let written = at_once(table.blocking_write_zeroes_and_flush(stream, len))?;
             stream_result(table, written).map(|r| (r,))

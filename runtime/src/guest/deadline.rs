@@ -89,16 +89,9 @@ impl ThreadCpuSample {
 }
 
 /// The marker error of a call whose time budget is used up.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("time budget used up")]
 pub(crate) struct BudgetUsedUp;
-
-impl std::fmt::Display for BudgetUsedUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("time budget used up")
-    }
-}
-
-impl std::error::Error for BudgetUsedUp {}
 
 /// The thread that advances the engine's epoch while calls run.
 pub(crate) struct Watchdog {

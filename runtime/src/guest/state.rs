@@ -58,7 +58,7 @@ const MODULE_API: &str = "matrix:presence-router/module-api@0.1.0";
 
 /// WASI 0.2's streams, as `wasmtime-wasi` 48 defines them (every 0.2.x
 /// import is matched to it).
-const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
+pub(super) const WASI_STREAMS: &str = "wasi:io/streams@0.2.12";
 
 /// The most WASI resources (streams, pollables) one instance may hold at
 /// once. A router needs a handful (its stdio streams, a pollable while it
@@ -80,8 +80,8 @@ pub(crate) const HOST_CALL_FUEL: u64 = 100;
 /// Fuel per byte a host function reads from, writes to or makes for the
 /// guest (as wasmtime 48 charges `memory.copy` and `memory.fill`), and per
 /// entry of a list it walks.
-const FUEL_PER_BYTE: u64 = 1;
-const FUEL_PER_ENTRY: u64 = 10;
+pub(super) const FUEL_PER_BYTE: u64 = 1;
+pub(super) const FUEL_PER_ENTRY: u64 = 10;
 
 /// Takes `units` of fuel for host work done for the guest; running out is
 /// running out of fuel, as in wasm.
@@ -125,16 +125,9 @@ pub(crate) struct CallEffects {
 
 /// A rule a guest broke in a host call: the call fails at once as an
 /// invalid answer (the instance is lost, as after any trap).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(crate) struct BrokenRule(pub String);
-
-impl std::fmt::Display for BrokenRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BrokenRule {}
 
 /// The store data of one instance.
 pub(crate) struct GuestState {
@@ -379,8 +372,17 @@ fn write(
     let bytes = bytes::Bytes::copy_from_slice(contents.as_le_slice(&store));
     let table = &mut store.data_mut().table;
     let written = table.get_mut(&stream)?.write(bytes);
-    match written {
-        Ok(()) => Ok(Ok(())),
+    stream_result(table, written)
+}
+
+/// A stream result as the WIT has it: a failed operation becomes an
+/// `error` resource, a trap stays a trap.
+pub(super) fn stream_result<T>(
+    table: &mut ResourceTable,
+    result: Result<T, StreamError>,
+) -> wasmtime::Result<Result<T, WitStreamError>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
         Err(StreamError::Closed) => Ok(Err(WitStreamError::Closed)),
         Err(StreamError::LastOperationFailed(e)) => {
             Ok(Err(WitStreamError::LastOperationFailed(table.push(e)?)))
