@@ -58,3 +58,16 @@ pub enum LoadError {
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
 }
+
+impl LoadError {
+    /// The router at fault, if one is.
+    pub fn router(&self) -> Option<&str> {
+        match self {
+            LoadError::Component { at, .. }
+            | LoadError::ConfigRefused { at, .. }
+            | LoadError::Failed { at, .. } => Some(&at.router),
+            LoadError::Config(e) => e.router.as_deref(),
+            LoadError::Engine(_) => None,
+        }
+    }
+}

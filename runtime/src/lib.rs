@@ -32,10 +32,12 @@ mod component_file;
 mod error;
 mod guest;
 mod health;
+mod live;
 mod module_api;
 mod router;
 mod router_set;
 mod slice;
+pub mod stats;
 
 pub use cache::{CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
@@ -47,5 +49,7 @@ pub use presence_router_model::{
     UsersForStates, answer, format_bytes, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
-pub use router_set::{LoadOptions, RouterSet};
+pub use live::{LiveRouterSet, ReloadReport};
+pub use router_set::{LoadOptions, Reloaded, RouterSet};
+pub use stats::{Callback, CallbackStats, HistogramSnapshot, RouterStats};
 pub use slice::{Slice, Unfinished};

@@ -19,6 +19,7 @@ use crate::guest::{
 use crate::health::{Admission, Health};
 use crate::module_api::ModuleApi;
 use crate::slice::Slice;
+use crate::stats::{CallOutcome, Callback, RouterMetrics, RouterStats};
 
 /// A router as `check` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +66,8 @@ impl AnswerEntries for CheckedInterest {
 struct Lease<'a> {
     slot: Slot<'a>,
     admission: Admission<'a>,
+    /// When the call had its slot: its duration is counted from here.
+    started: Instant,
 }
 
 /// A slot of the pool, with the instance in it.
@@ -120,6 +123,12 @@ pub(crate) struct Router {
     /// Signalled when a slot is given back, for calls waiting for one.
     slot_freed: Condvar,
     health: Health,
+    /// Shared with the earlier and later versions of this router.
+    metrics: Arc<RouterMetrics>,
+    /// SHA-256 of the component file as it was loaded: a reload that finds
+    /// the same bytes and the same configuration keeps this router.
+    component_digest: [u8; 32],
+    config: RouterConfig,
 }
 
 impl Router {
@@ -131,6 +140,7 @@ impl Router {
         module_api: Arc<dyn ModuleApi>,
         config: &RouterConfig,
         source: &std::path::Path,
+        metrics: Option<Arc<RouterMetrics>>,
     ) -> Result<Router, LoadError> {
         let at = |key: &str| crate::error::RouterAt {
             file: source.to_owned(),
@@ -144,6 +154,7 @@ impl Router {
                 path: config.component.clone(),
                 message: format!("cannot read the component: {e}"),
             })?;
+        let component_digest = component_digest(&bytes);
         // Compiling is seconds of CPU for a large component: off the executor.
         let compiling = engine.clone();
         let started = Instant::now();
@@ -179,6 +190,9 @@ impl Router {
                 leased: 0,
             }),
             slot_freed: Condvar::new(),
+            metrics: metrics.unwrap_or_else(|| Arc::new(RouterMetrics::new(&config.name))),
+            component_digest,
+            config: config.clone(),
         };
         match router.new_instance(CallStart::now()) {
             Ok(instance) => {
@@ -229,12 +243,13 @@ impl Router {
         states: &[UserPresenceState],
         slice: Option<&Slice>,
     ) -> SliceOutcome<CheckedRoutes> {
-        let mut lease = match self.lease(slice)? {
+        let callback = Callback::GetUsersForStates;
+        let mut lease = match self.lease(slice, callback)? {
             Ok(lease) => lease,
             Err(failure) => return Ok(Err(failure)),
         };
         let result = lease.instance().get_users_for_states(states);
-        self.finish(lease, result)
+        self.finish(lease, result, callback)
     }
 
     /// Calls `get-interested-users`, in `slice` if there is one.
@@ -243,12 +258,13 @@ impl Router {
         user_id: &str,
         slice: Option<&Slice>,
     ) -> SliceOutcome<CheckedInterest> {
-        let mut lease = match self.lease(slice)? {
+        let callback = Callback::GetInterestedUsers;
+        let mut lease = match self.lease(slice, callback)? {
             Ok(lease) => lease,
             Err(failure) => return Ok(Err(failure)),
         };
         let result = lease.instance().get_interested_users(user_id);
-        self.finish(lease, result)
+        self.finish(lease, result, callback)
     }
 
     /// Takes a warm instance from the pool, or makes a fresh one, within
@@ -258,10 +274,14 @@ impl Router {
     fn lease(
         &self,
         slice: Option<&Slice>,
+        callback: Callback,
     ) -> Result<Result<Lease<'_>, RouterFailure>, SliceUsedUp> {
         let admission = match self.admit() {
             Ok(admission) => admission,
-            Err(failure) => return Ok(Err(failure)),
+            Err(failure) => {
+                self.metrics.skipped(callback);
+                return Ok(Err(failure));
+            }
         };
         let max = self.info.limits.max_instances;
         let idle = {
@@ -290,6 +310,7 @@ impl Router {
         // one is not the router's doing. A fresh instance shares the call's
         // budget, so a router can't double its time by trapping.
         let start = CallStart::now();
+        let started = start.instant();
         let instance = match idle {
             Some(mut instance) => {
                 instance.begin(start, slice);
@@ -299,7 +320,13 @@ impl Router {
                 Ok(instance) => instance,
                 Err(e) => {
                     self.give_back(None);
-                    return Ok(Err(self.failure(admission, fresh_instance_failure(e))));
+                    let failure = fresh_instance_failure(e);
+                    self.metrics.call(
+                        callback,
+                        started.elapsed(),
+                        CallOutcome::Failed(failure.kind),
+                    );
+                    return Ok(Err(self.failure(admission, failure)));
                 }
             },
         };
@@ -309,6 +336,7 @@ impl Router {
                 instance: Some(instance),
             },
             admission,
+            started,
         }))
     }
 
@@ -318,6 +346,8 @@ impl Router {
         let mut pool = self.lock_pool();
         pool.leased -= 1;
         pool.idle.extend(instance);
+        self.metrics
+            .instances(pool.idle.len(), pool.idle.len() + pool.leased);
         drop(pool);
         self.slot_freed.notify_one();
     }
@@ -338,6 +368,7 @@ impl Router {
         &self,
         mut lease: Lease<'_>,
         result: Result<(T, CallUsage), Failure>,
+        callback: Callback,
     ) -> SliceOutcome<T> {
         let mut instance = lease.slot.instance.take();
         let effects = instance
@@ -356,15 +387,32 @@ impl Router {
         let sends = self.pass_on(effects);
         let (answer, usage) = match result {
             Ok(answered) => answered,
-            Err(failure) => return Ok(Err(self.failure(lease.admission, failure))),
+            Err(failure) => {
+                self.metrics.call(
+                    callback,
+                    lease.started.elapsed(),
+                    CallOutcome::Failed(failure.kind),
+                );
+                return Ok(Err(self.failure(lease.admission, failure)));
+            }
         };
+        let answer_entries = answer.answer_entries();
+        self.metrics.call(
+            callback,
+            usage.elapsed,
+            CallOutcome::Answered {
+                fuel_used: usage.fuel_used,
+                fuel_budget: usage.fuel_budget,
+                answer_entries,
+            },
+        );
         self.succeeded(lease.admission);
         let stats = CallStats {
             router: self.info.name.clone(),
             fuel_used: usage.fuel_used,
             fuel_budget: usage.fuel_budget,
             memory_bytes,
-            answer_entries: answer.answer_entries(),
+            answer_entries,
             elapsed: usage.elapsed,
         };
         Ok(Ok(RouterAnswer {
@@ -475,6 +523,7 @@ impl Router {
         };
         self.module_api.router_skipped(&failure);
         if let Some(suspension) = suspension {
+            self.metrics.suspended();
             self.module_api.router_warning(
                 &failure.router,
                 &format!(
@@ -491,8 +540,35 @@ impl Router {
 
     fn succeeded(&self, admission: Admission<'_>) {
         if self.health.succeeded(admission) {
+            self.metrics.resumed();
             self.module_api.router_resumed(&self.info.name);
         }
+    }
+
+    /// What this router's calls came to, with its pool as it is now.
+    pub(crate) fn stats(&self) -> RouterStats {
+        let (warm, live) = {
+            let pool = self.lock_pool();
+            (pool.idle.len(), pool.idle.len() + pool.leased)
+        };
+        self.metrics.snapshot(&self.info.name, warm, live)
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<RouterMetrics> {
+        &self.metrics
+    }
+
+    /// Whether a reload to `config`, whose component file now has
+    /// `digest`, would load this very router again.
+    pub(crate) fn is_same(&self, config: &RouterConfig, digest: &[u8; 32]) -> bool {
+        let old = &self.config;
+        // Not `key`: a router moved in the list is the same router.
+        old.name == config.name
+            && old.component == config.component
+            && old.config_json == config.config_json
+            && old.limits == config.limits
+            && old.failure_policy == config.failure_policy
+            && self.component_digest == *digest
     }
 
     fn lock_pool(&self) -> MutexGuard<'_, InstancePool> {
@@ -500,6 +576,12 @@ impl Router {
         // panic elsewhere is still usable.
         self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The SHA-256 of a component file's bytes.
+pub(crate) fn component_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// How a fresh instance that could not be made counts for the failure

@@ -15,8 +15,10 @@ use crate::cache::CacheSetting;
 use crate::error::LoadError;
 use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool, error_text};
 use crate::module_api::ModuleApi;
-use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp};
+use crate::component_file::read_component;
+use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp, component_digest};
 use crate::slice::{Slice, Unfinished};
+use crate::stats::RouterStats;
 
 /// How a router set is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,8 +47,29 @@ pub struct LoadOptions {
 /// latency-sensitive work, call from `spawn_blocking` or a runtime of its
 /// own.
 pub struct RouterSet {
-    routers: Vec<Router>,
+    /// Shared with the next version of the set for the routers a reload
+    /// kept.
+    routers: Vec<Arc<Router>>,
     module_api: Arc<dyn ModuleApi>,
+}
+
+/// The next version of a router set, from [`RouterSet::reload`].
+pub struct Reloaded {
+    pub set: RouterSet,
+    /// Routers loaded anew: their component file or configuration changed.
+    pub reloaded: Vec<String>,
+    /// Routers taken over as they were (warm instances, health, figures).
+    pub kept: Vec<String>,
+    /// Routers new to the configuration, and those no longer in it.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Reloaded {
+    /// Whether the new version differs from the old in any router.
+    pub fn changed(&self) -> bool {
+        !(self.reloaded.is_empty() && self.added.is_empty() && self.removed.is_empty())
+    }
 }
 
 impl RouterSet {
@@ -74,32 +97,19 @@ impl RouterSet {
         module_api: Arc<dyn ModuleApi>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        let pool = InstancePool {
-            instances: config
-                .routers
-                .iter()
-                .map(|r| {
-                    u32::try_from(r.limits.max_instances)
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(1)
-                })
-                .fold(0, u32::saturating_add),
-            max_memory_bytes: config
-                .routers
-                .iter()
-                .map(|r| r.limits.memory)
-                .max()
-                .unwrap_or(0),
-        };
-        let engine = Arc::new(
-            GuestEngine::new(&options.cache, &pool, !options.compile_on_calling_thread)
-                .map_err(|e| LoadError::Engine(error_text(&e)))?,
-        );
+        let engine = engine_for(config.routers.iter(), options)?;
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
-            routers.push(
-                Router::load(engine.clone(), module_api.clone(), router, &config.source).await?,
-            );
+            routers.push(Arc::new(
+                Router::load(
+                    engine.clone(),
+                    module_api.clone(),
+                    router,
+                    &config.source,
+                    None,
+                )
+                .await?,
+            ));
         }
         Ok(RouterSet {
             routers,
@@ -107,9 +117,172 @@ impl RouterSet {
         })
     }
 
+    /// Loads `config` as the next version of this set, leaving this one
+    /// untouched (calls keep running on it): a router whose component file
+    /// holds the same bytes and whose configuration is the same is taken
+    /// over as it is (its warm instances, health and figures); the others
+    /// are compiled, checked and started (`parse-config`) as at a first
+    /// load, and go on counting in the figures of the router of the same
+    /// name. Fails like [`RouterSet::load`], naming the router, if any of
+    /// them fails: then nothing changed, and that router's
+    /// `failed_reloads` counts one.
+    ///
+    /// Swap the result in with [`crate::LiveRouterSet`], or hold it yourself.
+    pub async fn reload(
+        &self,
+        config: &RouterSetConfig,
+        options: &LoadOptions,
+    ) -> Result<Reloaded, LoadError> {
+        let outcome = self.reload_inner(config, options).await;
+        if let Err(error) = &outcome {
+            if let Some(router) = error
+                .router()
+                .and_then(|name| self.routers.iter().find(|r| r.name() == name))
+            {
+                router.metrics().reload_failed();
+            }
+        }
+        outcome
+    }
+
+    async fn reload_inner(
+        &self,
+        config: &RouterSetConfig,
+        options: &LoadOptions,
+    ) -> Result<Reloaded, LoadError> {
+        // Which routers changed: their file is read and hashed (compiling is
+        // what costs; reading is not).
+        let mut kept_routers = Vec::with_capacity(config.routers.len());
+        for router in &config.routers {
+            let old = self.routers.iter().find(|r| r.name() == router.name);
+            let same = match old {
+                None => None,
+                Some(old) => match read_component(&router.component).await {
+                    Ok(bytes) => old
+                        .is_same(router, &component_digest(&bytes))
+                        .then(|| old.clone()),
+                    // Reported by the load below, naming the router.
+                    Err(_) => None,
+                },
+            };
+            kept_routers.push(same);
+        }
+        let to_load: Vec<_> = config
+            .routers
+            .iter()
+            .zip(&kept_routers)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(router, _)| router)
+            .collect();
+        // The new routers get an engine of their own, sized for them: the
+        // old version's instances hold their slots until its last call ends.
+        let engine = if to_load.is_empty() {
+            None
+        } else {
+            Some(engine_for(to_load.iter().copied(), options)?)
+        };
+        let mut reloaded = Reloaded {
+            set: RouterSet {
+                routers: Vec::with_capacity(config.routers.len()),
+                module_api: self.module_api.clone(),
+            },
+            reloaded: Vec::new(),
+            kept: Vec::new(),
+            added: Vec::new(),
+            removed: self
+                .routers
+                .iter()
+                .map(|r| r.name().to_owned())
+                .filter(|name| !config.routers.iter().any(|r| r.name == *name))
+                .collect(),
+        };
+        for (router, kept) in config.routers.iter().zip(kept_routers) {
+            if let Some(kept) = kept {
+                reloaded.kept.push(router.name.clone());
+                reloaded.set.routers.push(kept);
+                continue;
+            }
+            let engine = engine
+                .clone()
+                .unwrap_or_else(|| unreachable!("an engine is made when a router is loaded"));
+            let old = self.routers.iter().find(|r| r.name() == router.name);
+            let loaded = Router::load(
+                engine,
+                self.module_api.clone(),
+                router,
+                &config.source,
+                old.map(|old| old.metrics().clone()),
+            )
+            .await?;
+            match old {
+                Some(old) => {
+                    old.metrics().reloaded();
+                    reloaded.reloaded.push(router.name.clone());
+                }
+                None => reloaded.added.push(router.name.clone()),
+            }
+            reloaded.set.routers.push(Arc::new(loaded));
+        }
+        Ok(reloaded)
+    }
+
+    /// This set with one router loaded anew: the router of the same name is
+    /// replaced (it goes on in that router's figures), or the router is
+    /// added last. The other routers are shared as they are. This set is
+    /// untouched; on an error, the replaced router's `failed_reloads`
+    /// counts one.
+    pub async fn with_router(
+        &self,
+        router: &presence_router_model::RouterConfig,
+        source: &Path,
+        options: &LoadOptions,
+    ) -> Result<RouterSet, LoadError> {
+        let old = self.routers.iter().position(|r| r.name() == router.name);
+        let metrics = old.map(|i| self.routers[i].metrics().clone());
+        let loaded = match engine_for(std::iter::once(router), options) {
+            Ok(engine) => {
+                Router::load(
+                    engine,
+                    self.module_api.clone(),
+                    router,
+                    source,
+                    metrics.clone(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let loaded = match loaded {
+            Ok(loaded) => Arc::new(loaded),
+            Err(e) => {
+                if let Some(metrics) = &metrics {
+                    metrics.reload_failed();
+                }
+                return Err(e);
+            }
+        };
+        let mut routers = self.routers.clone();
+        match old {
+            Some(i) => {
+                routers[i].metrics().reloaded();
+                routers[i] = loaded;
+            }
+            None => routers.push(loaded),
+        }
+        Ok(RouterSet {
+            routers,
+            module_api: self.module_api.clone(),
+        })
+    }
+
+    /// What each router's calls came to so far, in order.
+    pub fn stats(&self) -> Vec<RouterStats> {
+        self.routers.iter().map(|r| r.stats()).collect()
+    }
+
     /// The loaded routers, in order.
     pub fn routers(&self) -> impl ExactSizeIterator<Item = &RouterInfo> {
-        self.routers.iter().map(Router::info)
+        self.routers.iter().map(|r| r.info())
     }
 
     /// Makes a fresh instance of router `index` (instantiation and
@@ -125,7 +298,7 @@ impl RouterSet {
     pub fn make_fresh_instance_blocking(&self, index: usize) -> bool {
         self.routers
             .get(index)
-            .is_some_and(Router::make_fresh_instance)
+            .is_some_and(|router| router.make_fresh_instance())
     }
 
     /// Makes every router's pool of warm instances full
@@ -146,12 +319,12 @@ impl RouterSet {
 
     /// How many warm instances the routers hold between calls.
     pub fn warm_instances(&self) -> usize {
-        self.routers.iter().map(Router::idle_instances).sum()
+        self.routers.iter().map(|r| r.idle_instances()).sum()
     }
 
     /// Linear memory held by all idle instances, in bytes.
     pub fn idle_memory_bytes(&self) -> usize {
-        self.routers.iter().map(Router::idle_memory_bytes).sum()
+        self.routers.iter().map(|r| r.idle_memory_bytes()).sum()
     }
 
     /// Which extra users should receive which states of `states`: every
@@ -328,6 +501,30 @@ impl RouterSet {
         };
         report.finish(answer, self.module_api.as_ref())
     }
+}
+
+/// The engine for `routers`: its pooling allocator has a slot for each of
+/// their instances (and one for a fresh instance made while a trapped one
+/// is dropped), each as large as the largest memory limit.
+fn engine_for<'a>(
+    routers: impl Iterator<Item = &'a presence_router_model::RouterConfig> + Clone,
+    options: &LoadOptions,
+) -> Result<Arc<GuestEngine>, LoadError> {
+    let pool = InstancePool {
+        instances: routers
+            .clone()
+            .map(|r| {
+                u32::try_from(r.limits.max_instances)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1)
+            })
+            .fold(0, u32::saturating_add),
+        max_memory_bytes: routers.map(|r| r.limits.memory).max().unwrap_or(0),
+    };
+    Ok(Arc::new(
+        GuestEngine::new(&options.cache, &pool, !options.compile_on_calling_thread)
+            .map_err(|e| LoadError::Engine(error_text(&e)))?,
+    ))
 }
 
 /// Whether a router answered "all users": the routers after it are not

@@ -56,6 +56,10 @@ impl CallStart {
     pub(crate) fn now() -> CallStart {
         CallStart(Instant::now())
     }
+
+    pub(crate) fn instant(&self) -> Instant {
+        self.0
+    }
 }
 
 /// One live instance of a router, with its own store.

@@ -1,0 +1,155 @@
+//! A router set that is replaced while calls run: hot reload.
+//!
+//! Every call takes the version current when it starts ([`LiveRouterSet::current`],
+//! one atomic reference count) and finishes on it, however many swaps
+//! happen meanwhile; the old version is dropped when its last call ends. A
+//! new version is loaded completely (compiled, checked, `parse-config`ured)
+//! before it is swapped in, so a version that fails to load never serves a
+//! call: the running one goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use presence_router_model::{RouterConfig, RouterSetConfig};
+
+use crate::error::LoadError;
+use crate::router_set::{LoadOptions, Reloaded, RouterSet};
+
+/// A [`RouterSet`] behind an atomic pointer, replaced by [`LiveRouterSet::reload`]
+/// or [`LiveRouterSet::replace`].
+pub struct LiveRouterSet {
+    current: ArcSwap<RouterSet>,
+    /// One reload at a time: two would each build on the version before
+    /// both, and the second swap would undo the first.
+    reloading: tokio::sync::Mutex<()>,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
+}
+
+/// What a reload did, from [`LiveRouterSet::reload`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Routers loaded anew (changed component bytes or configuration).
+    pub reloaded: Vec<String>,
+    /// Routers taken over unchanged.
+    pub kept: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ReloadReport {
+    /// Whether the running set changed.
+    pub fn changed(&self) -> bool {
+        !(self.reloaded.is_empty() && self.added.is_empty() && self.removed.is_empty())
+    }
+}
+
+impl LiveRouterSet {
+    pub fn new(set: RouterSet) -> Self {
+        LiveRouterSet {
+            current: ArcSwap::from_pointee(set),
+            reloading: tokio::sync::Mutex::new(()),
+            reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// The version new calls use. Hold it for the whole of a call (and of a
+    /// call finished later: an [`crate::Unfinished`] belongs to the set that
+    /// began it).
+    pub fn current(&self) -> Arc<RouterSet> {
+        self.current.load_full()
+    }
+
+    /// Puts `set` in service at once; returns the version it replaced
+    /// (its calls in flight finish on it).
+    pub fn replace(&self, set: RouterSet) -> Arc<RouterSet> {
+        self.current.swap(Arc::new(set))
+    }
+
+    /// Loads `config` as the next version (see [`RouterSet::reload`]: the
+    /// routers whose component bytes and configuration are unchanged are
+    /// kept as they are) and swaps it in if anything changed. On an error
+    /// nothing changes and the running version goes on serving.
+    pub async fn reload(
+        &self,
+        config: &RouterSetConfig,
+        options: &LoadOptions,
+    ) -> Result<ReloadReport, LoadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let running = self.current();
+        let outcome = running.reload(config, options).await;
+        self.swap_in(outcome)
+    }
+
+    /// Loads one router anew (`router.name` names the one it replaces, or
+    /// it is added last) and swaps in the set with it; the other routers
+    /// are kept as they are.
+    pub async fn reload_router(
+        &self,
+        router: &RouterConfig,
+        source: &std::path::Path,
+        options: &LoadOptions,
+    ) -> Result<ReloadReport, LoadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let running = self.current();
+        let outcome = running
+            .with_router(router, source, options)
+            .await
+            .map(|set| {
+                let existed = running.routers().any(|r| r.name == router.name);
+                Reloaded {
+                    kept: set
+                        .routers()
+                        .map(|r| r.name.clone())
+                        .filter(|name| *name != router.name)
+                        .collect(),
+                    set,
+                    reloaded: if existed {
+                        vec![router.name.clone()]
+                    } else {
+                        Vec::new()
+                    },
+                    added: if existed {
+                        Vec::new()
+                    } else {
+                        vec![router.name.clone()]
+                    },
+                    removed: Vec::new(),
+                }
+            });
+        self.swap_in(outcome)
+    }
+
+    fn swap_in(&self, outcome: Result<Reloaded, LoadError>) -> Result<ReloadReport, LoadError> {
+        match outcome {
+            Ok(reloaded) => {
+                let report = ReloadReport {
+                    reloaded: reloaded.reloaded,
+                    kept: reloaded.kept,
+                    added: reloaded.added,
+                    removed: reloaded.removed,
+                };
+                if report.changed() {
+                    self.current.store(Arc::new(reloaded.set));
+                }
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(report)
+            }
+            Err(error) => {
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads tried since this set was made: `(succeeded, failed)`. A
+    /// reload that found nothing changed counts as succeeded.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.failed_reloads.load(Ordering::Relaxed),
+        )
+    }
+}
