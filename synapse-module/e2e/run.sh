@@ -15,10 +15,13 @@ VENV="$(bash "$HERE/setup.sh")"
 cargo build --quiet -p presence-router-tests
 # The dev profile shares the workspace's compiled wasmtime (an operator's
 # `pip install ./synapse-module` builds the release profile).
-WHEELS="$REPO/target/wheels/e2e"
-rm -rf "$WHEELS"
+# A directory of its own: two runs at once (a developer's and a helper's)
+# must not delete each other's wheel.
+mkdir -p "$REPO/target/wheels"
+WHEELS="$(mktemp -d "$REPO/target/wheels/e2e.XXXXXX")"
+trap 'rm -rf "$WHEELS"' EXIT
 "$VENV/bin/maturin" build --quiet -m synapse-module/Cargo.toml --out "$WHEELS"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   --force-reinstall --no-deps "$WHEELS"/wasm_presence_router-*.whl
 cd synapse-module
-exec "$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest "$@"

@@ -28,6 +28,7 @@ mod batch;
 mod events;
 mod load;
 mod offload;
+mod record;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use presence_router_runtime::{
-    CacheSetting, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished,
+    CacheSetting, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig,
+    Slice, Unfinished,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -88,7 +90,13 @@ struct Counters {
 /// Loaded routers and what their calls run on.
 #[pyclass(frozen, name = "RouterSet", module = "wasm_presence_router._native")]
 struct PyRouterSet {
-    routers: Arc<RouterSet>,
+    /// The running version; `reload` swaps in the next. A call holds the
+    /// version it started on until it ends (a job carries it).
+    routers: LiveRouterSet,
+    /// What `reload` loads again: the configuration is Synapse's and fixed
+    /// for the life of the process; the component files are not.
+    config: RouterSetConfig,
+    options: LoadOptions,
     events: Arc<EventQueue>,
     inline: InlinePolicy,
     jobs: Mutex<HashMap<u64, Job>>,
@@ -96,6 +104,8 @@ struct PyRouterSet {
     /// Started on first use, in the process that uses it.
     offload: Mutex<Option<Offload>>,
     counters: Counters,
+    /// Records sampled calls, once `set_recorder` has set it (`record.rs`).
+    recorder: record::Slot,
 }
 
 /// A call's outcome for Python: its answer tuple, or the number of the job
@@ -151,24 +161,19 @@ impl PyRouterSet {
         let events = Arc::new(EventQueue::new());
         let module_api = Arc::new(QueueingModuleApi(events.clone()));
         let routers = py.detach(|| {
-            // Loading reads files on tokio's blocking threads; this runtime,
-            // and with it those threads, ends with the load.
-            let loading = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(no_tokio)?;
-            loading
-                .block_on(RouterSet::load_with(&config, module_api, &options))
-                .map_err(load_error)
+            block_on_load(RouterSet::load_with(&config, module_api, &options))
         })?;
         Ok(PyRouterSet {
-            routers: Arc::new(routers),
+            routers: LiveRouterSet::new(routers),
+            config,
+            options,
             events,
             inline: InlinePolicy::new(),
             jobs: Mutex::new(HashMap::new()),
             next_job: AtomicU64::new(1),
             offload: Mutex::new(None),
             counters: Counters::default(),
+            recorder: record::Slot::default(),
         })
     }
 
@@ -176,6 +181,7 @@ impl PyRouterSet {
     /// router, in order.
     fn routers(&self) -> Vec<(String, PathBuf, String, f64)> {
         self.routers
+            .current()
             .routers()
             .map(|r| {
                 (
@@ -204,11 +210,12 @@ impl PyRouterSet {
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Started<'py>> {
+        let routers = self.routers.current();
         let ((read, tried), mut events) = collecting_events(|| {
             let read = Batch::read(py, &states, &self.events);
+            self.recorder.states(&read.states);
             let tried = self.try_in_slice(read.states.len(), || {
-                self.routers
-                    .get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
+                routers.get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
             });
             (read, tried)
         });
@@ -234,6 +241,7 @@ impl PyRouterSet {
         let job = Job {
             cancelled: Arc::default(),
             work: Some(Work::States {
+                routers,
                 states: read.states,
                 done,
             }),
@@ -248,10 +256,11 @@ impl PyRouterSet {
     /// thread within a slice. Returns `(all_users, users, sends, events)`, or
     /// the number of the job that finishes the call (as `route_states`).
     fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
+        let routers = self.routers.current();
         let (tried, mut events) = collecting_events(|| {
+            self.recorder.interest(&user_id);
             self.try_in_slice(1, || {
-                self.routers
-                    .get_interested_users_in_slice(&user_id, &Slice::REACTOR)
+                routers.get_interested_users_in_slice(&user_id, &Slice::REACTOR)
             })
         });
         let done = match tried {
@@ -274,7 +283,11 @@ impl PyRouterSet {
         }
         let job = Job {
             cancelled: Arc::default(),
-            work: Some(Work::Interest { user_id, done }),
+            work: Some(Work::Interest {
+                routers,
+                user_id,
+                done,
+            }),
             objects: Vec::new(),
             from_batch: Vec::new(),
             events,
@@ -357,8 +370,7 @@ impl PyRouterSet {
     /// thread pool, where the reactor can't watch the workers' socket).
     fn run_job<'py>(&self, py: Python<'py>, job: u64) -> PyResult<Bound<'py, PyTuple>> {
         let work = self.take_work(job)?;
-        let routers = &self.routers;
-        let (answer, events) = py.detach(|| work.run(routers));
+        let (answer, events) = py.detach(|| work.run());
         self.answer(py, job, answer, events)?
             .ok_or_else(|| PyRuntimeError::new_err(format!("job {job} was cancelled")))
     }
@@ -374,6 +386,20 @@ impl PyRouterSet {
         )
     }
 
+    /// Records sampled calls of `route_states` and `route_interest` to
+    /// `path`, one request per line in the CLI's JSON Lines format, in
+    /// bounded, rotated files (`record.rs`). Raises `ValueError((message,
+    /// key))`, `key` being the `record:` key at fault, if the settings or
+    /// the file can't be used; `RuntimeError` if a recorder is set already.
+    #[pyo3(signature = (path, *, sample, max_bytes, keep))]
+    fn set_recorder(&self, path: PathBuf, sample: f64, max_bytes: u64, keep: u32) -> PyResult<()> {
+        let recorder = record::Recorder::new(path, sample, max_bytes, keep)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err((e.to_string(), e.key())))?;
+        self.recorder
+            .set(recorder)
+            .map_err(|_| PyRuntimeError::new_err("a recorder is set already"))
+    }
+
     /// Routes a batch entirely on this thread, with the GIL released, and
     /// no slice: `(routes, sends, events)`.
     #[allow(clippy::type_complexity)]
@@ -384,7 +410,7 @@ impl PyRouterSet {
     ) -> PyResult<(Bound<'py, PyDict>, Vec<String>, Vec<Event>)> {
         let ((read, routed), events) = collecting_events(|| {
             let read = Batch::read(py, &states, &self.events);
-            let routers = &self.routers;
+            let routers = self.routers.current();
             let routed = py.detach(|| routers.get_users_for_states_blocking(&read.states));
             (read, routed)
         });
@@ -400,7 +426,7 @@ impl PyRouterSet {
         py: Python<'py>,
         user_id: &str,
     ) -> PyResult<(bool, Bound<'py, PySet>, Vec<String>, Vec<Event>)> {
-        let routers = &self.routers;
+        let routers = self.routers.current();
         let (routed, events) =
             collecting_events(|| py.detach(|| routers.get_interested_users_blocking(user_id)));
         let (all, users) = interest_to_py(py, routed.answer)?;
@@ -410,11 +436,43 @@ impl PyRouterSet {
     /// Fills every router's pool of warm instances; returns a line per
     /// router that failed to start an instance.
     fn warm_up(&self, py: Python<'_>) -> Vec<String> {
-        let routers = &self.routers;
+        let routers = self.routers.current();
         py.detach(|| routers.warm_up_blocking())
             .into_iter()
             .map(|f| format!("router `{}` ({}): {}", f.router, f.kind, f.message))
             .collect()
+    }
+
+    /// Loads the routers again from their component files (the
+    /// configuration is the one loaded first), with the GIL released:
+    /// routers whose file holds the same bytes are kept as they are; the
+    /// others are compiled, checked and configured, and the new version
+    /// is swapped in atomically (calls running finish on the old one).
+    /// Returns `(reloaded, kept)` router names; raises `RouterLoadError`
+    /// like `load` (the running version goes on serving).
+    fn reload(&self, py: Python<'_>) -> PyResult<(Vec<String>, Vec<String>)> {
+        let report = py.detach(|| {
+            block_on_load(self.routers.reload(&self.config, &self.options))
+        })?;
+        Ok((report.reloaded, report.kept))
+    }
+
+    /// Every figure of the routers, as JSON: `{"routers": [RouterStats,
+    /// ...], "slices": {...}, "set_reloads": {"ok", "failed"}}` (see the
+    /// runtime's `stats` module), for the Prometheus export.
+    fn stats_json(&self) -> PyResult<String> {
+        let (ok, failed) = self.routers.reload_counts();
+        let (in_slice, slice_used_up, handed_off) = self.counters();
+        serde_json::to_string(&serde_json::json!({
+            "routers": self.routers.current().stats(),
+            "slices": {
+                "in_slice": in_slice,
+                "slice_used_up": slice_used_up,
+                "handed_off": handed_off,
+            },
+            "set_reloads": {"ok": ok, "failed": failed},
+        }))
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot write the figures: {e}")))
     }
 
     /// The events queued since the last drain: `(level, message)`, `level`
@@ -529,7 +587,7 @@ impl PyRouterSet {
 
     fn started_offload<'a>(&self, offload: &'a mut Option<Offload>) -> PyResult<&'a Offload> {
         if !offload.as_ref().is_some_and(Offload::is_ours) {
-            *offload = Some(Offload::start(&self.routers).map_err(|e| {
+            *offload = Some(Offload::start().map_err(|e| {
                 PyRuntimeError::new_err(format!("cannot start the worker threads: {e}"))
             })?);
         }
@@ -545,6 +603,17 @@ impl PyRouterSet {
     fn lock_jobs(&self) -> MutexGuard<'_, HashMap<u64, Job>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Runs a load on a runtime of its own: loading reads files on tokio's
+/// blocking threads, and this runtime, with those threads, ends with it.
+fn block_on_load<T>(load: impl std::future::Future<Output = Result<T, LoadError>>) -> PyResult<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(no_tokio)?
+        .block_on(load)
+        .map_err(load_error)
 }
 
 /// The most calls that may wait to be finished off the reactor at once.

@@ -33,13 +33,16 @@ use presence_router_runtime::Slice;
 
 use crate::events::{Event, collecting_events};
 
-/// The rest of a call, as owned data a worker can run.
+/// The rest of a call, as owned data a worker can run, with the version of
+/// the router set that began it (a reload meanwhile changes nothing for it).
 pub(crate) enum Work {
     States {
+        routers: Arc<RouterSet>,
         states: Vec<UserPresenceState>,
         done: Unfinished<CheckedRoutes>,
     },
     Interest {
+        routers: Arc<RouterSet>,
         user_id: String,
         done: Unfinished<CheckedInterest>,
     },
@@ -59,14 +62,18 @@ pub(crate) enum Answer {
 impl Work {
     /// Finishes the call on this thread; the events it reported come back
     /// with it.
-    pub(crate) fn run(self, routers: &RouterSet) -> (Answer, Vec<Event>) {
+    pub(crate) fn run(self) -> (Answer, Vec<Event>) {
         collecting_events(|| match self {
-            Work::States { states, done } => {
-                Answer::States(routers.finish_get_users_for_states(&states, done))
-            }
-            Work::Interest { user_id, done } => {
-                Answer::Interest(routers.finish_get_interested_users(&user_id, done))
-            }
+            Work::States {
+                routers,
+                states,
+                done,
+            } => Answer::States(routers.finish_get_users_for_states(&states, done)),
+            Work::Interest {
+                routers,
+                user_id,
+                done,
+            } => Answer::Interest(routers.finish_get_interested_users(&user_id, done)),
         })
     }
 }
@@ -96,7 +103,7 @@ pub(crate) struct Offload {
 }
 
 impl Offload {
-    pub(crate) fn start(routers: &Arc<RouterSet>) -> std::io::Result<Offload> {
+    pub(crate) fn start() -> std::io::Result<Offload> {
         let (wake, waker) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         waker.set_nonblocking(true)?;
@@ -106,7 +113,6 @@ impl Offload {
         let finished = Arc::new(Mutex::new(VecDeque::new()));
         for index in 0..WORKERS {
             let worker = Worker {
-                routers: routers.clone(),
                 queue: queue.clone(),
                 finished: finished.clone(),
                 waker: waker.clone(),
@@ -154,7 +160,6 @@ impl Offload {
 }
 
 struct Worker {
-    routers: Arc<RouterSet>,
     queue: Arc<Mutex<Receiver<Submitted>>>,
     finished: Arc<Mutex<VecDeque<Finished>>>,
     waker: Arc<UnixStream>,
@@ -168,7 +173,8 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .recv();
-            // The module's router set is gone: so is the work.
+            // The module's router set is gone (it owns the sender): so is
+            // the work.
             let Ok((job, work, cancelled)) = next else {
                 return;
             };
@@ -177,7 +183,7 @@ impl Worker {
             } else {
                 // A panic of ours must not take the worker with it: the job
                 // answers with it, and the next job runs.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&self.routers)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run()))
                     .unwrap_or_else(|panic| {
                         let why = panic
                             .downcast_ref::<&str>()
