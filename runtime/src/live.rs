@@ -144,6 +144,12 @@ impl LiveRouterSet {
         }
     }
 
+    /// Counts a reload that failed before it could start: the embedder
+    /// could not read the new configuration.
+    pub fn count_failed_reload(&self) {
+        self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Reloads tried since this set was made: `(succeeded, failed)`. A
     /// reload that found nothing changed counts as succeeded.
     pub fn reload_counts(&self) -> (u64, u64) {

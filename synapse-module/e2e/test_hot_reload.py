@@ -1,0 +1,127 @@
+"""Hot reload in a real Synapse: replacing the example router's component
+file with a changed build changes routing within seconds, with no failed
+``/sync``; replacing it with junk keeps the running build routing.
+
+The changed build is ``tests/guests/example-v2``: the example router's
+configuration keys, but its blacklist holds nothing back, which a watcher
+sees at once (the blacklisted user's presence starts reaching them)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import List
+
+import httpx
+import pytest
+
+from built_guests import guest
+from test_e2e import (
+    ROUTER_CONFIG,
+    register_and_login,
+    running_synapse,
+    wasm_module,
+)
+
+RELOAD_TIMEOUT_S = 60.0
+
+
+def replace_file(path: Path, source: Path) -> None:
+    """Replaces `path` the way docs/synapse.md says to: write beside, rename."""
+    beside = path.with_suffix(".new")
+    shutil.copyfile(source, beside)
+    beside.replace(path)
+
+
+def wait_for_log(synapse, needle: str, after: int) -> float:
+    """Seconds until Synapse's log, past offset `after`, holds `needle`."""
+    started = time.monotonic()
+    while needle not in synapse.log_text()[after:]:
+        if time.monotonic() - started > RELOAD_TIMEOUT_S:
+            pytest.fail(f"no {needle!r} in the log after {RELOAD_TIMEOUT_S}s\n"
+                        + synapse.log_tail())
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+class Syncer(threading.Thread):
+    """Syncs as a bystander, continually, and keeps every failure."""
+
+    def __init__(self, base_url: str, token: str):
+        super().__init__(daemon=True)
+        self.base_url = base_url
+        self.token = token
+        self.stop = threading.Event()
+        self.syncs = 0
+        self.failures: List[str] = []
+
+    def run(self) -> None:
+        since = None
+        with httpx.Client(base_url=self.base_url, timeout=30.0) as http:
+            while not self.stop.is_set():
+                params = {"timeout": "200", "set_presence": "offline"}
+                if since is not None:
+                    params["since"] = since
+                try:
+                    r = http.get("/_matrix/client/v3/sync", params=params,
+                                 headers={"Authorization": f"Bearer {self.token}"})
+                except httpx.HTTPError as e:
+                    self.failures.append(f"{type(e).__name__}: {e}")
+                    continue
+                if r.status_code != 200:
+                    self.failures.append(f"{r.status_code} {r.text[:200]}")
+                    continue
+                since = r.json()["next_batch"]
+                self.syncs += 1
+
+
+def test_a_changed_build_is_picked_up_and_junk_is_not(tmp_path: Path) -> None:
+    component = tmp_path / "example.wasm"
+    shutil.copyfile(guest("example_router"), component)
+    module = wasm_module({"name": "example", "component": str(component),
+                          "config": ROUTER_CONFIG})
+    module["config"]["reload"] = {"interval": 0.5}
+    with running_synapse("hot-reload", [module]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        names = ["watcher", "alice", "hidden", "bystander"]
+        u = register_and_login(http, names)
+        watcher, alice, hidden = u["watcher"], u["alice"], u["hidden"]
+        syncer = Syncer(synapse.base_url, u["bystander"].token)
+        syncer.start()
+        try:
+            watcher.sync(0)
+            # The first build: the blacklist holds hidden back.
+            hidden.set_presence("online")
+            alice.set_presence("online")
+            watcher.wait_to_see(alice.user_id)
+            assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
+            # A changed build replaces the file.
+            mark = len(synapse.log_text())
+            replace_file(component, Path(guest("example_v2")))
+            took = wait_for_log(synapse, "reloaded router(s) `example`", mark)
+            print(f"\n[hot-reload] new build serving {took:.1f}s after the file was replaced")
+            hidden.set_presence("unavailable")
+            watcher.wait_to_see(hidden.user_id, "unavailable")
+
+            # Junk replaces it: the running build goes on routing.
+            mark = len(synapse.log_text())
+            (tmp_path / "junk.wasm").write_bytes(b"\0asm\x0d\0\x01\0 junk")
+            replace_file(component, tmp_path / "junk.wasm")
+            wait_for_log(synapse,
+                         "reloading the routers failed; the running version goes on serving",
+                         mark)
+            error_lines = [line for line in synapse.log_text()[mark:].splitlines()
+                           if "reloading the routers failed" in line]
+            assert "router `example`" in error_lines[0], error_lines
+            assert "routers.<item 0>.component" in error_lines[0], error_lines
+            hidden.set_presence("online", "back again")
+            # (v1 never let hidden's "online" through: this is v2 routing.)
+            watcher.wait_to_see(hidden.user_id, "online")
+        finally:
+            syncer.stop.set()
+            syncer.join(timeout=60)
+        assert syncer.failures == [], syncer.failures
+        assert syncer.syncs > 0
