@@ -17,3 +17,19 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || {
   echo "setup: python3 lacks venv/ensurepip (Debian: apt install python3-venv)" >&2
   exit 1
 }
+# The Synapse end-to-end test with workers (synapse-module/e2e/test_workers.py)
+# runs its own PostgreSQL cluster and Redis server on loopback, from Debian's
+# packages; it starts and stops them itself (nothing is started here).
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if ((${#missing[@]})); then
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "setup: ${missing[*]} missing: install them (Debian: apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi

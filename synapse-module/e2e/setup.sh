@@ -24,7 +24,7 @@ pick_python() {
 
 want="$(cat "$HERE/requirements.txt" "$HERE/constraints.txt")"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$want" ]] \
-   && "$VENV/bin/python" -c 'import synapse, httpx, pytest' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import synapse, httpx, pytest, psycopg2, txredisapi' 2>/dev/null; then
   echo "setup.sh: reusing $VENV" >&2
   echo "$VENV"
   exit 0
