@@ -29,7 +29,16 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "setup: installing ${missing[*]}" >&2
+  # Debian starts a package's service on install; these are started by the
+  # tests alone, on loopback ports of their own, and stopped by them: tell
+  # invoke-rc.d not to (unless the machine already has such a policy).
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  if [[ -n "$made_policy" ]]; then rm -f "$policy"; fi
 fi
