@@ -1,6 +1,10 @@
 //! `presence-router`: load presence routers from a YAML configuration, check
 //! them, and route presence batches given as JSON Lines; test one router
-//! component (`test`) or route through it without a configuration (`run`).
+//! component (`test`) or route through it without a configuration (`run`);
+//! compare two versions of the routers on recorded requests (`diff`).
+
+mod diff;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{
-    CacheSetting, CompileSource, Limits, LoadOptions, ModuleApi, RouterSet, RouterSetConfig,
+    CacheSetting, CompileSource, Limits, LiveRouterSet, LoadOptions, ModuleApi, RouterSet,
+    RouterSetConfig,
 };
 use presence_router_testkit::{CaseResult, TestKit, read_case_file, single_router};
 
@@ -29,15 +34,22 @@ enum Command {
     /// exit non-zero on any error.
     Check(LoadArgs),
     /// Read JSON Lines requests on stdin and write one JSON answer per line
-    /// on stdout, in order.
-    Route(LoadArgs),
+    /// on stdout, in order. SIGHUP reloads the configuration and the
+    /// components (changed routers only; a version that fails to load
+    /// leaves the running one serving).
+    Route(RouteArgs),
     /// Test one component before an operator loads it: built-in cases, your
     /// own (--cases), and whether its two callbacks agree; each call's use
     /// of fuel, memory, answer size and time against the default limits.
     Test(TestArgs),
     /// Like `route`, for one component and no configuration file: quick
-    /// experiments.
+    /// experiments. SIGHUP reloads the component.
     Run(RunArgs),
+    /// Replay recorded JSON Lines requests (stdin) through two versions of
+    /// the routers: one JSON line per request answered differently on
+    /// stdout, a summary on stderr; exit 0 if nothing differed, 1 if
+    /// something did, 2 if the diff could not run.
+    Diff(diff::DiffArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +89,25 @@ struct TestArgs {
 struct RunArgs {
     #[command(flatten)]
     component: ComponentArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct RouteArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// On exit, print what each router's calls came to on stderr: calls,
+    /// failures per kind, skips, suspensions, duration and fuel
+    /// percentiles, answer entries, instances, reloads.
+    #[arg(long)]
+    stats: bool,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +167,7 @@ async fn main() -> ExitCode {
         Command::Route(args) => route(args).await,
         Command::Test(args) => test(args).await,
         Command::Run(args) => run(args).await,
+        Command::Diff(args) => return diff::diff(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,16 +208,75 @@ async fn check(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn route(args: LoadArgs) -> anyhow::Result<()> {
-    serve_json_lines(&load(&args).await?).await
+async fn route(args: RouteArgs) -> anyhow::Result<()> {
+    let routers = Arc::new(LiveRouterSet::new(load(&args.load).await?));
+    let path = args.load.config.clone();
+    let options = args.load.cache.options();
+    let reload = move || RouterSetConfig::from_file(&path);
+    serve(routers, reload, options, &args.serve).await
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let args = &args.component;
-    let config = single_router(&args.component, &args.config_json()?, Limits::DEFAULT);
-    let routers =
-        RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.cache.options()).await?;
-    serve_json_lines(&routers).await
+    let component = &args.component;
+    let config = single_router(
+        &component.component,
+        &component.config_json()?,
+        Limits::DEFAULT,
+    );
+    let options = component.cache.options();
+    let routers = Arc::new(LiveRouterSet::new(
+        RouterSet::load_with(&config, Arc::new(CliModuleApi), &options).await?,
+    ));
+    serve(routers, move || Ok(config.clone()), options, &args.serve).await
+}
+
+/// Serves JSON Lines from stdin until it ends, reloading on SIGHUP; then
+/// prints the figures if asked.
+async fn serve(
+    routers: Arc<LiveRouterSet>,
+    config: impl Fn() -> Result<RouterSetConfig, presence_router_runtime::ConfigError> + Send + 'static,
+    options: LoadOptions,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
+    // Installed before the first request is read: a SIGHUP that arrives
+    // once an answer is out never meets the default action (exit).
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    let reloading = routers.clone();
+    let reloader = tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: loading the configuration and the components again");
+            let outcome = match config() {
+                Ok(config) => reloading.reload(&config, &options).await,
+                Err(e) => {
+                    reloading.count_failed_reload();
+                    Err(e.into())
+                }
+            };
+            match outcome {
+                Ok(report) if report.changed() => tracing::info!(
+                    reloaded = ?report.reloaded,
+                    added = ?report.added,
+                    removed = ?report.removed,
+                    kept = ?report.kept,
+                    "reloaded the routers"
+                ),
+                Ok(_) => tracing::info!("reloaded: no router changed"),
+                Err(e) => {
+                    tracing::error!("reloading failed; the running version goes on serving: {e}")
+                }
+            }
+        }
+    });
+    let served = serve_json_lines(&routers).await;
+    reloader.abort();
+    if args.stats {
+        eprint!(
+            "{}",
+            stats::summary(&routers.current().stats(), routers.reload_counts())
+        );
+    }
+    served
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<()> {
@@ -256,7 +347,7 @@ fn print_case(result: &CaseResult, limits: &Limits) {
     }
 }
 
-async fn serve_json_lines(routers: &RouterSet) -> anyhow::Result<()> {
+async fn serve_json_lines(live: &LiveRouterSet) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut output = tokio::io::stdout();
     let mut line = Vec::new();
@@ -276,12 +367,12 @@ async fn serve_json_lines(routers: &RouterSet) -> anyhow::Result<()> {
             Ok(text) => match protocol::parse_request(text) {
                 Err(message) => protocol::error_answer(&message),
                 Ok(Request::GetUsersForStates(batch)) => {
-                    let routed = routers.get_users_for_states(&batch).await;
+                    let routed = live.current().get_users_for_states(&batch).await;
                     protocol::users_for_states_answer(&batch, &routed)
                 }
-                Ok(Request::GetInterestedUsers(user_id)) => {
-                    protocol::interested_users_answer(&routers.get_interested_users(&user_id).await)
-                }
+                Ok(Request::GetInterestedUsers(user_id)) => protocol::interested_users_answer(
+                    &live.current().get_interested_users(&user_id).await,
+                ),
             },
         };
         let mut text = answer.to_string();

@@ -30,11 +30,7 @@ pub(crate) fn summary(stats: &[RouterStats], reloads: (u64, u64)) -> String {
             router.failed_reloads,
         );
     }
-    let _ = writeln!(
-        out,
-        "set reloads: {} ok, {} failed",
-        reloads.0, reloads.1
-    );
+    let _ = writeln!(out, "set reloads: {} ok, {} failed", reloads.0, reloads.1);
     out
 }
 
@@ -61,7 +57,12 @@ fn callback_line(stats: &CallbackStats) -> String {
         stats.duration_seconds.quantile_bound(0.5),
         stats.duration_seconds.quantile_bound(0.99),
     ) {
-        let _ = write!(line, "; duration p50 <= {}, p99 <= {}", seconds(p50), seconds(p99));
+        let _ = write!(
+            line,
+            "; duration p50 <= {}, p99 <= {}",
+            seconds(p50),
+            seconds(p99)
+        );
     }
     if let Some(p99) = stats.fuel_used_ratio.quantile_bound(0.99) {
         let _ = write!(line, "; fuel used p99 <= {:.1}% of budget", p99 * 100.0);

@@ -122,8 +122,7 @@ fn sighup_reloads_the_configuration_and_a_bad_one_leaves_the_old_serving() {
     // Answered: the SIGHUP handler is installed.
     let answer = server.ask(&route_one());
     assert_eq!(
-        answer["users_for_states"]["@before:x"][0]["user_id"],
-        STATE,
+        answer["users_for_states"]["@before:x"][0]["user_id"], STATE,
         "{answer}"
     );
 

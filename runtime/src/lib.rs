@@ -42,6 +42,7 @@ pub mod stats;
 pub use cache::{CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
 pub use guest::{CheckedInterest, CheckedRoutes};
+pub use live::{LiveRouterSet, ReloadReport};
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
@@ -49,7 +50,6 @@ pub use presence_router_model::{
     UsersForStates, answer, format_bytes, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
-pub use live::{LiveRouterSet, ReloadReport};
 pub use router_set::{LoadOptions, Reloaded, RouterSet};
-pub use stats::{Callback, CallbackStats, HistogramSnapshot, RouterStats};
 pub use slice::{Slice, Unfinished};
+pub use stats::{Callback, CallbackStats, HistogramSnapshot, RouterStats};

@@ -12,10 +12,10 @@ use presence_router_model::{
 };
 
 use crate::cache::CacheSetting;
+use crate::component_file::read_component;
 use crate::error::LoadError;
 use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool, error_text};
 use crate::module_api::ModuleApi;
-use crate::component_file::read_component;
 use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp, component_digest};
 use crate::slice::{Slice, Unfinished};
 use crate::stats::RouterStats;
@@ -134,13 +134,12 @@ impl RouterSet {
         options: &LoadOptions,
     ) -> Result<Reloaded, LoadError> {
         let outcome = self.reload_inner(config, options).await;
-        if let Err(error) = &outcome {
-            if let Some(router) = error
+        if let Err(error) = &outcome
+            && let Some(router) = error
                 .router()
                 .and_then(|name| self.routers.iter().find(|r| r.name() == name))
-            {
-                router.metrics().reload_failed();
-            }
+        {
+            router.metrics().reload_failed();
         }
         outcome
     }

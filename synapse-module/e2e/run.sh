@@ -13,6 +13,8 @@ VENV="$(bash "$HERE/setup.sh")"
 # The guests (example router, Synapse test router, hostile corpus) are built
 # by the tests crate's build script.
 cargo build --quiet -p presence-router-tests
+# The CLI, for the record-and-diff test (`presence-router diff`).
+cargo build --quiet -p presence-router
 # The dev profile shares the workspace's compiled wasmtime (an operator's
 # `pip install ./synapse-module` builds the release profile).
 # A directory of its own: two runs at once (a developer's and a helper's)

@@ -23,6 +23,7 @@
 //! | `offload.rs` | jobs finished off the reactor; which calls are tried on it |
 //! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
 //! | `load.rs` | load errors as Synapse's `ConfigError` paths |
+//! | `record.rs` | sampled calls recorded for `presence-router diff` |
 
 mod batch;
 mod events;
@@ -37,8 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use presence_router_runtime::{
-    CacheSetting, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig,
-    Slice, Unfinished,
+    CacheSetting, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice,
+    Unfinished,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -160,9 +161,8 @@ impl PyRouterSet {
         };
         let events = Arc::new(EventQueue::new());
         let module_api = Arc::new(QueueingModuleApi(events.clone()));
-        let routers = py.detach(|| {
-            block_on_load(RouterSet::load_with(&config, module_api, &options))
-        })?;
+        let routers =
+            py.detach(|| block_on_load(RouterSet::load_with(&config, module_api, &options)))?;
         Ok(PyRouterSet {
             routers: LiveRouterSet::new(routers),
             config,
@@ -451,9 +451,8 @@ impl PyRouterSet {
     /// Returns `(reloaded, kept)` router names; raises `RouterLoadError`
     /// like `load` (the running version goes on serving).
     fn reload(&self, py: Python<'_>) -> PyResult<(Vec<String>, Vec<String>)> {
-        let report = py.detach(|| {
-            block_on_load(self.routers.reload(&self.config, &self.options))
-        })?;
+        let report =
+            py.detach(|| block_on_load(self.routers.reload(&self.config, &self.options)))?;
         Ok((report.reloaded, report.kept))
     }
 

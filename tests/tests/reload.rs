@@ -104,7 +104,10 @@ async fn a_hundred_swaps_under_load_lose_no_answer_and_every_answer_is_one_versi
         seen[0] += a;
         seen[1] += b;
     }
-    assert!(seen[0] > 0 && seen[1] > 0, "both versions answered: {seen:?}");
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both versions answered: {seen:?}"
+    );
     assert_eq!(seen[0] + seen[1], calls.load(Ordering::Relaxed));
     assert_eq!(live.reload_counts(), (100, 0));
     // The figures went on across the versions: one per call per router.
@@ -124,7 +127,10 @@ async fn a_call_holding_the_old_version_finishes_on_it() {
         .await
         .expect("version b loads");
     let states = batch(&[("@u:x", Presence::Online)]);
-    assert_eq!(held.get_users_for_states_blocking(&states).answer, answer_of("a"));
+    assert_eq!(
+        held.get_users_for_states_blocking(&states).answer,
+        answer_of("a")
+    );
     assert_eq!(
         live.current().get_users_for_states_blocking(&states).answer,
         answer_of("b")

@@ -97,7 +97,10 @@ routers:
     let stats = routers.stats();
     let panics = of(&stats, "panics");
     assert_eq!(panics.get_users_for_states.calls, 2);
-    assert_eq!(panics.get_users_for_states.failures_of(FailureKind::Trap), 2);
+    assert_eq!(
+        panics.get_users_for_states.failures_of(FailureKind::Trap),
+        2
+    );
     assert_eq!(panics.get_users_for_states.skipped_suspended, 3);
     assert_eq!((panics.suspended, panics.suspensions), (true, 1));
 }
@@ -120,7 +123,10 @@ async fn a_call_abandoned_in_a_slice_and_finished_counts_once() {
         panic!("the spinner should use its slice up");
     };
     assert!(unfinished.slice_used_up());
-    assert_eq!(of(&routers.stats(), "spinner").get_users_for_states.calls, 0);
+    assert_eq!(
+        of(&routers.stats(), "spinner").get_users_for_states.calls,
+        0
+    );
     routers.finish_get_users_for_states(&states, unfinished);
     let stats = routers.stats();
     let spinner = &of(&stats, "spinner").get_users_for_states;

@@ -1,0 +1,322 @@
+//! `presence-router diff` end to end: the exact lines it reports for a
+//! changed router, nothing for a router against itself, sends and failures
+//! per side, malformed lines, and its exit statuses.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use presence_router_tests::{guests, with_guest_paths, write_file};
+use serde_json::{Value, json};
+
+/// Runs the binary in `cwd` with the test cache, `stdin` as its input.
+fn diff(args: &[&str], cwd: &Path, stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
+        .arg("diff")
+        .args(args)
+        .args(["--cache-dir", guests::COMPONENT_CACHE_DIR])
+        .current_dir(cwd)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .expect("the binary reads stdin");
+    child.wait_with_output().expect("the binary exits")
+}
+
+fn lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line on stdout is JSON"))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A directory with the example router at `routers/example.wasm` and each
+/// `(name, yaml)` written beside it.
+fn configs(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(dir.path().join("routers")).expect("writable");
+    std::fs::copy(
+        guests::EXAMPLE_ROUTER,
+        dir.path().join("routers/example.wasm"),
+    )
+    .expect("copied");
+    for (name, yaml) in files {
+        write_file(dir.path(), name, with_guest_paths(yaml));
+    }
+    dir
+}
+
+const OLD: &str = r#"
+routers:
+  - name: example
+    component: routers/example.wasm
+    config: {always_send_to_users: ["@alice:example.com"], blacklisted_users: ["@mallory:example.com"]}
+"#;
+
+/// The same router, with one more user who gets everything.
+const NEW: &str = r#"
+routers:
+  - name: example
+    component: routers/example.wasm
+    config: {always_send_to_users: ["@alice:example.com", "@dave:example.com"], blacklisted_users: ["@mallory:example.com"]}
+"#;
+
+fn state(user_id: &str) -> Value {
+    json!({
+        "user_id": user_id,
+        "state": "online",
+        "last_active_ts": 0,
+        "last_federation_update_ts": 0,
+        "last_user_sync_ts": 0,
+        "status_msg": null,
+        "currently_active": false
+    })
+}
+
+const REQUESTS: &str = concat!(
+    r#"{"get_users_for_states": [{"user_id": "@bob:example.com", "state": "online"}, {"user_id": "@mallory:example.com", "state": "online"}]}"#,
+    "\n",
+    r#"{"get_interested_users": "@dave:example.com"}"#,
+    "\n",
+    r#"{"get_interested_users": "@alice:example.com"}"#,
+    "\n",
+    "\n",
+    "not json\n",
+    // Empty entries on both sides, one more on the new: no state is routed
+    // differently.
+    r#"{"get_users_for_states": []}"#,
+    "\n",
+);
+
+#[test]
+fn a_changed_configuration_shows_exactly_the_users_it_routes_differently() {
+    let dir = configs(&[("old.yaml", OLD), ("new.yaml", NEW)]);
+    let output = diff(
+        &["--config", "old.yaml", "--with", "new.yaml"],
+        dir.path(),
+        REQUESTS,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        lines(&output),
+        vec![
+            // @alice's states are the same; @mallory is blacklisted on both.
+            json!({"line": 1, "request": "get_users_for_states", "users": {
+                "@dave:example.com": {"old": [], "new": [state("@bob:example.com")]}
+            }}),
+            json!({"line": 2, "request": "get_interested_users", "user_id": "@dave:example.com",
+                   "interested_users": {"old": [], "new": "ALL"}}),
+            json!({"line": 5, "malformed": "not valid JSON: expected value at line 1 column 1"}),
+        ]
+    );
+    let summary = stderr(&output);
+    for expected in [
+        "diff: old: old.yaml\n",
+        "diff: new: new.yaml\n",
+        "diff: 4 request(s) replayed (2 get_users_for_states, 2 get_interested_users)\n",
+        "diff: 2 answered differently, concerning 1 user(s)\n",
+        "diff: router failures in 0 request(s) on the old side, 0 on the new side\n",
+        "diff: 1 malformed line(s), not replayed\n",
+        "diff: DIFFERENT (the lines on stdout say where)\n",
+    ] {
+        assert!(summary.contains(expected), "{expected:?} in {summary}");
+    }
+}
+
+#[test]
+fn a_router_against_itself_differs_in_nothing() {
+    let dir = configs(&[("old.yaml", OLD)]);
+    let requests = REQUESTS.replace("not json\n", "");
+    let output = diff(
+        &["--config", "old.yaml", "--with", "old.yaml"],
+        dir.path(),
+        &requests,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(lines(&output), Vec::<Value>::new());
+    let summary = stderr(&output);
+    assert!(
+        summary.contains("diff: 4 request(s) replayed")
+            && summary.contains("diff: 0 answered differently, concerning 0 user(s)")
+            && summary.ends_with("diff: no difference\n"),
+        "{summary}"
+    );
+
+    // The same with one component and its configuration on both sides.
+    let config = r#"{"always_send_to_users": ["@alice:example.com"]}"#;
+    let output = diff(
+        &[
+            "--component",
+            "routers/example.wasm",
+            "--with-component",
+            "routers/example.wasm",
+            "--config-json",
+            config,
+        ],
+        dir.path(),
+        &requests,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(lines(&output), Vec::<Value>::new());
+}
+
+#[test]
+fn two_configurations_of_one_component_are_compared() {
+    let dir = configs(&[]);
+    let output = diff(
+        &[
+            "--component",
+            "routers/example.wasm",
+            "--config-json",
+            r#"{"always_send_to_users": ["@alice:example.com"], "blacklisted_users": ["@mallory:example.com"]}"#,
+            "--with-config-json",
+            r#"{"always_send_to_users": ["@alice:example.com"]}"#,
+        ],
+        dir.path(),
+        &REQUESTS.replace("not json\n", ""),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        lines(&output),
+        vec![
+            json!({"line": 1, "request": "get_users_for_states", "users": {
+                "@alice:example.com": {
+                    "old": [state("@bob:example.com")],
+                    "new": [state("@bob:example.com"), state("@mallory:example.com")]
+                }
+            }})
+        ]
+    );
+    assert!(
+        stderr(&output).contains(
+            "diff: new: routers/example.wasm with {\"always_send_to_users\":[\"@alice:example.com\"]}\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn sends_and_failures_are_compared_per_side() {
+    // The new version adds the scripted router: it sends presence for
+    // `@send:test` and panics on `@panic:test`.
+    let with_scripted = format!(
+        "{OLD}  - {{name: scripted, component: $SCRIPTED, failure_policy: {{suspend_after: 0}}}}\n"
+    );
+    let dir = configs(&[("old.yaml", OLD), ("new.yaml", &with_scripted)]);
+    let requests = [
+        r#"{"get_users_for_states": [{"user_id": "@send:test", "state": "offline"}]}"#,
+        r#"{"get_interested_users": "@panic:test"}"#,
+        r#"{"get_interested_users": "@bob:example.com"}"#,
+    ]
+    .join("\n");
+    let output = diff(
+        &["--config", "old.yaml", "--with", "new.yaml"],
+        dir.path(),
+        &requests,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        json!({"line": 1, "request": "get_users_for_states",
+               "send_local_online_presence_to": {
+                   "old": [], "new": ["@dave:example.com", "@far_away_person:island"]}})
+    );
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["user_id"], "@panic:test");
+    assert_eq!(lines[1].get("interested_users"), None, "both answered []");
+    assert_eq!(lines[1]["failures"]["old"], json!([]));
+    let failure = &lines[1]["failures"]["new"][0];
+    assert_eq!(
+        (&failure["router"], &failure["kind"]),
+        (&json!("scripted"), &json!("trap"))
+    );
+    assert!(
+        failure["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("scripted panic for @panic:test")),
+        "{failure}"
+    );
+    let summary = stderr(&output);
+    assert!(
+        summary.contains("diff: 1 answered differently, concerning 2 user(s)\n")
+            && summary.contains(
+                "diff: router failures in 0 request(s) on the old side, 1 on the new side\n"
+            ),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_diff_that_cannot_run_exits_2_and_says_why() {
+    let dir = configs(&[("old.yaml", OLD)]);
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--config", "old.yaml", "--with", "missing.yaml"],
+            "error: the new routers (missing.yaml): missing.yaml: cannot read the configuration",
+        ),
+        (
+            &[
+                "--component",
+                "routers/example.wasm",
+                "--with-config-json",
+                "{",
+            ],
+            "error: --with-config-json: not valid JSON",
+        ),
+        (
+            &["--config", "old.yaml", "--with-config-json", "{}"],
+            "error: --with-config-json needs a component to configure",
+        ),
+        (
+            &[
+                "--component",
+                "routers/example.wasm",
+                "--with-component",
+                "routers/none.wasm",
+            ],
+            "error: the new routers (routers/none.wasm with {}): ",
+        ),
+        // clap's own refusal: no new side at all.
+        (
+            &["--config", "old.yaml"],
+            "the following required arguments were not provided",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = diff(args, dir.path(), "");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        if args.contains(&"routers/none.wasm") {
+            assert!(
+                stderr(&output).contains("routers/none.wasm: cannot read the component"),
+                "{}",
+                stderr(&output)
+            );
+        }
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
