@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -603,3 +604,370 @@ def test_bad_router_config_stops_startup(form: str, bad: str, expected_path: str
         assert f"Error in configuration at '{expected_path}'" in out, out
         assert "Failed to parse config for module" in out, out
         assert expected_message in out, out
+
+
+# --------------------------------------------------------------------------
+# Recording traffic, and diffing a changed router on it
+# --------------------------------------------------------------------------
+
+# The CLI binary (`cargo build -p presence-router`; run.sh builds it).
+PRESENCE_ROUTER_CLI = Path(os.environ.get("E2E_PRESENCE_ROUTER_CLI")
+                           or HERE.parent.parent / "target" / "debug" / "presence-router")
+
+
+def presence_router_diff(old: Path, new: Path, recorded: Path) -> subprocess.CompletedProcess:
+    if not PRESENCE_ROUTER_CLI.is_file():
+        pytest.fail(f"{PRESENCE_ROUTER_CLI} is missing: `cargo build -p presence-router` "
+                    "(synapse-module/e2e/run.sh does)")
+    with open(recorded, "rb") as requests:
+        return subprocess.run(
+            [str(PRESENCE_ROUTER_CLI), "diff", "--config", str(old), "--with", str(new),
+             "--cache-dir", CACHE_DIR],
+            stdin=requests, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "RUST_LOG": "error"},
+        )
+
+
+def test_recorded_traffic_diffs_a_changed_router_exactly_and_itself_not_at_all(
+        tmp_path: Path) -> None:
+    """The module records every call (sample 1) while known traffic runs;
+    `presence-router diff` then replays the recording through the example
+    router as configured and with one more `always_send_to_users` user
+    (newbie): the differences are exactly newbie's, request by request, and
+    the router against itself differs in nothing."""
+    recorded = tmp_path / "presence-record.jsonl"
+    module = wasm_module(example_router())
+    module["config"]["record"] = {"path": str(recorded), "sample": 1.0}
+    with running_synapse("record", [module]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        names = ["watcher", "alice", "hidden", "newbie"]
+        u = register_and_login(http, names)
+        watcher, alice, hidden, newbie = (u[n] for n in names)
+        for obs in (watcher, newbie):
+            obs.sync(0)
+        hidden.set_presence("online", "hidden is here")
+        alice.set_presence("online", "alice is here")
+        watcher.wait_to_see(alice.user_id)
+        alice.set_presence("unavailable", "alice is away")
+        watcher.wait_to_see(alice.user_id, "unavailable")
+        # newbie's own /sync asks the routers about newbie.
+        newbie.sync(0)
+        assert_no_callback_failures(synapse.log_text())
+    # Synapse has stopped: the recording is complete.
+    assert stat.S_IMODE(os.stat(recorded).st_mode) == 0o600
+    requests = [json.loads(line) for line in recorded.read_text().splitlines()]
+    assert requests, "nothing was recorded"
+
+    # What the changed router must differ in, worked out from each recorded
+    # request by the example router's rules: newbie now gets every state not
+    # from hidden (blacklisted), and is interested in all users.
+    expected = []
+    for line, request in enumerate(requests, start=1):
+        if "get_users_for_states" in request:
+            routed = [s for s in request["get_users_for_states"]
+                      if s["user_id"] != uid("hidden")]
+            if routed:
+                expected.append({"line": line, "request": "get_users_for_states", "users": {
+                    uid("newbie"): {"old": [], "new": routed}}})
+        elif request["get_interested_users"] == uid("newbie"):
+            expected.append({"line": line, "request": "get_interested_users",
+                             "user_id": uid("newbie"),
+                             "interested_users": {"old": [], "new": "ALL"}})
+    kinds = {e["request"] for e in expected}
+    assert kinds == {"get_users_for_states", "get_interested_users"}, requests
+    assert any(s["user_id"] == uid("alice") and s["status_msg"] == "alice is away"
+               for r in requests for s in r.get("get_users_for_states", [])), requests
+
+    def config(always_send_to_users: List[str]) -> Path:
+        path = tmp_path / f"routers-{len(always_send_to_users)}.yaml"
+        path.write_text(yaml.safe_dump({"routers": [example_router(
+            {**ROUTER_CONFIG, "always_send_to_users": always_send_to_users})]}))
+        return path
+
+    old = config([uid("watcher")])
+    new = config([uid("watcher"), uid("newbie")])
+    changed = presence_router_diff(old, new, recorded)
+    assert changed.returncode == 1, changed.stderr
+    assert [json.loads(line) for line in changed.stdout.splitlines()] == expected
+    assert (f"diff: {len(requests)} request(s) replayed" in changed.stderr
+            and f"diff: {len(expected)} answered differently, concerning 1 user(s)"
+            in changed.stderr), changed.stderr
+
+    same = presence_router_diff(old, old, recorded)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == ""
+    assert f"diff: {len(requests)} request(s) replayed" in same.stderr, same.stderr
+    assert same.stderr.endswith("diff: no difference\n"), same.stderr
+
+
+# --------------------------------------------------------------------------
+# Metrics: Synapse's /_synapse/metrics after known traffic, and the
+# Grafana dashboard's queries against it
+# --------------------------------------------------------------------------
+
+DASHBOARD = HERE.parent.parent / "docs" / "grafana-dashboard.json"
+METRICS_TIMEOUT_S = 30.0
+# Every module callback, in the runtime's order.
+CALLBACKS = ("get_users_for_states", "get_interested_users")
+FAILURE_KINDS = ("out_of_fuel", "timeout", "memory", "trap", "invalid_answer")
+
+# name, component, config, limits, the failure each callback ends in (None:
+# it answers). Every call fails the same way, so the failures of a kind are
+# exactly the calls.
+METRICS_HOSTILE_ROUTERS = [
+    # The timeout is far beyond what its fuel lasts: it runs out of fuel
+    # however slow the machine is.
+    ("spin", "hostile_spin", {}, {"timeout": "2s"}, ("out_of_fuel", None)),
+    ("panic", "hostile_panic", {}, {}, ("trap", "trap")),
+    # Asks to sleep 200 ms in both callbacks: charged at once to its 50 ms
+    # budget, never slept.
+    ("sleeper", "hostile_sleeper",
+     {"via": "sleep", "ms": 200, "in": ["get-users-for-states", "get-interested-users"]},
+     {"timeout": "50ms"}, ("timeout", "timeout")),
+]
+
+MetricSamples = Dict[Tuple[str, frozenset], float]
+
+
+@contextlib.contextmanager
+def running_synapse_with_metrics(label: str, modules: List[dict]
+                                 ) -> Iterator[Tuple[SynapseProcess, str]]:
+    """A Synapse as `running_synapse` makes it, with `enable_metrics` and a
+    `metrics` listener on loopback (served from prometheus_client's own
+    thread, as operators run it): (the process, the metrics URL)."""
+    with tempfile.TemporaryDirectory(prefix=f"synapse-e2e-{label}-") as d:
+        hs = SynapseProcess(Path(d), modules)
+        metrics_port = free_port()
+        config = yaml.safe_load(hs.config_path.read_text())
+        config["enable_metrics"] = True
+        config["listeners"].append(
+            {"type": "metrics", "port": metrics_port, "bind_addresses": ["127.0.0.1"]})
+        hs.config_path.write_text(yaml.safe_dump(config))
+        try:
+            t0 = time.monotonic()
+            hs.start()
+            print(f"\n[{label}] Synapse healthy on {hs.base_url} "
+                  f"after {time.monotonic() - t0:.1f}s")
+            yield hs, f"http://127.0.0.1:{metrics_port}/_synapse/metrics"
+        finally:
+            hs.stop()
+            if os.environ.get("E2E_SHOW_LOG"):
+                print(hs.log_tail(200))
+
+
+def scrape(url: str) -> Tuple[str, MetricSamples]:
+    """One scrape: its text, and every sample by (name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(url, timeout=30.0)
+    assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:500]}"
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+    return r.text, samples
+
+
+def sample(samples: MetricSamples, name: str, **labels: str) -> float:
+    """A sample that must be there (labels exactly these)."""
+    key = (name, frozenset(labels.items()))
+    if key not in samples:
+        near = sorted(dict(l) for n, l in samples if n == name)  # noqa: E741
+        pytest.fail(f"no {name}{labels} in the scrape; {name} has: {near}")
+    return samples[key]
+
+
+def router_metrics_mismatches(samples: MetricSamples) -> List[str]:
+    """What differs from the exact figures the traffic must come to. Each
+    router is called once per callback Synapse makes to the module (none is
+    ever suspended), and the counting router beside it counted those; every
+    call of a hostile router fails, as its kind."""
+    wrong: List[str] = []
+
+    def expect(what: str, got: float, want: float) -> None:
+        if got != want:
+            wrong.append(f"{what}: {got:g}, expected {want:g}")
+
+    invoked = {cb: sample(samples, "e2e_presence_router_invocations_total", callback=cb)
+               for cb in CALLBACKS}
+    routers = [(name, kinds) for name, _, _, _, kinds in METRICS_HOSTILE_ROUTERS]
+    routers.append(("example", (None, None)))
+    for name, kinds in routers:
+        for cb, failing in zip(CALLBACKS, kinds):
+            labels = {"router": name, "callback": cb, "server_name": SERVER}
+            calls = sample(samples, "wasm_presence_router_calls_total", **labels)
+            expect(f"{name} {cb} calls (Synapse made {invoked[cb]:g})", calls, invoked[cb])
+            for kind in FAILURE_KINDS:
+                expect(f"{name} {cb} {kind} failures",
+                       sample(samples, "wasm_presence_router_failures_total", kind=kind,
+                              **labels), calls if kind == failing else 0)
+            expect(f"{name} {cb} skipped while suspended",
+                   sample(samples, "wasm_presence_router_skipped_suspended_total", **labels), 0)
+            expect(f"{name} {cb} durations counted",
+                   sample(samples, "wasm_presence_router_call_duration_seconds_count",
+                          **labels), calls)
+            # Fuel is counted for calls that answered (1.0 for one that ran
+            # out of it): the spinner's are all in the last bucket.
+            fuel = sample(samples, "wasm_presence_router_fuel_used_ratio_count", **labels)
+            expect(f"{name} {cb} fuel ratios counted", fuel,
+                   calls if failing in (None, "out_of_fuel") else 0)
+            if failing == "out_of_fuel":
+                expect(f"{name} {cb} fuel ratios at most 0.99",
+                       sample(samples, "wasm_presence_router_fuel_used_ratio_bucket",
+                              le="0.99", **labels), 0)
+        expect(f"{name} suspensions",
+               sample(samples, "wasm_presence_router_suspensions_total",
+                      router=name, server_name=SERVER), 0)
+        expect(f"{name} suspended",
+               sample(samples, "wasm_presence_router_suspended",
+                      router=name, server_name=SERVER), 0)
+        for outcome in ("ok", "failed"):
+            expect(f"{name} reloads {outcome}",
+                   sample(samples, "wasm_presence_router_reloads_total",
+                          router=name, outcome=outcome, server_name=SERVER), 0)
+    # Each module call is answered within its slice or finished off the
+    # reactor.
+    slices = {where: sample(samples, "wasm_presence_router_slice_calls_total",
+                            where=where, server_name=SERVER)
+              for where in ("in_slice", "slice_used_up", "handed_off")}
+    expect("module calls in a slice or handed off", slices["in_slice"] + slices["handed_off"],
+           sum(invoked.values()))
+    return wrong
+
+
+def dashboard_queries() -> List[str]:
+    """Every PromQL query of the dashboard: its panels' and its variables'."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [target["expr"] for panel in dashboard["panels"]
+               for target in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            queries.append(query["query"] if isinstance(query, dict) else query)
+    return queries
+
+
+# PromQL words that are not metric names (operators and modifiers).
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right",
+                   "offset", "bool", "and", "or", "unless", "atan2", "inf", "nan"}
+
+
+def promql_metric_names(query: str) -> set:
+    """The metric names a PromQL query (with Grafana's `$variables`)
+    selects: identifiers that are not functions, keywords, label matchers,
+    grouping labels or ranges."""
+    import re
+
+    rest = re.sub(r'"(?:[^"\\]|\\.)*"', '""', query)  # strings (label values)
+    rest = re.sub(r"\{[^}]*\}", " ", rest)  # label matchers
+    rest = re.sub(r"\[[^\]]*\]", " ", rest)  # ranges
+    rest = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", rest)
+    rest = re.sub(r"\$\w+", " ", rest)  # Grafana variables
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", rest):
+        follows = rest[m.end():].lstrip()
+        if follows.startswith("(") or m.group().lower() in PROMQL_KEYWORDS:
+            continue  # a function, such as rate( or label_values(
+        names.add(m.group())
+    # label_values(METRIC, LABEL): the label is an argument, not a metric.
+    for m in re.finditer(r"label_values\([^,]*,\s*(\w+)\s*\)", query):
+        names.discard(m.group(1))
+    return names
+
+
+def test_promql_metric_names_finds_the_metrics_and_nothing_else() -> None:
+    assert promql_metric_names(
+        'histogram_quantile(0.99, sum by (le, router) (rate(a_bucket{router=~"$router", '
+        'le="0.5"}[$__rate_interval]))) / on(router) group_left b_total > 0'
+    ) == {"a_bucket", "b_total"}
+    assert promql_metric_names(
+        'label_values(a_total{server_name=~"$server_name"}, router)') == {"a_total"}
+
+
+def test_metrics_of_a_running_synapse_count_exactly_the_calls_synapse_made() -> None:
+    """Synapse serves the module's metrics on /_synapse/metrics. After
+    known traffic, with hostile routers beside the example, the calls of
+    every router equal the calls Synapse made (counted by a Python router
+    listed first), every call of a hostile router is a failure of its kind,
+    the example has none, every series carries the homeserver's
+    `server_name`, and every metric the Grafana dashboard queries is in
+    the scrape."""
+    hostile = [
+        {"name": name, "component": guest(component), "config": config, "limits": limits,
+         # Never suspended, so that every call Synapse makes calls them.
+         "failure_policy": {"suspend_after": 1000000}}
+        for name, component, config, limits, _ in METRICS_HOSTILE_ROUTERS
+    ]
+    modules = [{"module": "counting_presence_router.CountingPresenceRouter", "config": {}},
+               wasm_module(*hostile, example_router())]
+    with running_synapse_with_metrics("metrics", modules) as (synapse, metrics_url), \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        names = ["watcher", "alice", "hidden", "lonely"]
+        u = register_and_login(http, names)
+        watcher, alice, hidden, lonely = (u[n] for n in names)
+        for obs in (watcher, lonely):
+            obs.sync(0)
+
+        puts = 0
+        for who, state, status in ((alice, "online", "alice is here"), (hidden, "online", None),
+                                   (alice, "unavailable", "alice is away"),
+                                   (lonely, "online", None)):
+            who.set_presence(state, status)
+            puts += 1
+        watcher.wait_to_see(alice.user_id, "unavailable")
+        watcher.wait_to_see(lonely.user_id)
+        lonely.wait_to_see(lonely.user_id)
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
+        # Calls finished off the reactor land in the counts a moment after
+        # Synapse counted the call: wait until the figures settle.
+        deadline = time.monotonic() + METRICS_TIMEOUT_S
+        while True:
+            text, samples = scrape(metrics_url)
+            wrong = router_metrics_mismatches(samples)
+            if not wrong:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"after {METRICS_TIMEOUT_S}s, the metrics still disagree with "
+                            "the calls Synapse made:\n  " + "\n  ".join(wrong))
+            time.sleep(0.2)
+
+        # Every presence PUT made at least one batch; watcher's syncs asked
+        # whose presence they are interested in.
+        invoked = {cb: sample(samples, "e2e_presence_router_invocations_total", callback=cb)
+                   for cb in CALLBACKS}
+        print(f"[metrics] Synapse called the routers {invoked} after {puts} presence PUTs")
+        assert invoked["get_users_for_states"] >= puts, invoked
+        assert invoked["get_interested_users"] >= 1, invoked
+        example = {"router": "example", "server_name": SERVER}
+        assert sample(samples, "wasm_presence_router_answer_entries_total",
+                      callback="get_users_for_states", **example) > 0
+        assert sample(samples, "wasm_presence_router_instances", state="live", **example) >= 1
+
+        # Synapse's label convention: every series of the module names the
+        # homeserver.
+        ours = [(name, dict(labels)) for name, labels in samples
+                if name.startswith("wasm_presence_router_")]
+        assert ours
+        assert [s for s in ours if s[1].get("server_name") != SERVER] == []
+        assert "# TYPE wasm_presence_router_calls_total counter" in text
+
+        # The dashboard: every metric its queries use is in this scrape.
+        exported = {name for name, _ in samples}
+        used = set()
+        for query in dashboard_queries():
+            names_in_query = promql_metric_names(query)
+            assert names_in_query, f"no metric found in dashboard query {query!r}"
+            used |= names_in_query
+        assert sorted(used - exported) == [], f"dashboard queries these, not exported: " \
+            f"{sorted(used - exported)}"
+        # ...and it shows every family the module exports.
+        families = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+                    for name in used}
+        exported_families = {
+            name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+            for name, _ in ours}
+        assert sorted(exported_families - families) == [], "not on the dashboard"
+
+        assert_no_callback_failures(synapse.log_text())

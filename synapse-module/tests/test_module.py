@@ -38,6 +38,7 @@ class FakeModuleApi:
         self.delayed: List[Tuple[float, Callable, tuple, Optional[str]]] = []
         self.sent: List[List[str]] = []
         self.thread_calls = 0
+        self.looping: List[Tuple[Callable, float, tuple, Optional[str], bool]] = []
 
     def register_presence_router_callbacks(self, **callbacks: Callable) -> None:
         assert not self.callbacks, "registered twice"
@@ -50,6 +51,11 @@ class FakeModuleApi:
     def delayed_background_call(self, msec: float, f: Callable, *args: Any,
                                 desc: Optional[str] = None) -> None:
         self.delayed.append((msec, f, args, desc))
+
+    def looping_background_call(self, f: Callable, msec: float, *args: Any,
+                                desc: Optional[str] = None,
+                                run_on_all_instances: bool = False) -> None:
+        self.looping.append((f, msec, args, desc, run_on_all_instances))
 
     async def send_local_online_presence_to(self, users: List[str]) -> None:
         self.sent.append(list(users))
@@ -459,6 +465,8 @@ class Api:
         return f(*args)
     def delayed_background_call(self, *args, **kwargs):
         pass
+    def looping_background_call(self, *args, **kwargs):
+        pass
 
 config = WasmPresenceRouter.parse_config(json.loads(sys.argv[1]))
 api = Api()
@@ -473,10 +481,23 @@ async def main():
     out["thread_calls"] = Api.thread_calls
     out["pending_jobs"] = router._routers.pending_jobs()
     out["counters"] = router._routers.counters()
-    out["workers"] = sorted(
-        open(f"/proc/self/task/{t}/comm").read().strip()
-        for t in os.listdir("/proc/self/task")
-        if open(f"/proc/self/task/{t}/comm").read().startswith("pr-offload"))
+    # A thread names itself once it runs: one the system has not run yet
+    # still has its parent's name. Wait for both (however busy the machine).
+    import time
+    deadline = time.monotonic() + 60
+    while True:
+        out["workers"] = sorted(
+            name for name in (thread_name(t) for t in os.listdir("/proc/self/task"))
+            if name.startswith("pr-offload"))
+        if len(out["workers"]) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+def thread_name(task):
+    try:
+        return open(f"/proc/self/task/{task}/comm").read().strip()
+    except OSError:  # the thread ended meanwhile
+        return ""
 
 def run():
     d = ensureDeferred(main())

@@ -45,14 +45,16 @@ from synapse.module_api.errors import ConfigError
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorFDSet
 
-from . import _native
+from . import _metrics, _native
+from ._record import RecordSettings
+from ._reload import ComponentWatcher, ReloadSettings
 
 __all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
 
 logger = logging.getLogger(__name__)
 
 # The module's own keys beside the runtime's `routers:`.
-_MODULE_KEYS = ("cache_dir", "cache")
+_MODULE_KEYS = ("cache_dir", "cache", "reload", "record")
 
 
 class WasmPresenceRouterConfig:
@@ -67,12 +69,16 @@ class WasmPresenceRouterConfig:
     same files."""
 
     def __init__(self, routers_json: str, cache_dir: Optional[str], cache: bool,
-                 base_dir: str):
+                 base_dir: str, record: Optional[RecordSettings] = None):
         self.routers_json = routers_json
         self.cache_dir = cache_dir
         self.cache = cache
         self.base_dir = base_dir
         self.loaded_by_pid = os.getpid()
+        # Recording of the routed calls (_record.py), started with each load.
+        self.record = record
+        # How new builds of the components are picked up (_reload.py).
+        self.reload = ReloadSettings()
         self.routers = self.load(compile_on_calling_thread=False)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "WasmPresenceRouterConfig":
@@ -100,6 +106,8 @@ class WasmPresenceRouterConfig:
         except _native.RouterLoadError as e:
             message, path = e.args
             raise ConfigError(message, tuple(path)) from None
+        if self.record is not None:
+            self.record.attach(routers)
         # What the routers logged while starting stays queued: Synapse reads
         # its configuration before it sets up logging, and the module's
         # `__init__` logs it.
@@ -151,6 +159,18 @@ class WasmPresenceRouter:
         # Finishes calls whose slice ran out; chosen at the first one, once
         # the reactor runs.
         self._offload: Optional[_Offload] = None
+        # Synapse lets only a presence writer call
+        # send_local_online_presence_to. Every process routes the same
+        # batches (the writer as it writes them, the others as they arrive
+        # by replication), so the writer's routers ask for the same sends: a
+        # process that is not a writer drops its routers' asks, counts them,
+        # and says why once. None: Synapse doesn't say (not a real
+        # homeserver); send, and let Synapse refuse.
+        self._presence_writing = _presence_writing(module_api)
+        # Sends asked for by the routers and not made here because this
+        # process doesn't write presence: one per routed call that asked.
+        self.sends_not_sent = 0
+        self._said_why_not_sent = False
 
         # Registered here, for both config forms. The callbacks are not named
         # `get_users_for_states`/`get_interested_users` on purpose: the legacy
@@ -160,6 +180,11 @@ class WasmPresenceRouter:
             get_users_for_states=self._get_users_for_states,
             get_interested_users=self._get_interested_users,
         )
+        # New builds of the components replace the running ones without a
+        # restart (_reload.py).
+        self._watcher = ComponentWatcher(module_api, self._routers, config.reload)
+        # Its routers' figures on Synapse's /_synapse/metrics (_metrics.py).
+        _metrics.register_module(self, getattr(module_api, "server_name", ""))
 
     @staticmethod
     def parse_config(config: Dict[str, Any]) -> WasmPresenceRouterConfig:
@@ -184,7 +209,12 @@ class WasmPresenceRouter:
             routers_json = json.dumps(routers)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"cannot be passed to the routers as JSON: {e}", ()) from None
-        return WasmPresenceRouterConfig(routers_json, cache_dir, cache, base_dir)
+        reload = ReloadSettings.parse(config.get("reload"), ConfigError)
+        record = RecordSettings.parse(config.get("record"), base_dir)
+        parsed = WasmPresenceRouterConfig(routers_json, cache_dir, cache, base_dir,
+                                          record=record)
+        parsed.reload = reload
+        return parsed
 
     async def _get_users_for_states(
         self, state_updates: Iterable[UserPresenceState]
@@ -263,7 +293,27 @@ class WasmPresenceRouter:
 
     def _send_presence_later(self, users: List[str]) -> None:
         """Acts on the routers' `send-local-online-presence-to`, on the
-        reactor, once the call that asked has returned to Synapse."""
+        reactor, once the call that asked has returned to Synapse; on a
+        process that doesn't write presence, counts it instead (the writer
+        routed the same batch and sends)."""
+        writing = self._presence_writing
+        if writing is not None and not writing.here:
+            self.sends_not_sent += 1
+            if self._said_why_not_sent:
+                logger.debug(
+                    "the routers asked for presence to be sent to %d user(s); not sent from "
+                    "`%s` (%d such asks so far)",
+                    len(users), writing.instance, self.sends_not_sent,
+                )
+            else:
+                self._said_why_not_sent = True
+                logger.info(
+                    "the routers asked for presence to be sent to %d user(s); not sent from "
+                    "`%s`: only the presence writer (%s) sends, and it calls the routers on "
+                    "the same batches (further asks on this process are logged at DEBUG)",
+                    len(users), writing.instance, writing.writers_text(),
+                )
+            return
         self._api.delayed_background_call(
             0,
             self._send_presence,
@@ -276,6 +326,39 @@ class WasmPresenceRouter:
             await self._api.send_local_online_presence_to(users)
         except Exception:
             logger.exception("send_local_online_presence_to(%s) asked by a router failed", users)
+            return
+        logger.info(
+            "sent online presence to %d user(s), as the routers asked "
+            "(send_local_online_presence_to)", len(users),
+        )
+
+
+class _PresenceWriting:
+    """Which processes write presence, and whether this one does."""
+
+    def __init__(self, instance: str, writers: List[str]):
+        self.instance = instance
+        self.writers = writers
+        self.here = instance in writers
+
+    def writers_text(self) -> str:
+        return ", ".join(f"`{w}`" for w in self.writers) or "none configured"
+
+
+def _presence_writing(api: ModuleApi) -> Optional[_PresenceWriting]:
+    """This process's instance name and the presence writers, as Synapse's
+    own `send_local_online_presence_to` checks them
+    (`hs.config.worker.writers.presence`); None where the API doesn't carry
+    them (ModuleApi has no public accessor for either)."""
+    hs = getattr(api, "_hs", None)
+    try:
+        instance = hs.get_instance_name()  # type: ignore[union-attr]
+        writers = list(hs.config.worker.writers.presence)  # type: ignore[union-attr]
+    except (AttributeError, TypeError):
+        return None
+    if not isinstance(instance, str) or not all(isinstance(w, str) for w in writers):
+        return None
+    return _PresenceWriting(instance, writers)
 
 
 class _Offload:
