@@ -37,6 +37,8 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
             "is not a regular file (a device, FIFO, socket or directory)",
         ));
     }
+    #[cfg(unix)]
+    only_this_user_can_replace(path, &metadata)?;
     let size = metadata.len();
     if size > max_bytes {
         return Err(too_large(&format!("{size} bytes is"), max_bytes));
@@ -54,6 +56,64 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// Refuses a component another local user could have written, or could
+/// replace: compiled, it is native code in the homeserver, and a hot reload
+/// would run a replacement within seconds. The rule is OpenSSH's
+/// `StrictModes`: the file (as opened) belongs to this process's user or
+/// root and is writable by nobody else; so does every directory above it,
+/// unless the directory is sticky (as `/tmp`: there only a file's owner may
+/// rename or delete it).
+#[cfg(unix)]
+fn only_this_user_can_replace(path: &Path, opened: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == euid || uid == 0;
+    if !trusted(opened.uid()) {
+        return Err(not_trusted(format!(
+            "is owned by uid {}, not by this process's user (uid {euid}) or root: \
+             another user could change the router",
+            opened.uid()
+        )));
+    }
+    if opened.mode() & 0o022 != 0 {
+        return Err(not_trusted(format!(
+            "is writable by group or others (mode {:o}): another user could change the \
+             router; `chmod go-w` it",
+            opened.mode() & 0o7777
+        )));
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent)?;
+    for dir in parent.ancestors() {
+        let metadata = std::fs::metadata(dir)?;
+        let sticky = metadata.mode() & 0o1000 != 0;
+        if !trusted(metadata.uid()) {
+            return Err(not_trusted(format!(
+                "is in {}, owned by uid {}: another user could replace the router",
+                dir.display(),
+                metadata.uid()
+            )));
+        }
+        if metadata.mode() & 0o022 != 0 && !sticky {
+            return Err(not_trusted(format!(
+                "is in {}, writable by others (mode {:o}) without the sticky bit: another \
+                 user could replace the router",
+                dir.display(),
+                metadata.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn not_trusted(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
 }
 
 fn too_large(what: &str, max_bytes: u64) -> io::Error {

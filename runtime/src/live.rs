@@ -65,7 +65,9 @@ impl LiveRouterSet {
     /// Puts `set` in service at once; returns the version it replaced
     /// (its calls in flight finish on it).
     pub fn replace(&self, set: RouterSet) -> Arc<RouterSet> {
-        self.current.swap(Arc::new(set))
+        let old = self.current.swap(Arc::new(set));
+        old.retire_replaced_by(&self.current.load());
+        old
     }
 
     /// Loads `config` as the next version (see [`RouterSet::reload`]: the
@@ -132,7 +134,8 @@ impl LiveRouterSet {
                     removed: reloaded.removed,
                 };
                 if report.changed() {
-                    self.current.store(Arc::new(reloaded.set));
+                    let old = self.current.swap(Arc::new(reloaded.set));
+                    old.retire_replaced_by(&self.current.load());
                 }
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(report)

@@ -129,6 +129,9 @@ pub(crate) struct Router {
     /// the same bytes and the same configuration keeps this router.
     component_digest: [u8; 32],
     config: RouterConfig,
+    /// Replaced by a newer version: its pool no longer sets the instance
+    /// gauges.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Router {
@@ -190,9 +193,18 @@ impl Router {
                 leased: 0,
             }),
             slot_freed: Condvar::new(),
-            metrics: metrics.unwrap_or_else(|| Arc::new(RouterMetrics::new(&config.name))),
+            metrics: match metrics {
+                // A new version starts healthy (its `Health` is new): so
+                // does the gauge its suspended predecessor left up.
+                Some(metrics) => {
+                    metrics.resumed();
+                    metrics
+                }
+                None => Arc::new(RouterMetrics::new(&config.name)),
+            },
             component_digest,
             config: config.clone(),
+            retired: std::sync::atomic::AtomicBool::new(false),
         };
         match router.new_instance(CallStart::now()) {
             Ok(instance) => {
@@ -346,8 +358,10 @@ impl Router {
         let mut pool = self.lock_pool();
         pool.leased -= 1;
         pool.idle.extend(instance);
-        self.metrics
-            .instances(pool.idle.len(), pool.idle.len() + pool.leased);
+        if !self.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            self.metrics
+                .instances(pool.idle.len(), pool.idle.len() + pool.leased);
+        }
         drop(pool);
         self.slot_freed.notify_one();
     }
@@ -552,6 +566,11 @@ impl Router {
             (pool.idle.len(), pool.idle.len() + pool.leased)
         };
         self.metrics.snapshot(&self.info.name, warm, live)
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn metrics(&self) -> &Arc<RouterMetrics> {

@@ -214,13 +214,17 @@ impl RouterSet {
             )
             .await?;
             match old {
-                Some(old) => {
-                    old.metrics().reloaded();
-                    reloaded.reloaded.push(router.name.clone());
-                }
+                Some(_) => reloaded.reloaded.push(router.name.clone()),
                 None => reloaded.added.push(router.name.clone()),
             }
             reloaded.set.routers.push(Arc::new(loaded));
+        }
+        // Counted once the whole new version loaded: a reload that fails on
+        // a later router reloaded none.
+        for router in &reloaded.set.routers {
+            if reloaded.reloaded.iter().any(|name| name == router.name()) {
+                router.metrics().reloaded();
+            }
         }
         Ok(reloaded)
     }
@@ -272,6 +276,17 @@ impl RouterSet {
             routers,
             module_api: self.module_api.clone(),
         })
+    }
+
+    /// Marks the routers of this set that `next` does not share as retired:
+    /// their calls still running finish, but no longer set the figures of
+    /// the router's current version (its instance gauges).
+    pub(crate) fn retire_replaced_by(&self, next: &RouterSet) {
+        for router in &self.routers {
+            if !next.routers.iter().any(|r| Arc::ptr_eq(r, router)) {
+                router.retire();
+            }
+        }
     }
 
     /// What each router's calls came to so far, in order.

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use presence_router_runtime::{
-    CacheSetting, CompileSource, InterestedUsers, LoadOptions, LoggingModuleApi, RouterSet,
-    RouterSetConfig,
+    CacheSetting, CompileSource, InterestedUsers, LiveRouterSet, LoadOptions, LoggingModuleApi,
+    RouterSet, RouterSetConfig,
 };
-use presence_router_tests::with_guest_paths;
+use presence_router_tests::{guests, with_guest_paths};
 
 /// The attacker: "nobody" on Debian, Ubuntu, Fedora and Alpine.
 const ATTACKER: u32 = 65534;
@@ -575,4 +575,111 @@ async fn symlinks_at_predictable_temporary_names_clobber_nothing() {
         b"the victim's own file\n",
         "the victim wrote through a symlink at a temporary name"
     );
+}
+
+// Component files. A component is native code once compiled: a file another
+// user can write or replace is their code in the homeserver, now within
+// seconds of a hot reload (docs/synapse.md), not only at the next restart.
+
+/// Loads the example router from `component` with no cache; the error text
+/// if it does not load.
+async fn load_component(component: &Path) -> Result<RouterSet, String> {
+    let yaml = format!(
+        "routers: [{{name: example, component: '{}', config: {{always_send_to_users: ['@a:x']}}}}]",
+        component.display()
+    );
+    let config = RouterSetConfig::from_yaml(&yaml, Path::new("routers.yaml"), Path::new("."))
+        .map_err(|e| e.to_string())?;
+    let options = LoadOptions {
+        cache: CacheSetting::Disabled,
+        ..LoadOptions::default()
+    };
+    RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_component_in_a_directory_others_can_write_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // 0777 without the sticky bit: anyone can replace the file by rename.
+    let shared = temp_dir_with_mode(0o777);
+    let component = shared.path().join("example.wasm");
+    std::fs::copy(guests::EXAMPLE_ROUTER, &component).expect("copied");
+    let error = load_component(&component)
+        .await
+        .err()
+        .expect("a component anyone can replace must not load");
+    assert!(
+        error.contains("writable by others") && error.contains("mode 777"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&shared.path().display().to_string()),
+        "{error}"
+    );
+    // With the sticky bit (as /tmp), only the file's owner can replace it.
+    set_mode(shared.path(), 0o1777);
+    load_component(&component)
+        .await
+        .unwrap_or_else(|e| panic!("a sticky directory keeps the file its owner's: {e}"));
+}
+
+#[tokio::test]
+async fn a_component_anyone_can_write_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let component = dir.path().join("example.wasm");
+    std::fs::copy(guests::EXAMPLE_ROUTER, &component).expect("copied");
+    set_mode(&component, 0o666);
+    let error = load_component(&component)
+        .await
+        .err()
+        .expect("a component anyone can write must not load");
+    assert!(
+        error.contains("writable by group or others (mode 666)")
+            && error.contains(&component.display().to_string()),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_another_user_owns_is_not_reloaded() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !second_user_available("a_component_another_user_owns_is_not_reloaded") {
+        return;
+    }
+    let dir = temp_dir_with_mode(0o755);
+    let component = dir.path().join("example.wasm");
+    std::fs::copy(guests::EXAMPLE_ROUTER, &component).expect("copied");
+    let live = LiveRouterSet::new(load_component(&component).await.expect("loads"));
+    // A careless `chown`: the attacker now owns the file and rewrites it
+    // in place with a router of their own.
+    std::os::unix::fs::chown(&component, Some(ATTACKER), Some(ATTACKER)).expect("chown");
+    attacker_does(
+        "cat \"$1\" > \"$2\"",
+        &[guests::HOSTILE_PANIC.as_ref(), component.as_os_str()],
+    );
+    let config = RouterSetConfig::from_yaml(
+        &format!(
+            "routers: [{{name: example, component: '{}', config: {{always_send_to_users: ['@a:x']}}}}]",
+            component.display()
+        ),
+        Path::new("routers.yaml"),
+        Path::new("."),
+    )
+    .expect("parses");
+    let error = live
+        .reload(
+            &config,
+            &LoadOptions {
+                cache: CacheSetting::Disabled,
+                ..LoadOptions::default()
+            },
+        )
+        .await
+        .expect_err("another user's file must not be loaded");
+    let text = error.to_string();
+    assert!(text.contains("owned by uid 65534"), "{text}");
+    assert!(routes_as_the_example(&live.current()).await);
 }

@@ -252,3 +252,86 @@ async fn one_router_can_be_replaced_or_added_alone() {
         expected
     );
 }
+
+/// Two routers, each from its own copy of a guest in `dir`.
+fn two_files(dir: &Path, second_config: &str) -> String {
+    format!(
+        r#"
+routers:
+  - name: first
+    component: {}
+    config: {{always_send_to_users: ["@first:x"]}}
+  - name: second
+    component: {}
+    config: {second_config}
+    failure_policy: {{suspend_after: 1, backoff: 1h, max_backoff: 1h}}
+"#,
+        dir.join("first.wasm").display(),
+        dir.join("second.wasm").display()
+    )
+}
+
+#[tokio::test]
+async fn a_reload_that_fails_on_a_later_router_counts_no_reload() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_file(
+        dir.path(),
+        "first.wasm",
+        std::fs::read(guests::EXAMPLE_ROUTER).expect("built"),
+    );
+    write_file(
+        dir.path(),
+        "second.wasm",
+        std::fs::read(guests::EXAMPLE_ROUTER).expect("built"),
+    );
+    let live = live(&two_files(dir.path(), "{}")).await;
+    // The first router's new version loads; the second's is junk.
+    write_file(
+        dir.path(),
+        "first.wasm",
+        std::fs::read(guests::EXAMPLE_V2).expect("built"),
+    );
+    write_file(dir.path(), "second.wasm", b"junk");
+    live.reload(&config(&two_files(dir.path(), "{}")), &test_load_options())
+        .await
+        .expect_err("the second router can't load");
+    let stats = live.current().stats();
+    assert_eq!((stats[0].reloads, stats[0].failed_reloads), (0, 0));
+    assert_eq!((stats[1].reloads, stats[1].failed_reloads), (0, 1));
+}
+
+#[tokio::test]
+async fn a_suspended_router_replaced_by_a_working_build_is_not_suspended() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_file(
+        dir.path(),
+        "first.wasm",
+        std::fs::read(guests::EXAMPLE_ROUTER).expect("built"),
+    );
+    write_file(
+        dir.path(),
+        "second.wasm",
+        std::fs::read(guests::HOSTILE_PANIC).expect("built"),
+    );
+    let yaml = two_files(dir.path(), r#"{always_send_to_users: ["@second:x"]}"#);
+    let live = live(&yaml).await;
+    let states = batch(&[("@u:x", Presence::Online)]);
+    live.current().get_users_for_states_blocking(&states);
+    assert!(live.current().stats()[1].suspended);
+
+    write_file(
+        dir.path(),
+        "second.wasm",
+        std::fs::read(guests::EXAMPLE_ROUTER).expect("built"),
+    );
+    let report = live
+        .reload(&config(&yaml), &test_load_options())
+        .await
+        .expect("the fixed build loads");
+    assert_eq!(report.reloaded, ["second"]);
+    let stats = live.current().stats();
+    assert!(!stats[1].suspended, "{stats:?}");
+    assert_eq!(stats[1].suspensions, 1);
+    let routed = live.current().get_users_for_states_blocking(&states);
+    assert!(routed.answer.contains_key("@second:x"), "{routed:?}");
+}
