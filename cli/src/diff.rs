@@ -33,16 +33,26 @@
 //! `line` counts every line of stdin from 1, blank ones included; `STATE` is
 //! as in `route`'s answers. `users` holds only the users whose routed states
 //! differ (a user with no entry and one with an empty entry were both routed
-//! nothing: no difference). Either request's object also carries
+//! nothing: no difference), in the order of their IDs, and at most
+//! [`MAX_USERS_PER_LINE`] of them, fewer once their states take
+//! [`LINE_STATES_BUDGET`] bytes: the others are counted in `"more_users": N`.
+//! One recorded state (a remote user's status message, up to a whole line)
+//! routed to thousands of users must not become a line of gigabytes. Either
+//! request's object also carries
 //! `"send_local_online_presence_to": {"old": [...], "new": [...]}` (sorted)
 //! when the two sides asked presence to be sent to different users, and
 //! `"failures": {"old": [FAILURE, ...], "new": [...]}` (as in `route`) when a
 //! router was skipped on either side; the keys that did not differ are left
-//! out. A malformed line is reported and the replay goes on.
+//! out. A malformed line is reported and the replay goes on; so is a line
+//! longer than [`MAX_LINE`] (never held whole: it is skipped to its
+//! newline), and a last line with no newline, which a recording cut short
+//! (a full disk) ends with, says so. A last line with no newline that is a
+//! whole request is replayed: a JSON object cut short never parses.
 //!
 //! stderr ends with a summary for people: requests replayed, requests
 //! answered differently and the users they concern, requests with failures
-//! on each side, malformed lines.
+//! on each side, malformed lines. Past [`MAX_SUMMARY_USERS`] distinct users,
+//! it says "at least" that many; a long `--config-json` is shortened.
 //!
 //! The exit status: 0, every request was replayed and answered the same by
 //! both sides with no failure; 1, something differed: an answer, a send, a
@@ -57,7 +67,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{
@@ -71,6 +81,19 @@ use crate::{CacheArgs, CliModuleApi};
 const DIFFERENT: u8 = 1;
 /// The exit status of a diff that could not run (clap's for bad arguments).
 const COULD_NOT_RUN: u8 = 2;
+
+/// The longest input line read: a longer one is malformed, and skipped
+/// without being held.
+const MAX_LINE: usize = 64 << 20;
+/// The most users listed in one line of the report...
+const MAX_USERS_PER_LINE: usize = 100;
+/// ...and the JSON bytes of their states past which no more are listed
+/// (the first user always is).
+const LINE_STATES_BUDGET: usize = 16 << 20;
+/// The most distinct users the summary keeps to count.
+const MAX_SUMMARY_USERS: usize = 100_000;
+/// The most characters of a `--config-json` the summary shows.
+const MAX_SHOWN_CONFIG: usize = 200;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("old").required(true).args(["config", "component"])))]
@@ -115,7 +138,7 @@ impl Side {
         match self {
             Side::Config(path) => path.display().to_string(),
             Side::Component { path, config_json } => {
-                format!("{} with {config_json}", path.display())
+                format!("{} with {}", path.display(), shortened(config_json))
             }
         }
     }
@@ -167,6 +190,15 @@ impl DiffArgs {
     }
 }
 
+/// `text` cut to its first [`MAX_SHOWN_CONFIG`] characters, `…` marking a
+/// cut.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN_CONFIG) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// `text` (default `{}`) checked to be a JSON object.
 fn json_object(flag: &str, text: Option<&str>) -> anyhow::Result<String> {
     match serde_json::from_str::<Value>(text.unwrap_or("{}")) {
@@ -203,8 +235,11 @@ struct Summary {
     interest_requests: u64,
     /// Requests whose answer or sends differ.
     differing: u64,
-    /// The users those differences concern: routed to, or asked about.
+    /// The users those differences concern: routed to, or asked about; at
+    /// most [`MAX_SUMMARY_USERS`].
     users: BTreeSet<String>,
+    /// Whether a user was left out of `users`, full.
+    more_users: bool,
     failed_old: u64,
     failed_new: u64,
     malformed: u64,
@@ -213,6 +248,15 @@ struct Summary {
 impl Summary {
     fn anything_differed(&self) -> bool {
         self.differing + self.failed_old + self.failed_new + self.malformed > 0
+    }
+
+    /// Counts `user` among those the differences concern.
+    fn concerns(&mut self, user: &str) {
+        if self.users.len() < MAX_SUMMARY_USERS {
+            self.users.insert(user.to_owned());
+        } else if !self.users.contains(user) {
+            self.more_users = true;
+        }
     }
 }
 
@@ -229,8 +273,9 @@ impl std::fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "diff: {} answered differently, concerning {} user(s)",
+            "diff: {} answered differently, concerning {}{} user(s)",
             self.differing,
+            if self.more_users { "at least " } else { "" },
             self.users.len()
         )?;
         writeln!(
@@ -271,20 +316,30 @@ async fn replay(args: &DiffArgs) -> anyhow::Result<Summary> {
     let mut line = Vec::new();
     let mut number: u64 = 0;
     loop {
-        line.clear();
-        if input
-            .read_until(b'\n', &mut line)
+        let read = read_line(&mut input, &mut line)
             .await
-            .context("reading stdin")?
-            == 0
-        {
-            break;
-        }
+            .context("reading stdin")?;
         number += 1;
-        let request = match std::str::from_utf8(&line) {
-            Err(e) => Err(format!("not valid UTF-8: {e}")),
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => protocol::parse_request(text),
+        let request = match read {
+            Read::End => break,
+            Read::TooLong => Err(format!("longer than 64 MiB ({MAX_LINE} bytes): not read")),
+            Read::Line { unterminated } => {
+                let request = match std::str::from_utf8(&line) {
+                    Err(e) => Err(format!("not valid UTF-8: {e}")),
+                    Ok(text) if text.trim().is_empty() => continue,
+                    Ok(text) => protocol::parse_request(text),
+                };
+                request.map_err(|e| {
+                    if unterminated {
+                        format!(
+                            "the last line has no newline at its end: cut short (was the \
+                             recording interrupted?): {e}"
+                        )
+                    } else {
+                        e
+                    }
+                })
+            }
         };
         let report = match request {
             Err(message) => {
@@ -296,20 +351,38 @@ async fn replay(args: &DiffArgs) -> anyhow::Result<Summary> {
                 let old = old.get_users_for_states(&batch).await;
                 let new = new.get_users_for_states(&batch).await;
                 let mut users = Map::new();
+                let (mut more_users, mut listed_bytes) = (0u64, 0usize);
+                // The JSON size of each state, measured once the first
+                // difference needs it.
+                let mut sizes: Option<Vec<usize>> = None;
                 let names: BTreeSet<&String> = old.answer.keys().chain(new.answer.keys()).collect();
                 for user in names {
                     let (was, is) = (routed_to(&old.answer, user), routed_to(&new.answer, user));
-                    if was != is {
-                        summary.users.insert(user.clone());
-                        users.insert(
-                            user.clone(),
-                            json!({ "old": states(&batch, was), "new": states(&batch, is) }),
-                        );
+                    if was == is {
+                        continue;
                     }
+                    summary.concerns(user);
+                    if users.len() >= MAX_USERS_PER_LINE || listed_bytes >= LINE_STATES_BUDGET {
+                        more_users += 1;
+                        continue;
+                    }
+                    let sizes = sizes.get_or_insert_with(|| batch.iter().map(json_len).collect());
+                    listed_bytes += [was, is]
+                        .iter()
+                        .flat_map(|indices| indices.iter())
+                        .filter_map(|&i| sizes.get(i as usize))
+                        .sum::<usize>();
+                    users.insert(
+                        user.clone(),
+                        json!({ "old": states(&batch, was), "new": states(&batch, is) }),
+                    );
                 }
                 let mut differs = Map::new();
                 if !users.is_empty() {
                     differs.insert("users".into(), Value::Object(users));
+                }
+                if more_users > 0 {
+                    differs.insert("more_users".into(), json!(more_users));
                 }
                 compared(
                     &mut summary,
@@ -327,7 +400,7 @@ async fn replay(args: &DiffArgs) -> anyhow::Result<Summary> {
                 let mut differs = Map::new();
                 differs.insert("user_id".into(), json!(user_id));
                 if old.answer != new.answer {
-                    summary.users.insert(user_id.clone());
+                    summary.concerns(&user_id);
                     differs.insert(
                         "interested_users".into(),
                         json!({ "old": interest(&old.answer), "new": interest(&new.answer) }),
@@ -377,11 +450,9 @@ fn compared(
         (old_sends.iter().collect(), new_sends.iter().collect());
     let sends_differ = old_sends != new_sends;
     if sends_differ {
-        summary.users.extend(
-            old_sends
-                .symmetric_difference(&new_sends)
-                .map(|u| (*u).clone()),
-        );
+        for user in old_sends.symmetric_difference(&new_sends) {
+            summary.concerns(user);
+        }
         report.insert(
             "send_local_online_presence_to".into(),
             json!({ "old": old_sends, "new": new_sends }),
@@ -400,6 +471,76 @@ fn compared(
         );
     }
     (answers_differ || sends_differ || failed).then_some(Value::Object(report))
+}
+
+/// What [`read_line`] read.
+enum Read {
+    /// A line, in the buffer: `unterminated` if it is the last and has no
+    /// newline.
+    Line { unterminated: bool },
+    /// A line longer than [`MAX_LINE`], skipped to its end; the buffer is
+    /// emptied.
+    TooLong,
+    /// The end of the input.
+    End,
+}
+
+/// Reads the next line into `line`, holding at most [`MAX_LINE`] + 1 bytes
+/// of it: a longer line is read on to its newline and dropped as it goes.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    input: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Read> {
+    line.clear();
+    let limit = MAX_LINE as u64 + 1;
+    if (&mut *input).take(limit).read_until(b'\n', line).await? == 0 {
+        return Ok(Read::End);
+    }
+    if line.ends_with(b"\n") {
+        return Ok(Read::Line {
+            unterminated: false,
+        });
+    }
+    if line.len() <= MAX_LINE {
+        // The input ended before a newline.
+        return Ok(Read::Line { unterminated: true });
+    }
+    // Don't keep 64 MiB of capacity for the lines to come.
+    *line = Vec::new();
+    loop {
+        let buffer = input.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(Read::TooLong);
+        }
+        match buffer.iter().position(|&b| b == b'\n') {
+            Some(newline) => {
+                input.consume(newline + 1);
+                return Ok(Read::TooLong);
+            }
+            None => {
+                let all = buffer.len();
+                input.consume(all);
+            }
+        }
+    }
+}
+
+/// The length of `state` as JSON, measured without writing it anywhere.
+fn json_len(state: &UserPresenceState) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter never fails, and a state always serializes.
+    let _ = serde_json::to_writer(&mut counter, state);
+    counter.0
 }
 
 /// The batch indices routed to `user`: none if the answer has no entry.
@@ -421,5 +562,43 @@ fn interest(answer: &InterestedUsers) -> Value {
     match answer {
         InterestedUsers::All => json!("ALL"),
         InterestedUsers::Users(users) => json!(users),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_its_cap_the_summary_counts_at_least_that_many_users() {
+        let mut summary = Summary::default();
+        for n in 0..MAX_SUMMARY_USERS {
+            summary.concerns(&format!("@u{n}:x"));
+        }
+        // One already counted: still exact.
+        summary.concerns("@u0:x");
+        assert!(
+            summary
+                .to_string()
+                .contains(&format!("concerning {MAX_SUMMARY_USERS} user(s)\n")),
+            "{summary}"
+        );
+        summary.concerns("@one-more:x");
+        assert_eq!(summary.users.len(), MAX_SUMMARY_USERS);
+        assert!(
+            summary.to_string().contains(&format!(
+                "concerning at least {MAX_SUMMARY_USERS} user(s)\n"
+            )),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn a_long_configuration_is_cut_at_a_character() {
+        assert_eq!(shortened("{}"), "{}");
+        let long = format!("{{\"a\": \"{}\"}}", "é".repeat(300));
+        let cut = shortened(&long);
+        assert_eq!(cut.chars().count(), MAX_SHOWN_CONFIG + 1);
+        assert!(cut.ends_with("éé…"), "{cut}");
     }
 }

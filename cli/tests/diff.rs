@@ -320,3 +320,147 @@ fn a_diff_that_cannot_run_exits_2_and_says_why() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// `--config-json` for the example router sending everything to `n` users
+/// `@u000:example.com` ...
+fn sending_to(n: usize) -> String {
+    let users: Vec<String> = (0..n).map(|i| format!("@u{i:03}:example.com")).collect();
+    json!({ "always_send_to_users": users }).to_string()
+}
+
+#[test]
+fn a_request_routed_to_many_users_gives_a_bounded_line() {
+    let dir = configs(&[]);
+    let small =
+        json!({"get_users_for_states": [{"user_id": "@bob:example.com", "state": "online"}]});
+    // A remote user's status message of 1 MiB, routed to 300 users.
+    let big = json!({"get_users_for_states": [{
+        "user_id": "@bob:example.com", "state": "online", "status_msg": "x".repeat(1 << 20)
+    }]});
+    let output = diff(
+        &[
+            "--component",
+            "routers/example.wasm",
+            "--config-json",
+            "{}",
+            "--with-config-json",
+            &sending_to(300),
+        ],
+        dir.path(),
+        &format!("{small}\n{big}\n"),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let raw: Vec<&str> = text.lines().collect();
+    assert_eq!(raw.len(), 2, "{}", stderr(&output));
+    let lines = lines(&output);
+
+    // At most 100 users a line, in order; the rest counted.
+    let users = lines[0]["users"].as_object().expect("users");
+    let listed: Vec<&String> = users.keys().collect();
+    assert_eq!(listed.len(), 100);
+    let first_100: Vec<String> = (0..100).map(|i| format!("@u{i:03}:example.com")).collect();
+    assert_eq!(listed, first_100.iter().collect::<Vec<_>>());
+    assert_eq!(
+        users["@u000:example.com"],
+        json!({"old": [], "new": [state("@bob:example.com")]})
+    );
+    assert_eq!(lines[0]["more_users"], json!(200));
+
+    // Big states: fewer users listed, the line stays within its budget
+    // (16 MiB of states, and one user's), not 300 MiB.
+    let listed = lines[1]["users"].as_object().expect("users").len();
+    let more = lines[1]["more_users"].as_u64().expect("more_users") as usize;
+    assert!((1..100).contains(&listed), "{listed}");
+    assert_eq!(listed + more, 300);
+    assert!(raw[1].len() < 20 << 20, "{} bytes", raw[1].len());
+
+    // Every user counts in the summary.
+    assert!(
+        stderr(&output).contains("diff: 2 answered differently, concerning 300 user(s)\n"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_line_past_64_mib_is_malformed_and_skipped_and_the_replay_goes_on() {
+    let dir = configs(&[("old.yaml", OLD), ("new.yaml", NEW)]);
+    let mut input = String::with_capacity((64 << 20) + 200);
+    input.push_str(r#"{"get_interested_users": ""#);
+    input.push_str(&"x".repeat(64 << 20));
+    input.push_str("\"}\n");
+    input.push_str(r#"{"get_interested_users": "@dave:example.com"}"#);
+    input.push('\n');
+    let output = diff(
+        &["--config", "old.yaml", "--with", "new.yaml"],
+        dir.path(),
+        &input,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        lines(&output),
+        vec![
+            json!({"line": 1, "malformed": "longer than 64 MiB (67108864 bytes): not read"}),
+            json!({"line": 2, "request": "get_interested_users", "user_id": "@dave:example.com",
+                   "interested_users": {"old": [], "new": "ALL"}}),
+        ]
+    );
+}
+
+#[test]
+fn a_last_line_cut_short_is_malformed_and_says_so() {
+    let dir = configs(&[("old.yaml", OLD)]);
+    let output = diff(
+        &["--config", "old.yaml", "--with", "old.yaml"],
+        dir.path(),
+        "{\"get_interested_users\": \"@dave:example.com\"}\n{\"get_users_for_states\": [{\"user_id\": \"@bo",
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["line"], 2);
+    let message = lines[0]["malformed"].as_str().expect("malformed");
+    assert!(
+        message.starts_with(
+            "the last line has no newline at its end: cut short (was the recording \
+             interrupted?): "
+        ) && message.contains("not valid JSON: EOF while parsing"),
+        "{message}"
+    );
+    assert!(
+        stderr(&output).contains("diff: 1 malformed line(s), not replayed\n"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_long_config_json_is_shortened_in_the_summary() {
+    let dir = configs(&[]);
+    let config = sending_to(50);
+    assert!(config.len() > 1000);
+    let output = diff(
+        &[
+            "--component",
+            "routers/example.wasm",
+            "--with-component",
+            "routers/example.wasm",
+            "--config-json",
+            &config,
+        ],
+        dir.path(),
+        "",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = stderr(&output);
+    let old = summary
+        .lines()
+        .find(|line| line.starts_with("diff: old: "))
+        .expect("the old side");
+    let shown: String = config.chars().take(200).collect();
+    assert_eq!(
+        old,
+        format!("diff: old: routers/example.wasm with {shown}…")
+    );
+}

@@ -89,7 +89,14 @@ struct Counters {
 }
 
 /// Loaded routers and what their calls run on.
-#[pyclass(frozen, name = "RouterSet", module = "wasm_presence_router._native")]
+// `weakref`: the recording's flush at exit (`_record.py`) must not keep a
+// replaced router set alive.
+#[pyclass(
+    frozen,
+    weakref,
+    name = "RouterSet",
+    module = "wasm_presence_router._native"
+)]
 struct PyRouterSet {
     /// The running version; `reload` swaps in the next. A call holds the
     /// version it started on until it ends (a job carries it).
@@ -398,6 +405,25 @@ impl PyRouterSet {
         self.recorder
             .set(recorder)
             .map_err(|_| PyRuntimeError::new_err("a recorder is set already"))
+    }
+
+    /// Waits, with the GIL released, at most `timeout` seconds for the
+    /// recorder's writer thread to write every call recorded so far;
+    /// whether it has (true without a recorder).
+    fn flush_recording(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = std::time::Duration::try_from_secs_f64(timeout).map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!("timeout {timeout}: {e}"))
+        })?;
+        Ok(py.detach(|| self.recorder.flush(timeout)))
+    }
+
+    /// `(written, too_big, behind)`: lines recorded, calls left out as
+    /// longer than `max_bytes`, calls left out because the writer thread
+    /// was behind; `None` without a recorder.
+    fn recording_counts(&self) -> Option<(u64, u64, u64)> {
+        self.recorder
+            .counts()
+            .map(|counts| (counts.written, counts.too_big, counts.behind))
     }
 
     /// Routes a batch entirely on this thread, with the GIL released, and

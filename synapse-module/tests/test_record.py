@@ -1,9 +1,12 @@
 """The module's ``record:`` key without a Synapse process: its config errors,
 what a recorded call looks like in the file, and that a recorder that fails
 stops with one warning and never fails a call. The recorder's rotation,
-bounds, sampling and file checks are unit-tested in Rust
+bounds, sampling, writer thread and file checks are unit-tested in Rust
 (``cargo test -p presence-router-synapse --test record``); the end to end,
 with ``presence-router diff``, is in ``e2e/test_e2e.py``.
+
+The file is written by the recorder's own thread: a test waits for it with
+``flush_recording`` before reading the file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def parse(record: Any) -> None:
     ({"path": "x.jsonl", "sample": "1%"}, ("record", "sample"), "above 0 and at most 1"),
     ({"path": "x.jsonl", "max_bytes": 0}, ("record", "max_bytes"), "a number of bytes"),
     ({"path": "x.jsonl", "max_bytes": "10MiB"}, ("record", "max_bytes"), "a number of bytes"),
+    # Past what the native recorder takes (a u64), and past any sane file.
+    ({"path": "x.jsonl", "max_bytes": 2**64}, ("record", "max_bytes"), "at most 1 TiB"),
+    ({"path": "x.jsonl", "max_bytes": 2**40 + 1}, ("record", "max_bytes"), "at most 1 TiB"),
     ({"path": "x.jsonl", "keep": -1}, ("record", "keep"), "from 0 to 1000"),
     ({"path": "x.jsonl", "keep": 1001}, ("record", "keep"), "from 0 to 1000"),
     ({"path": "x.jsonl", "rotate": 3}, ("record", "rotate"), "unknown key `rotate`"),
@@ -80,8 +86,8 @@ def test_each_routed_call_is_a_request_line_of_the_cli_format_in_a_0600_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A relative path is resolved once, against the working directory.
     monkeypatch.chdir(tmp_path)
-    _, api = load([example(always_send_to_users=["@w:x"])],
-                  record={"path": "record.jsonl", "sample": 1})
+    router, api = load([example(always_send_to_users=["@w:x"])],
+                       record={"path": "record.jsonl", "sample": 1})
     monkeypatch.chdir("/")
     path = tmp_path / "record.jsonl"
     assert not path.exists(), "created at the first recorded call"
@@ -89,6 +95,7 @@ def test_each_routed_call_is_a_request_line_of_the_cli_format_in_a_0600_file(
     assert users_for_states(api, [alice, state("@b:x")]) == {"@w:x": {alice, state("@b:x")}}
     assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
     assert users_for_states(api, []) == {"@w:x": set()}
+    assert router._routers.flush_recording(60.0), "the writer caught up"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
 
     def recorded(user_id: str, presence: str, **fields: Any) -> Dict[str, Any]:
@@ -105,6 +112,7 @@ def test_each_routed_call_is_a_request_line_of_the_cli_format_in_a_0600_file(
         {"get_users_for_states": []},
     ]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert router._routers.recording_counts() == (3, 0, 0)
 
 
 def test_a_recorder_that_fails_warns_once_and_the_calls_go_on(
@@ -114,13 +122,44 @@ def test_a_recorder_that_fails_warns_once_and_the_calls_go_on(
     # fails at the second call.
     (tmp_path / "record.jsonl.1").mkdir()
     (tmp_path / "record.jsonl.1" / "x").write_text("")
-    _, api = load([example(always_send_to_users=["@w:x"])],
-                  record={"path": str(path), "max_bytes": 40, "keep": 1})
+    router, api = load([example(always_send_to_users=["@w:x"])],
+                       record={"path": str(path), "max_bytes": 40, "keep": 1})
     for _ in range(5):
         assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
         assert users_for_states(api, [state("@a:x")]) == {"@w:x": {state("@a:x")}}
+    assert router._routers.flush_recording(60.0), "the writer caught up"
+    # The writer thread's warning goes out with the next call.
+    assert interested_users(api, "@w:x") == PRESENCE_ALL_USERS
     assert path.read_text() == '{"get_interested_users":"@w:x"}\n'
     warnings = [r for r in caplog.records if "recording presence requests" in r.getMessage()]
     assert [(r.name, r.levelno) for r in warnings] == [("wasm_presence_router", logging.WARNING)]
     assert warnings[0].getMessage().startswith(
         f"recording presence requests to {path} stopped: "), warnings[0].getMessage()
+
+
+def test_a_directory_others_can_write_stops_synapse_at_start(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    with pytest.raises(ConfigError) as raised:
+        parse({"path": str(shared / "record.jsonl")})
+    assert tuple(raised.value.path or ()) == ("record", "path")
+    assert raised.value.msg.startswith(
+        f"cannot record to {shared / 'record.jsonl'}: its directory {shared} "
+        "(owner uid "), raised.value.msg
+    assert "mode 0775) is writable by its group or by others" in raised.value.msg
+
+
+def test_a_path_another_recorder_writes_to_stops_synapse_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "record.jsonl"
+    router, api = load([example()], record={"path": str(path)})
+    assert interested_users(api, "@a:x") == set()
+    assert router._routers.flush_recording(60.0), "the writer caught up"
+    assert path.read_text() == '{"get_interested_users":"@a:x"}\n'
+    with pytest.raises(ConfigError) as raised:
+        parse({"path": str(path)})
+    assert tuple(raised.value.path or ()) == ("record", "path")
+    assert raised.value.msg == (
+        f"cannot record to {path}: it is used by another process: give each Synapse "
+        "process its own path"), raised.value.msg
+

@@ -6,19 +6,25 @@ diffing a new router version")::
     record:
       path: /var/lib/synapse/presence-record.jsonl
       sample: 0.01          # fraction of calls recorded, 0 < x <= 1 (default 1)
-      max_bytes: 10485760   # rotate when the file would exceed this (default 10 MiB)
+      max_bytes: 10485760   # rotate when the file would exceed this (default 10 MiB, at most 1 TiB)
       keep: 3               # rotated files kept, path.1 .. path.3 (default 3)
 
-The recorder itself is native (``src/record.rs``): sampled calls are written
-as JSON Lines requests from the states the routers were given, on the
-calling thread, to a 0600 file that is never reached through a symbolic
-link. Presence is personal data: record only what you need, for as long as
-you need it.
+The recorder itself is native (``src/record.rs``): sampled calls are
+serialized as JSON Lines requests from the states the routers were given, on
+the calling thread, and written by a thread of the recorder's own (the
+reactor never waits on the disk; when that thread is behind, calls go
+unrecorded and counted), to a 0600 file, locked, in a directory held open
+since start, never reached through a symbolic link. Lines still queued when
+the process exits are written first (at most ``FLUSH_AT_EXIT_SECONDS``).
+Presence is personal data: record only what you need, for as long as you
+need it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Any, Optional
 
 from synapse.module_api.errors import ConfigError
@@ -34,8 +40,11 @@ class RecordSettings:
     DEFAULT_SAMPLE = 1.0
     DEFAULT_MAX_BYTES = 10 * 1024 * 1024
     DEFAULT_KEEP = 3
-    # As the native recorder's MAX_KEEP.
+    # As the native recorder's MAX_KEEP and MAX_MAX_BYTES (1 TiB).
     MAX_KEEP = 1000
+    MAX_MAX_BYTES = 1 << 40
+    # How long an exiting process waits for its queued lines to be written.
+    FLUSH_AT_EXIT_SECONDS = 10.0
 
     def __init__(self, path: str, sample: float, max_bytes: int, keep: int):
         self.path = path
@@ -69,9 +78,11 @@ class RecordSettings:
                 ("record", "sample"),
             )
         max_bytes = value.get("max_bytes", cls.DEFAULT_MAX_BYTES)
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        if (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+                or not 0 < max_bytes <= cls.MAX_MAX_BYTES):
             raise ConfigError(
-                "expected a number of bytes above 0 (such as 10485760)", ("record", "max_bytes"))
+                "expected a number of bytes above 0 and at most 1 TiB (such as 10485760)",
+                ("record", "max_bytes"))
         keep = value.get("keep", cls.DEFAULT_KEEP)
         if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= cls.MAX_KEEP:
             raise ConfigError(
@@ -88,3 +99,14 @@ class RecordSettings:
         except ValueError as e:
             message, key = e.args
             raise ConfigError(message, ("record", key)) from None
+        # A weak reference: a router set replaced (loaded again after a fork)
+        # must not be kept alive by this.
+        atexit.register(_flush_at_exit, weakref.ref(routers), self.FLUSH_AT_EXIT_SECONDS)
+
+
+def _flush_at_exit(routers: "weakref.ref[_native.RouterSet]", timeout: float) -> None:
+    """Writes the lines still queued for the recording thread, which would
+    die with the process."""
+    alive = routers()
+    if alive is not None:
+        alive.flush_recording(timeout)
