@@ -1,9 +1,10 @@
 //! The `presence-router` binary end to end: its exit codes, its `check`
 //! report, and the JSON Lines contract of `route`.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+mod support;
 
 use presence_router_tests::{guests, with_guest_paths, write_file};
 use serde_json::{Value, json};
@@ -13,30 +14,11 @@ fn run(args: &[&str], cwd: &Path, stdin: &str) -> Output {
 }
 
 fn run_with_env(args: &[&str], cwd: &Path, stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin.as_bytes())
-        .expect("the binary reads stdin");
-    child.wait_with_output().expect("the binary exits")
+    support::run_binary(args, cwd, stdin, "warn", env)
 }
 
 fn answers(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("every answer line is JSON"))
-        .collect()
+    support::json_lines(output)
 }
 
 /// A config in its own directory, with the example router copied next to it

@@ -2,40 +2,25 @@
 //! changed router, nothing for a router against itself, sends and failures
 //! per side, malformed lines, and its exit statuses.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use presence_router_tests::{guests, with_guest_paths, write_file};
 use serde_json::{Value, json};
 
-/// Runs the binary in `cwd` with the test cache, `stdin` as its input.
+mod support;
+
+/// Runs `presence-router diff ARGS` in `cwd` with the test cache, `stdin`
+/// as its input.
 fn diff(args: &[&str], cwd: &Path, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-router"))
-        .arg("diff")
-        .args(args)
-        .args(["--cache-dir", guests::COMPONENT_CACHE_DIR])
-        .current_dir(cwd)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin.as_bytes())
-        .expect("the binary reads stdin");
-    child.wait_with_output().expect("the binary exits")
+    let mut all = vec!["diff"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--cache-dir", guests::COMPONENT_CACHE_DIR]);
+    support::run_binary(&all, cwd, stdin, "error", &[])
 }
 
 fn lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("every line on stdout is JSON"))
-        .collect()
+    support::json_lines(output)
 }
 
 fn stderr(output: &Output) -> String {
