@@ -36,8 +36,18 @@ async fn the_watchdog_sleeps_while_no_call_runs() {
     // woken every millisecond. Wait (boundedly) for it to park, then
     // check it stays parked. Nothing here depends on how fast the machine
     // is: a ticking watchdog never shows the same count twice 100 ms apart.
-    let Some(mut before) = context_switches("pr-watchdog") else {
-        panic!("no watchdog thread found in /proc/self/task");
+    // A thread names itself once it first runs: on a busy machine the
+    // watchdog may not have yet. Wait for it (boundedly).
+    let mut found = None;
+    for _ in 0..600 {
+        found = context_switches("pr-watchdog");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let Some(mut before) = found else {
+        panic!("no watchdog thread found in /proc/self/task after a minute");
     };
     let mut parked = false;
     for _ in 0..100 {
