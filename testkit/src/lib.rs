@@ -1,13 +1,15 @@
 //! The test kit for router authors: runs one presence-router component
 //! through the runtime against built-in cases and the author's own, checks
 //! that its `get-users-for-states` and `get-interested-users` agree, and
-//! says what each call used against the default limits.
+//! says what each call used against the default limits, and whether it
+//! leaks memory from call to call (`leaks.rs`).
 //!
 //! It is what `presence-router test` runs, and what the conformance suite
 //! runs against the example router in every language.
 
 pub mod cases;
 pub mod consistency;
+pub mod leaks;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,9 @@ use presence_router_runtime::{
 
 pub use cases::{Case, CaseCall, CaseFileError, read_case_file};
 pub use consistency::{Mismatch, check_consistency};
+pub use leaks::{
+    ExportLift, Growth, GrowthPlan, InspectError, LiftVerdict, inspect_exports, measure_growth,
+};
 
 /// A one-router configuration for a component given on the command line
 /// (`presence-router test` and `run`): no file, the given limits, and no
@@ -69,6 +74,11 @@ pub struct TestRun {
     /// The consistency check: mismatches and what was checked, or why it
     /// could not run.
     pub consistency: Result<(Vec<Mismatch>, String), String>,
+    /// Each callback's memory growth over many calls on one instance.
+    pub growth: Vec<Growth>,
+    /// Each exported function's lift, from the component binary, or why it
+    /// could not be read.
+    pub exports: Result<Vec<ExportLift>, String>,
 }
 
 impl TestRun {
@@ -82,6 +92,30 @@ impl TestRun {
             .count();
         let consistent = matches!(&self.consistency, Ok((mismatches, _)) if mismatches.is_empty());
         cases + usize::from(!consistent)
+    }
+
+    /// What the leak checks flagged, one line each: growth per call (with
+    /// when it exhausts `memory_limit`), and exports that return an
+    /// allocation with no post-return to free it.
+    ///
+    /// Warnings, not failures: the runtime contains a leak (the memory limit
+    /// stops the instance, the next call gets a fresh one), so it costs one
+    /// failed call every so many, which the line says; and the cause may be
+    /// out of the author's hands (componentize-js 0.23 leaks on every call,
+    /// whatever the router does).
+    pub fn warnings(&self, memory_limit: u64) -> Vec<String> {
+        let growth = self
+            .growth
+            .iter()
+            .filter(|growth| growth.flagged())
+            .map(|growth| growth.summary(memory_limit));
+        let lifts = self
+            .exports
+            .iter()
+            .flatten()
+            .filter(|lift| lift.leaks_its_result())
+            .map(ExportLift::warning);
+        growth.chain(lifts).collect()
     }
 }
 
@@ -122,6 +156,11 @@ impl TestKit {
         &self.limits
     }
 
+    /// The calls the growth measurement makes.
+    pub fn growth_plan(&self) -> GrowthPlan {
+        GrowthPlan::DEFAULT
+    }
+
     /// The router under `config_json` (`measuring`: with limits high enough
     /// to see what it needs), loaded on first use.
     pub async fn router_set(
@@ -136,7 +175,12 @@ impl TestKit {
         let limits = if measuring {
             MEASURING_LIMITS
         } else {
-            self.limits.clone()
+            // One instance: the kit's calls are one after another anyway,
+            // and the growth measurement follows one instance's memory.
+            Limits {
+                max_instances: 1,
+                ..self.limits.clone()
+            }
         };
         let config = single_router(&self.component, config_json, limits);
         let loaded = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &self.options)
@@ -161,11 +205,24 @@ impl TestKit {
         for case in cases {
             results.push(self.run_case(case).await);
         }
+        let consistency = check_consistency(&routers, &config_json).await;
+        // Last: the calls before it are part of its warm-up, and a leak
+        // that exhausts the instance's memory can't fail a case.
+        let growth = measure_growth(&routers, &config_json, self.growth_plan()).await;
         Ok(TestRun {
             builtin,
             cases: results,
-            consistency: check_consistency(&routers, &config_json).await,
+            consistency,
+            growth,
+            exports: self.inspect_exports(),
         })
+    }
+
+    /// [`inspect_exports`] on the component file.
+    pub fn inspect_exports(&self) -> Result<Vec<ExportLift>, String> {
+        let bytes = std::fs::read(&self.component)
+            .map_err(|e| format!("{}: cannot read it: {e}", self.component.display()))?;
+        inspect_exports(&bytes).map_err(|e| format!("{}: {e}", self.component.display()))
     }
 
     /// The cases every router must pass, whatever it routes: they check

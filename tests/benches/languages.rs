@@ -1,5 +1,7 @@
 //! What each language's toolchain costs, for the example router built in
-//! Rust, JavaScript (componentize-js) and Python (componentize-py): component
+//! Rust, JavaScript (componentize-js), Python (componentize-py), C and C++
+//! (clang for wasm32-wasi, tools/guest-build), Zig and Go (their own
+//! compilers, the C and Go bindings of tools/guest-build): component
 //! size, compile and cached load, a fresh instance, per-call time and fuel
 //! per state. Medians of repeated runs; one process, one run.
 //!
@@ -68,6 +70,10 @@ async fn main() {
         ("Rust", guests::EXAMPLE_ROUTER, 2_000),
         ("JavaScript", guests::EXAMPLE_ROUTER_JS, 40),
         ("Python", guests::EXAMPLE_ROUTER_PYTHON, 40),
+        ("C", guests::EXAMPLE_ROUTER_C, 2_000),
+        ("C++", guests::EXAMPLE_ROUTER_CPP, 2_000),
+        ("Zig", guests::EXAMPLE_ROUTER_ZIG, 2_000),
+        ("Go", guests::EXAMPLE_ROUTER_GO, 2_000),
     ] {
         let size = std::fs::metadata(component).expect("built").len();
         let cache = CacheSetting::Dir(cache_dir.path().to_owned());
@@ -91,8 +97,13 @@ async fn main() {
         let (thousand, at_1000) = call(&routers, &generated_batch(1_000), runs / 20).await;
         let (_, at_0) = call(&routers, &[], 5).await;
         println!(
-            "| {language} | {:.1} MB | {:.1?} | {:.1?} | {:.1?} | {:.1?} | {:.0?} | {:.0?} | {} | {:.1} MiB |",
-            size as f64 / 1e6,
+            "| {language} | {} | {:.1?} | {:.1?} | {:.1?} | {:.1?} | {:.0?} | {:.0?} | {} | {:.1} MiB |",
+            // Kilobytes for the small ones: "0.1 MB" would hide a 2x.
+            if size < 1_000_000 {
+                format!("{} KB", size / 1_000)
+            } else {
+                format!("{:.1} MB", size as f64 / 1e6)
+            },
             compile,
             median(loads),
             median(fresh),

@@ -79,4 +79,6 @@ async fn main() {
     measure("rust", "$EXAMPLE_ROUTER").await;
     measure("js", "$EXAMPLE_ROUTER_JS").await;
     measure("python", "$EXAMPLE_ROUTER_PYTHON").await;
+    measure("zig", "$EXAMPLE_ROUTER_ZIG").await;
+    measure("go", "$EXAMPLE_ROUTER_GO").await;
 }

@@ -9,6 +9,8 @@ use presence_router_runtime::{
     Presence, Routed, RouterFailure, RouterSet, RouterSetConfig, UserPresenceState,
 };
 
+pub mod components;
+
 /// Paths of the guest components, one constant per `.wasm` file
 /// (`EXAMPLE_ROUTER`, `SCRIPTED`, `HOSTILE_SPIN`, ...), and [`guests::ALL`].
 pub mod guests {
