@@ -348,9 +348,10 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     }
     let plan = kit.growth_plan();
     println!(
-        "\nmemory across calls, on one instance: {} warm-up calls, then {} to {} of each callback",
+        "\nmemory across calls, on one instance: {} warm-up calls, then of each callback until \
+         {} calls in a row leave it unchanged (at most {})",
         thousands(plan.warm_up as u64),
-        thousands(plan.calls as u64),
+        thousands(plan.quiet as u64),
         thousands(plan.max_calls as u64)
     );
     for growth in &run.growth {
