@@ -108,6 +108,22 @@ async fn refusal(component: &str, config: &str) -> String {
     }
 }
 
+/// Asserts every one of `configs` is refused by `reference`, and by each of
+/// `components` in exactly its words.
+async fn refuse_alike(reference: &str, components: &[&str], configs: &[&str]) {
+    for config in configs {
+        let expected = refusal(reference, config).await;
+        assert!(!expected.starts_with("accepted"), "{expected}");
+        for component in components {
+            assert_eq!(
+                refusal(component, config).await,
+                expected,
+                "{component} with {config}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_c_and_cpp_routers_refuse_in_the_rust_routers_words() {
     // serde_json's messages, key path and position included; the C and C++
@@ -133,17 +149,12 @@ async fn the_c_and_cpp_routers_refuse_in_the_rust_routers_words() {
         r#"{"always_send_to_users": ["@a:example.com"], "blacklisted_users": ["@:example.com"]}"#,
         r#"{"blacklisted_users": ["@mallory"], "always_send_to_users": ["é"]}"#,
     ];
-    for config in configs {
-        let rust = refusal(guests::EXAMPLE_ROUTER, config).await;
-        assert!(!rust.starts_with("accepted"), "{rust}");
-        for component in [guests::EXAMPLE_ROUTER_C, guests::EXAMPLE_ROUTER_CPP] {
-            assert_eq!(
-                refusal(component, config).await,
-                rust,
-                "{component} with {config}"
-            );
-        }
-    }
+    refuse_alike(
+        guests::EXAMPLE_ROUTER,
+        &[guests::EXAMPLE_ROUTER_C, guests::EXAMPLE_ROUTER_CPP],
+        &configs,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -187,17 +198,12 @@ async fn the_zig_and_go_routers_refuse_in_the_python_routers_words() {
         r#"{"always_send_to_users": ["@a:example.com"], "blacklisted_users": ["@:example.com"]}"#,
         r#"{"blacklisted_users": ["@mallory"], "always_send_to_users": ["é"]}"#,
     ];
-    for config in configs {
-        let python = refusal(guests::EXAMPLE_ROUTER_PYTHON, config).await;
-        assert!(!python.starts_with("accepted"), "{python}");
-        for component in [guests::EXAMPLE_ROUTER_ZIG, guests::EXAMPLE_ROUTER_GO] {
-            assert_eq!(
-                refusal(component, config).await,
-                python,
-                "{component} with {config}"
-            );
-        }
-    }
+    refuse_alike(
+        guests::EXAMPLE_ROUTER_PYTHON,
+        &[guests::EXAMPLE_ROUTER_ZIG, guests::EXAMPLE_ROUTER_GO],
+        &configs,
+    )
+    .await;
 }
 
 #[tokio::test]
