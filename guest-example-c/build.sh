@@ -2,10 +2,12 @@
 # Builds the C example router into a component:
 #   guest-example-c/build.sh OUT_DIR   ->   OUT_DIR/example_router_c.wasm
 #
-# Installs Debian's clang 19 for wasm32-wasi when missing (as root), builds
-# the workspace's presence-router-guest-build (bindings, componentizing),
-# and skips the build when none of its inputs changed since the last one.
-# Prints the component's path last.
+# Needs Debian's clang 19 for wasm32-wasi (scripts/setup.sh installs it;
+# this script names what is missing, and installs it only when run as root
+# with PRESENCE_ROUTER_INSTALL_PACKAGES=1), builds the workspace's
+# presence-router-guest-build (bindings, componentizing), and skips the
+# build when none of its inputs changed since the last one. Prints the
+# component's path last.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -17,7 +19,7 @@ out_dir="$(cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 cd "$here"
-# One build at a time (apt-get and the shared work directory): lock this
+# One build at a time (the shared work directory): lock this
 # script itself, so no lock file is left around.
 if command -v flock >/dev/null; then
   exec 9<"$here/build.sh"

@@ -6,10 +6,12 @@
 # that leaks everything it returns, kept for the test kit's leak test:
 # OUT_DIR/example_router_cpp_leaky.wasm.
 #
-# Installs Debian's clang 19 and libc++ for wasm32-wasi when missing (as
-# root), builds the workspace's presence-router-guest-build (bindings,
-# componentizing), and skips the build when none of its inputs changed
-# since the last one. Prints the component's path last.
+# Needs Debian's clang 19 and libc++ for wasm32-wasi (scripts/setup.sh
+# installs them; this script names what is missing, and installs it only
+# when run as root with PRESENCE_ROUTER_INSTALL_PACKAGES=1), builds the
+# workspace's presence-router-guest-build (bindings, componentizing), and
+# skips the build when none of its inputs changed since the last one.
+# Prints the component's path last.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -21,7 +23,7 @@ out_dir="$(cd "$1" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 cd "$here"
-# One build at a time (apt-get and the shared work directory): lock this
+# One build at a time (the shared work directory): lock this
 # script itself, so no lock file is left around.
 if command -v flock >/dev/null; then
   exec 9<"$here/build.sh"
@@ -35,7 +37,7 @@ work="$out_dir/example_router_cpp.build"
 
 # shellcheck source=../tools/guest-build/wasi-clang.sh
 source "$root/tools/guest-build/wasi-clang.sh"
-need_debian_packages "${WASI_CLANG_PACKAGES[@]}" libc++-19-dev-wasm32 libc++abi-19-dev-wasm32
+need_debian_packages "${WASI_CLANG_PACKAGES[@]}" "${WASI_CLANG_CXX_PACKAGES[@]}"
 guest_build_tool
 
 # The components depend on the router, this script, the WIT, the tool and

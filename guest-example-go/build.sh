@@ -36,9 +36,21 @@ work="$out_dir/example_router_go.d"
 toolchains="$root/target/toolchains"
 venv="$toolchains/go"
 stamp="$venv/.requirements.txt"
+# The virtualenv's programs run as you, and what Go compiled goes into the
+# router: never from a directory someone else could change.
+# shellcheck source=../tools/guest-build/trusted-dir.sh
+source "$root/tools/guest-build/trusted-dir.sh"
+mkdir -p "$toolchains"
+need_trusted_dir "$toolchains"
+for dir in "$venv" "$toolchains/go-cache"; do
+  if [ -e "$dir" ] || [ -L "$dir" ]; then
+    need_trusted_dir "$dir"
+  fi
+done
 if [ ! -x "$venv/bin/go" ] || ! cmp -s requirements.txt "$stamp"; then
   echo "$0: installing $(grep -v '^#' requirements.txt) into $venv" >&2
   python3 -m venv "$venv"
+  need_trusted_dir "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
   cp requirements.txt "$stamp"
 fi

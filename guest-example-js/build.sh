@@ -22,9 +22,17 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 out="$out_dir/example_router_js.wasm"
+root="$(dirname "$here")"
 
 hash() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
 
+# The toolchain's programs run as you: never from a directory someone else
+# could change.
+# shellcheck source=../tools/guest-build/trusted-dir.sh
+source "$root/tools/guest-build/trusted-dir.sh"
+if [ -e node_modules ] || [ -L node_modules ]; then
+  need_trusted_dir node_modules
+fi
 # The toolchain: reinstall exactly what the lockfile says whenever it changed
 # (or node_modules is missing or half-installed). The stamp is written only
 # after `npm ci` succeeded.
@@ -32,6 +40,7 @@ lock_stamp="node_modules/.build-sh-lock"
 lock_hash="$(hash package.json package-lock.json)"
 if [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$lock_hash" ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
+  need_trusted_dir node_modules
   echo "$lock_hash" >"$lock_stamp"
 fi
 

@@ -21,8 +21,18 @@ root="$(dirname "$here")"
 venv="$root/target/toolchains/componentize-py"
 stamp="$venv/.requirements.txt"
 
+# The virtualenv's programs run as you: never from a directory someone else
+# could change.
+# shellcheck source=../tools/guest-build/trusted-dir.sh
+source "$root/tools/guest-build/trusted-dir.sh"
+mkdir -p "$root/target/toolchains"
+need_trusted_dir "$root/target/toolchains"
+if [ -e "$venv" ] || [ -L "$venv" ]; then
+  need_trusted_dir "$venv"
+fi
 if [ ! -x "$venv/bin/componentize-py" ] || ! cmp -s "$here/requirements.txt" "$stamp"; then
   python3 -m venv "$venv"
+  need_trusted_dir "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$here/requirements.txt"
   cp "$here/requirements.txt" "$stamp"

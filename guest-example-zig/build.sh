@@ -32,18 +32,31 @@ out="$out_dir/example_router_zig.wasm"
 # (the tests' build script takes every *.wasm there for a guest).
 work="$out_dir/example_router_zig.d"
 
-venv="$root/target/toolchains/zig"
+toolchains="$root/target/toolchains"
+venv="$toolchains/zig"
 stamp="$venv/.requirements.txt"
+# The virtualenv's programs run as you, and what Zig compiled goes into the
+# router: never from a directory someone else could change.
+# shellcheck source=../tools/guest-build/trusted-dir.sh
+source "$root/tools/guest-build/trusted-dir.sh"
+mkdir -p "$toolchains"
+need_trusted_dir "$toolchains"
+for dir in "$venv" "$toolchains/zig-cache"; do
+  if [ -e "$dir" ] || [ -L "$dir" ]; then
+    need_trusted_dir "$dir"
+  fi
+done
 if [ ! -x "$venv/bin/python" ] || ! cmp -s requirements.txt "$stamp"; then
   echo "$0: installing $(grep -v '^#' requirements.txt) into $venv" >&2
   python3 -m venv "$venv"
+  need_trusted_dir "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
   cp requirements.txt "$stamp"
 fi
 zig=("$venv/bin/python" -m ziglang)
 # Zig caches what it compiled once (its libc, compiler_rt, translate-c):
 # keep that in target/ too, not in the user's home.
-export ZIG_GLOBAL_CACHE_DIR="$root/target/toolchains/zig-cache"
+export ZIG_GLOBAL_CACHE_DIR="$toolchains/zig-cache"
 export ZIG_LOCAL_CACHE_DIR="$ZIG_GLOBAL_CACHE_DIR"
 
 # shellcheck source=../tools/guest-build/wasi-clang.sh

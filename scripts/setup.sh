@@ -17,10 +17,21 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || {
   echo "setup: python3 lacks venv/ensurepip (Debian: apt install python3-venv)" >&2
   exit 1
 }
+root="$(cd "$(dirname "$0")/.." && pwd)"
+missing=()
+# The C and C++ example routers are built with Debian's clang 19 for
+# wasm32-wasi; their build.sh only check for it (they install nothing
+# unasked), so it is installed here. wasi-clang.sh names the packages.
+# shellcheck source=../tools/guest-build/wasi-clang.sh
+source "$root/tools/guest-build/wasi-clang.sh"
+for pkg in "${WASI_CLANG_PACKAGES[@]}" "${WASI_CLANG_CXX_PACKAGES[@]}"; do
+  if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
 # The Synapse end-to-end test with workers (synapse-module/e2e/test_workers.py)
 # runs its own PostgreSQL cluster and Redis server on loopback, from Debian's
 # packages; it starts and stops them itself (nothing is started here).
-missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then

@@ -27,7 +27,8 @@ const LANGUAGE_GUESTS: &[(&str, &str, &str)] = &[
     (
         "C",
         "guest-example-c",
-        "Debian's clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32, installed by build.sh as root",
+        "Debian's clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32: scripts/setup.sh \
+         installs them (build.sh only with PRESENCE_ROUTER_INSTALL_PACKAGES=1, as root)",
     ),
     (
         "C++",
@@ -71,11 +72,14 @@ fn main() {
         .join("guests");
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    // Sourced by the C, C++, Zig and Go guests' build.sh.
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("tools/guest-build/wasi-clang.sh").display()
-    );
+    // Sourced by the guests' build.sh: the clang setup (C, C++, Zig, Go),
+    // the toolchain directories' check (JavaScript, Python, Zig, Go).
+    for sourced in ["wasi-clang.sh", "trusted-dir.sh"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join("tools/guest-build").join(sourced).display()
+        );
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for workspace in GUEST_WORKSPACES {
         let dir = root.join(workspace);
@@ -128,8 +132,11 @@ fn main() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
-        // Each script installs its pinned toolchain when missing and skips
-        // the build when none of its inputs changed.
+        // Each script installs its pinned toolchain when missing (into a
+        // directory only this user and root can change: it refuses any
+        // other) and skips the build when none of its inputs changed. None
+        // installs system packages unless PRESENCE_ROUTER_INSTALL_PACKAGES=1
+        // (inherited from the environment) asks it to.
         let status = Command::new("bash")
             .arg(dir.join("build.sh"))
             .arg(&wasm_dir)

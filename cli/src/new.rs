@@ -9,16 +9,25 @@
 //! manifests named after it, and the case file's header. Every project gets
 //! the WIT, a `routers.yaml` and a `cases.yaml` (the conformance suite).
 //!
+//! A project's `build.sh` runs as whoever builds it, so `new` writes only
+//! into a directory that nobody but this user and root can change (see
+//! [`open_project_dir`]), and makes every file relative to that directory's
+//! descriptor, following no link.
+//!
 //! Templates name values `{{like_this}}`; fragments (`{{prelude}}`, the
 //! shell shared by the build scripts) are expanded before the values they
 //! hold.
 
-use std::fs::{self, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use presence_router_runtime::strict_modes::{self, Untrusted, UntrustedDir};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -137,6 +146,12 @@ const GITIGNORE: &str = include_str!("../templates/gitignore");
 const FRAGMENTS: &[(&str, &str)] = &[
     ("prelude", include_str!("../templates/prelude.sh")),
     ("toolchains", include_str!("../templates/toolchains.sh")),
+    // After `toolchains`, which holds it. The repository's example routers
+    // source the same file.
+    (
+        "trusted_dir",
+        include_str!("../../tools/guest-build/trusted-dir.sh"),
+    ),
     ("venv", include_str!("../templates/venv.sh")),
     (
         "debian_packages",
@@ -596,31 +611,245 @@ fn dir_name(dir: &Path) -> String {
     }
 }
 
-/// Makes `dir`, or checks that it is an empty directory.
-fn make_empty_dir(dir: &Path) -> anyhow::Result<()> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(entry) => {
-                let first = entry
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| "?".to_owned());
-                bail!(
-                    "{}: the directory is not empty (it holds `{first}`): `new` writes a \
-                     project only into a new or an empty directory",
-                    dir.display()
-                )
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))
-        }
-        Err(_) if dir.exists() && !dir.is_dir() => bail!(
-            "{}: not a directory: `new` writes a project into a new or an empty directory",
+/// What another user could do with a project they can change: its
+/// `build.sh` runs as whoever builds it.
+const RISK: &str = "could change the project's files, build.sh among them, before you run it";
+
+/// Write permission for the group or for others.
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+
+/// Subdirectories of a project, and the project's directory when `new`
+/// makes it, before the umask.
+const DIR_MODE: u32 = 0o755;
+
+/// The directory a project is written into, held open: every subdirectory
+/// and file is made relative to it, never through its path looked up again,
+/// so a directory renamed away or a link put in its place after the checks
+/// is never written through.
+struct ProjectDir {
+    fd: OwnedFd,
+    /// As the user named it, for messages only.
+    path: PathBuf,
+}
+
+/// Opens the directory a project goes into: made now, or an existing empty
+/// one. Refused before anything is written when another local user could
+/// change what `new` writes (the project's `build.sh` runs as whoever
+/// builds it): the directory is a symbolic link, belongs to neither this
+/// user nor root, or others can write it; or a directory above it belongs
+/// to someone else, or others can write it and it is not sticky (OpenSSH's
+/// `StrictModes` rule, as for component files).
+fn open_project_dir(dir: &Path) -> anyhow::Result<ProjectDir> {
+    let (parent, name) = parent_and_name(dir)?;
+    make_parents(dir, &parent)?;
+    // Checked and opened without links, so what is checked is what is
+    // opened: only trusted users can change a trusted directory's entries.
+    let parent =
+        fs::canonicalize(&parent).with_context(|| format!("cannot find {}", parent.display()))?;
+    refuse_untrusted_ancestors(dir, &parent)?;
+    let parent_fd = rustix::fs::open(
+        &parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", parent.display()))?;
+    // Made now (0755 at most, whatever the umask), or there already: the
+    // open and the checks below decide either way.
+    match rustix::fs::mkdirat(&parent_fd, &name, Mode::from_raw_mode(DIR_MODE)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot make {}", dir.display())),
+    }
+    let fd = open_dir_at(parent_fd.as_fd(), &name, dir)?;
+    let stat =
+        rustix::fs::fstat(&fd).with_context(|| format!("cannot examine {}", dir.display()))?;
+    let (owner, mode) = (stat.st_uid, stat.st_mode & 0o7777);
+    if !strict_modes::trusted_owner(owner) {
+        bail!(
+            "{}: refused: the directory is owned by uid {owner} (mode {mode:o}), not by you \
+             (uid {}) or root: its owner {RISK}; use a directory of your own, or a new one \
+             (`new` makes it)",
+            dir.display(),
+            rustix::process::geteuid().as_raw()
+        );
+    }
+    if mode & WRITABLE_BY_OTHERS != 0 {
+        bail!(
+            "{}: refused: the directory is writable by group or others (mode {mode:o}): \
+             another user {RISK}; `chmod go-w {}` first, or use another directory",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let entry =
+        first_entry(fd.as_fd()).with_context(|| format!("cannot read {}", dir.display()))?;
+    if let Some(entry) = entry {
+        bail!(
+            "{}: the directory is not empty (it holds `{}`): `new` writes a project only into \
+             a new or an empty directory",
+            dir.display(),
+            entry.to_string_lossy()
+        );
+    }
+    Ok(ProjectDir {
+        fd,
+        path: dir.to_owned(),
+    })
+}
+
+/// The directory `dir` is in, and its name there. A path ending in `.` or
+/// `..` (or `/`) names an existing directory, resolved.
+fn parent_and_name(dir: &Path) -> anyhow::Result<(PathBuf, OsString)> {
+    if let Some(Component::Normal(name)) = dir.components().next_back() {
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        return Ok((parent.to_owned(), name.to_owned()));
+    }
+    let resolved =
+        fs::canonicalize(dir).with_context(|| format!("cannot find {}", dir.display()))?;
+    match (resolved.parent(), resolved.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent.to_owned(), name.to_owned())),
+        _ => bail!(
+            "{}: the directory is not empty: `new` writes a project only into a new or an \
+             empty directory",
             dir.display()
         ),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
     }
+}
+
+/// Makes the missing directories above the project's, once the nearest one
+/// that exists is trusted (in a directory others can write, they could
+/// swap what is made for a link to anywhere).
+fn make_parents(dir: &Path, parent: &Path) -> anyhow::Result<()> {
+    if parent.exists() {
+        return Ok(());
+    }
+    let nearest = parent
+        .ancestors()
+        .skip(1)
+        .map(|above| {
+            if above.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                above
+            }
+        })
+        .find(|above| above.exists())
+        .unwrap_or(Path::new("/"));
+    refuse_untrusted_ancestors(dir, nearest)?;
+    fs::create_dir_all(parent).with_context(|| format!("cannot make {}", parent.display()))
+}
+
+/// Refuses to make a project under `above` when another user could replace
+/// `above` or anything under it (see [`open_project_dir`]).
+fn refuse_untrusted_ancestors(dir: &Path, above: &Path) -> anyhow::Result<()> {
+    let untrusted = strict_modes::first_untrusted_dir(above)
+        .with_context(|| format!("cannot examine the directories above {}", dir.display()))?;
+    let Some(UntrustedDir {
+        path,
+        owner,
+        mode,
+        euid,
+        why,
+    }) = untrusted
+    else {
+        return Ok(());
+    };
+    let (dir, path) = (dir.display(), path.display());
+    match why {
+        Untrusted::Owner => bail!(
+            "{dir}: refused: it is in {path}, owned by uid {owner} (mode {mode:o}), not by you \
+             (uid {euid}) or root: its owner could replace the project with one of their own, \
+             whose build.sh you would run; make it in a directory only you and root can write"
+        ),
+        Untrusted::WritableByOthers => bail!(
+            "{dir}: refused: it is in {path}, writable by others (mode {mode:o}) without the \
+             sticky bit: another user could replace the project with one of their own, whose \
+             build.sh you would run; make it in a directory only you and root can write"
+        ),
+    }
+}
+
+/// Opens the directory `name` in `parent` without following a link; `path`
+/// names it in messages.
+fn open_dir_at(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> anyhow::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        // O_NOFOLLOW refuses a link: Linux says ENOTDIR (because of
+        // O_DIRECTORY), others may say ELOOP; an lstat chooses the message.
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            let is_link = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink);
+            if is_link {
+                bail!(
+                    "{}: refused: a symbolic link, which `new` does not follow (another user \
+                     could point it elsewhere); name the directory itself",
+                    path.display()
+                )
+            }
+            bail!(
+                "{}: not a directory: `new` writes a project into a new or an empty directory",
+                path.display()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+    }
+}
+
+/// The name of an entry of the directory open as `dir`, other than `.` and
+/// `..`, if it has one.
+fn first_entry(dir: BorrowedFd<'_>) -> Result<Option<OsString>, Errno> {
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(Some(std::os::unix::ffi::OsStringExt::from_vec(name)));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes `files` (their paths relative to the project, `/`-separated)
+/// into the project's directory: each subdirectory made (0755 before the
+/// umask) and opened relative to the one above it, each file created
+/// exclusively (never over one that appeared meanwhile), neither through a
+/// link: a link under a subdirectory's name is refused, not followed.
+fn write_files(dir: &ProjectDir, files: &[(&str, String, bool)]) -> anyhow::Result<()> {
+    for (relative, text, executable) in files {
+        let path = dir.path.join(relative);
+        let mut components: Vec<&str> = relative.split('/').collect();
+        let file_name = components.pop().unwrap_or_default();
+        if (components.iter().chain([&file_name])).any(|c| matches!(*c, "" | "." | "..")) {
+            bail!("{relative}: not a plain relative path (a bug of this presence-router build)");
+        }
+        let mut subdirs: Vec<OwnedFd> = Vec::new();
+        let mut at = dir.path.clone();
+        for component in components {
+            at.push(component);
+            let above = subdirs.last().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
+            match rustix::fs::mkdirat(above, component, Mode::from_raw_mode(DIR_MODE)) {
+                // Made for an earlier file, or not a directory: the open says.
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot make {}", at.display())),
+            }
+            let subdir = open_dir_at(above, OsStr::new(component), &at)?;
+            subdirs.push(subdir);
+        }
+        let above = subdirs.last().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(if *executable { 0o755 } else { 0o644 });
+        rustix::fs::openat(above, file_name, flags, mode)
+            .map_err(std::io::Error::from)
+            .and_then(|fd| fs::File::from(fd).write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
@@ -630,22 +859,8 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let this_binary = std::env::current_exe().ok();
     let files = project_files(args.lang, &name, this_binary.as_deref())
         .map_err(|message| anyhow::anyhow!(message))?;
-    make_empty_dir(&args.dir)?;
-    for (path, text, executable) in &files {
-        let path = args.dir.join(path);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot make {}", parent.display()))?;
-        }
-        // create_new: never writes over a file that appeared meanwhile.
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if *executable { 0o755 } else { 0o644 })
-            .open(&path)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let dir = open_project_dir(&args.dir)?;
+    write_files(&dir, &files)?;
     let dir = args.dir.display();
     let component = format!("build/{}.wasm", name.replace('-', "_"));
     println!(
@@ -839,8 +1054,10 @@ mod tests {
         }
     }
 
-    /// The Debian packages the C and C++ projects install are the ones the
-    /// repository's example routers are built with.
+    /// The Debian packages the C and C++ projects need are the ones the
+    /// repository's example routers are built with, and they are asked for
+    /// (and installed only when PRESENCE_ROUTER_INSTALL_PACKAGES=1 says so)
+    /// the same way.
     #[test]
     fn the_debian_packages_are_the_examples() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -856,19 +1073,68 @@ mod tests {
                 .map(str::to_owned)
                 .unwrap_or_else(|| panic!("no line starting with {start}"))
         };
-        assert_eq!(
-            line(fragment, "WASI_CLANG_PACKAGES="),
-            line(
-                &read("tools/guest-build/wasi-clang.sh"),
-                "WASI_CLANG_PACKAGES="
-            )
-        );
+        let wasi_clang = read("tools/guest-build/wasi-clang.sh");
+        for start in ["WASI_CLANG_PACKAGES=", "WASI_CLANG_CXX_PACKAGES="] {
+            assert_eq!(line(fragment, start), line(&wasi_clang, start));
+        }
+        let function = |text: &str| {
+            let start = text
+                .find("\nneed_debian_packages() {\n")
+                .expect("need_debian_packages");
+            let length = text[start..].find("\n}\n").expect("its end");
+            text[start..start + length].to_owned()
+        };
+        assert_eq!(function(fragment), function(&wasi_clang));
         assert_eq!(
             line(
                 include_str!("../templates/cpp/build.sh"),
                 "need_debian_packages"
             ),
             line(&read("guest-example-cpp/build.sh"), "need_debian_packages")
+        );
+    }
+
+    /// A link where a subdirectory of the project goes (put there after
+    /// the checks, by whoever could) is not followed: nothing is written
+    /// where it points, and the refusal names it.
+    #[test]
+    fn the_writer_follows_no_link_at_a_subdirectory() {
+        let temp = std::env::temp_dir().join(format!("presence-router-new-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&temp);
+        let project = temp.join("project");
+        let elsewhere = temp.join("elsewhere");
+        fs::create_dir_all(&project).expect("a directory");
+        fs::create_dir_all(&elsewhere).expect("a directory");
+        std::os::unix::fs::symlink(&elsewhere, project.join("src")).expect("a link");
+        let dir = ProjectDir {
+            fd: rustix::fs::open(&project, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                .expect("opened"),
+            path: project.clone(),
+        };
+        let files = [
+            ("README.md", "# mine".to_owned(), false),
+            ("src/lib.rs", "// mine".to_owned(), false),
+        ];
+        let written = write_files(&dir, &files);
+        let leaked: Vec<_> = (fs::read_dir(&elsewhere).expect("there").flatten())
+            .map(|entry| entry.file_name())
+            .collect();
+        let readme = fs::read_to_string(project.join("README.md"));
+        let _ = fs::remove_dir_all(&temp);
+        assert!(leaked.is_empty(), "written through the link: {leaked:?}");
+        let refusal = format!("{:#}", written.expect_err("refused"));
+        assert_eq!(
+            refusal,
+            format!(
+                "{}: refused: a symbolic link, which `new` does not follow (another user could \
+                 point it elsewhere); name the directory itself",
+                project.join("src").display()
+            )
+        );
+        assert_eq!(
+            readme.ok().as_deref(),
+            Some("# mine"),
+            "the files before it"
         );
     }
 

@@ -2,9 +2,13 @@
 # only: the module is a wasip1 reactor, made a component by presence-router).
 # Only the `wasm32-wasi` triple finds its headers and libraries.
 WASI_CLANG_PACKAGES=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
+# C++ adds wasi's libc++.
+WASI_CLANG_CXX_PACKAGES=(libc++-19-dev-wasm32 libc++abi-19-dev-wasm32)
 
-# Installs the Debian packages that are missing (apt-get, as root), or stops
-# with the command to run.
+# Stops the build, naming the Debian packages that are missing and the
+# command that installs them. A build script never installs system packages
+# unasked: apt-get as root changes the whole machine.
+# PRESENCE_ROUTER_INSTALL_PACKAGES=1 (as root) lets it.
 need_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do
@@ -15,9 +19,11 @@ need_debian_packages() {
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  if [ "${PRESENCE_ROUTER_INSTALL_PACKAGES:-}" != 1 ] || [ "$(id -u)" != 0 ] ||
+    ! command -v apt-get >/dev/null; then
     echo "$0: missing Debian packages: ${missing[*]}" >&2
     echo "$0: install them as root: apt-get install ${missing[*]}" >&2
+    echo "$0: (or run this script as root with PRESENCE_ROUTER_INSTALL_PACKAGES=1 to let it run apt-get)" >&2
     exit 1
   fi
   echo "$0: installing ${missing[*]}" >&2

@@ -12,6 +12,9 @@
 //! for a test guest). Each test prints how long each step took
 //! (`--nocapture` shows it).
 
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -288,4 +291,315 @@ fn componentize_names_the_module_it_cannot_use() {
         "{stderr}"
     );
     assert!(!out.exists(), "no component written");
+}
+
+// Another local user against `new` and the projects' build scripts. As
+// root (CI, containers), the attacker's steps run as uid/gid 65534
+// ("nobody"), as in tests/tests/cache_attacks.rs; as anyone else there is
+// no second user to be, and the tests that need one say so and return.
+
+/// The attacker: "nobody" on Debian, Ubuntu, Fedora and Alpine.
+const ATTACKER: u32 = 65534;
+
+/// Whether this process can be the victim (root) of a second user; if not,
+/// says so on stderr.
+fn second_user_available(test: &str) -> bool {
+    let euid = std::fs::metadata(tempfile::tempdir().expect("a temporary directory").path())
+        .expect("stat")
+        .uid();
+    if euid != 0 {
+        eprintln!(
+            "{test}: skipped: running as uid {euid}, not root, so there is no second user \
+             (uid {ATTACKER}) to play the attacker"
+        );
+        return false;
+    }
+    true
+}
+
+/// Runs `script` with `sh -c` as the attacker (uid and gid 65534, no
+/// supplementary groups), `$1`... set to `args`; it must succeed.
+fn attacker_does(script: &str, args: &[&OsStr]) {
+    let output = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .uid(ATTACKER)
+        .gid(ATTACKER)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .output()
+        .expect("cannot run /bin/sh as the attacker");
+    assert!(
+        output.status.success(),
+        "the attacker's step `{script}` failed: {}",
+        describe(&output)
+    );
+}
+
+/// A temporary directory with `mode` (tempfile makes them 0700).
+fn temp_dir_with_mode(mode: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", dir.path().display()));
+    dir
+}
+
+/// `presence-router new --lang LANG DIR`.
+fn new_project(lang: &str, dir: &Path) -> Output {
+    Command::new(BIN)
+        .args(["new", "--lang", lang])
+        .arg(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `new` refused, on stderr, with every one of `words`.
+fn assert_refused(output: &Output, words: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "not refused: {}",
+        describe(output)
+    );
+    for word in words {
+        assert!(
+            stderr.contains(word),
+            "no `{word}` in the refusal: {stderr}"
+        );
+    }
+}
+
+/// An empty directory someone else made (in a shared, sticky directory such
+/// as /tmp, where anyone may make one): whoever owns it can change
+/// `build.sh` between `new` and the victim running it.
+#[test]
+fn new_refuses_a_directory_another_user_owns() {
+    if !second_user_available("new_refuses_a_directory_another_user_owns") {
+        return;
+    }
+    let shared = temp_dir_with_mode(0o1777);
+    let project = shared.path().join("my-router");
+    attacker_does(r#"mkdir -m 755 "$1""#, &[project.as_os_str()]);
+    let output = new_project("c", &project);
+    assert_refused(
+        &output,
+        &[
+            &project.display().to_string(),
+            &format!("owned by uid {ATTACKER}"),
+            "mode 755",
+        ],
+    );
+    assert!(entries(&project).is_empty(), "nothing written into it");
+}
+
+/// An empty directory of ours that anyone can write: another user can swap
+/// `build.sh` in it.
+#[test]
+fn new_refuses_a_directory_others_can_write() {
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    for mode in [0o777, 0o775, 0o1777] {
+        let project = temp.path().join(format!("open-{mode:o}"));
+        std::fs::create_dir(&project).expect("a directory");
+        std::fs::set_permissions(&project, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let output = new_project("rust", &project);
+        assert_refused(
+            &output,
+            &[
+                &project.display().to_string(),
+                &format!("mode {mode:o}"),
+                "chmod go-w",
+            ],
+        );
+        assert!(entries(&project).is_empty(), "nothing written into it");
+    }
+}
+
+/// A project directory to be made in a directory anyone can write (and not
+/// sticky): another user could rename ours away between the mkdir and the
+/// writes and put a link to anywhere in its place. Refused before anything
+/// is made, whether the project's directory or one of its parents is missing.
+#[test]
+fn new_refuses_a_path_under_a_directory_others_can_write() {
+    let open = temp_dir_with_mode(0o777);
+    for project in [
+        open.path().join("my-router"),
+        open.path().join("nested/deeper/my-router"),
+    ] {
+        let output = new_project("rust", &project);
+        assert_refused(
+            &output,
+            &[
+                &open.path().display().to_string(),
+                "mode 777",
+                "without the sticky bit",
+            ],
+        );
+    }
+    assert!(entries(open.path()).is_empty(), "nothing made there");
+}
+
+/// A symlink named as the project is not followed, even to an empty
+/// directory of ours.
+#[test]
+fn new_refuses_a_symlink_as_its_directory() {
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    let target = temp.path().join("elsewhere");
+    std::fs::create_dir(&target).expect("a directory");
+    let link = temp.path().join("my-router");
+    std::os::unix::fs::symlink(&target, &link).expect("a symlink");
+    let output = new_project("rust", &link);
+    assert_refused(&output, &[&link.display().to_string(), "symbolic link"]);
+    assert!(entries(&target).is_empty(), "nothing written through it");
+}
+
+/// A toolchain directory (`PRESENCE_ROUTER_TOOLCHAINS`, or a virtualenv in
+/// it) that another user owns: its programs would run as the one building.
+/// The attacker's virtualenv is complete and up to date (its
+/// `.requirements.txt` is the project's), so an unchecked build runs it.
+#[test]
+fn a_build_refuses_a_toolchain_another_user_owns() {
+    if !second_user_available("a_build_refuses_a_toolchain_another_user_owns") {
+        return;
+    }
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    let project = temp.path().join("my-router");
+    let output = new_project("python", &project);
+    assert!(output.status.success(), "new: {}", describe(&output));
+    let shared = temp_dir_with_mode(0o1777);
+    let ran = shared.path().join("ran-as-victim");
+    // The attacker's toolchains: a virtualenv whose programs leave a mark.
+    let attackers = shared.path().join("toolchains");
+    attacker_does(
+        r#"set -e
+        venv="$1/componentize-py"
+        mkdir -p "$venv/bin"
+        cp "$2" "$venv/.requirements.txt"
+        for program in python componentize-py; do
+          printf '#!/bin/sh\ntouch "%s"\n' "$3" >"$venv/bin/$program"
+          chmod 755 "$venv/bin/$program"
+        done"#,
+        &[
+            attackers.as_os_str(),
+            project.join("requirements.txt").as_os_str(),
+            ran.as_os_str(),
+        ],
+    );
+    let venv = attackers.join("componentize-py");
+    // Ours, private, with the attacker's virtualenv linked into it (as the
+    // shared toolchains of the tests above are linked).
+    let ours = temp.path().join("toolchains");
+    std::fs::create_dir(&ours).expect("a directory");
+    std::os::unix::fs::symlink(&venv, ours.join("componentize-py")).expect("a link");
+    for (toolchains, refused) in [(&attackers, &attackers), (&ours, &venv)] {
+        let output = Command::new("bash")
+            .arg(project.join("build.sh"))
+            .current_dir(&project)
+            .env("PRESENCE_ROUTER_TOOLCHAINS", toolchains)
+            .output()
+            .expect("bash runs");
+        assert!(
+            !ran.exists(),
+            "the build ran uid {ATTACKER}'s program from {}: {}",
+            toolchains.display(),
+            describe(&output)
+        );
+        assert_refused(
+            &output,
+            &[
+                &refused.display().to_string(),
+                &format!("owned by uid {ATTACKER}"),
+            ],
+        );
+    }
+}
+
+/// The C and C++ build scripts' `need_debian_packages` (the examples' and
+/// the projects'): without PRESENCE_ROUTER_INSTALL_PACKAGES=1 they never
+/// run apt-get, even as root, but name what is missing and the command
+/// that installs it.
+#[test]
+fn build_scripts_install_no_packages_unless_asked() {
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    // A stand-in apt-get first on PATH, which only leaves a mark.
+    let bin = temp.path().join("bin");
+    std::fs::create_dir(&bin).expect("a directory");
+    let ran = temp.path().join("apt-get-ran");
+    std::fs::write(
+        bin.join("apt-get"),
+        format!("#!/bin/sh\necho \"$@\" >>'{}'\n", ran.display()),
+    )
+    .expect("a script");
+    std::fs::set_permissions(bin.join("apt-get"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let missing = "presence-router-no-such-package";
+    for script in [
+        root().join("tools/guest-build/wasi-clang.sh"),
+        root().join("cli/templates/debian-packages.sh"),
+    ] {
+        let _ = std::fs::remove_file(&ran);
+        let run = |allowed: bool| {
+            let mut command = Command::new("bash");
+            command
+                .arg("-c")
+                .arg(r#"source "$1" && need_debian_packages "$2""#)
+                .arg("build.sh")
+                .arg(&script)
+                .arg(missing)
+                .env("PATH", &path)
+                .env_remove("PRESENCE_ROUTER_INSTALL_PACKAGES");
+            if allowed {
+                command.env("PRESENCE_ROUTER_INSTALL_PACKAGES", "1");
+            }
+            command.output().expect("bash runs")
+        };
+        let output = run(false);
+        assert!(
+            !ran.exists(),
+            "{}: apt-get ran unasked: {}",
+            script.display(),
+            describe(&output)
+        );
+        assert_refused(
+            &output,
+            &[
+                &format!("missing Debian packages: {missing}"),
+                &format!("apt-get install {missing}"),
+                "PRESENCE_ROUTER_INSTALL_PACKAGES=1",
+            ],
+        );
+        if second_user_available("build_scripts_install_no_packages_unless_asked") {
+            // As root, and asked: installed.
+            let output = run(true);
+            assert!(
+                std::fs::read_to_string(&ran).is_ok_and(|args| args.contains(missing)),
+                "{}: asked, but apt-get did not install {missing}: {}",
+                script.display(),
+                describe(&output)
+            );
+        }
+    }
 }

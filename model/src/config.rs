@@ -378,9 +378,13 @@ struct RawLimits {
     memory: Option<ByteSize>,
     timeout: Option<HumanDuration>,
     max_answer_entries: Option<usize>,
+    answer_entries_per_state: Option<usize>,
     max_instances: Option<usize>,
     max_send_calls: Option<usize>,
+    max_send_users: Option<usize>,
+    send_users_per_second: Option<u32>,
     max_log_lines: Option<usize>,
+    log_bytes_per_second: Option<ByteSize>,
 }
 
 impl RawLimits {
@@ -433,6 +437,13 @@ impl RawLimits {
                 Limits::MAX_ANSWER_ENTRIES,
             )
             .map_err(at("max_answer_entries"))?,
+            answer_entries_per_state: count(
+                self.answer_entries_per_state,
+                d.answer_entries_per_state,
+                0,
+                Limits::MAX_ANSWER_ENTRIES,
+            )
+            .map_err(at("answer_entries_per_state"))?,
             max_instances: count(
                 self.max_instances,
                 d.max_instances,
@@ -448,6 +459,23 @@ impl RawLimits {
                 Limits::MAX_SEND_CALLS,
             )
             .map_err(at("max_send_calls"))?,
+            max_send_users: count(
+                self.max_send_users,
+                d.max_send_users,
+                0,
+                Limits::MAX_SEND_USERS,
+            )
+            .map_err(at("max_send_users"))?,
+            send_users_per_second: check_number(
+                self.send_users_per_second
+                    .map_or(u64::from(d.send_users_per_second), u64::from),
+                1,
+                Limits::MAX_SEND_USERS as u64,
+                plain,
+            )
+            // In range, so no wider than MAX_SEND_USERS.
+            .map(|n| u32::try_from(n).unwrap_or(d.send_users_per_second))
+            .map_err(at("send_users_per_second"))?,
             max_log_lines: count(
                 self.max_log_lines,
                 d.max_log_lines,
@@ -455,6 +483,14 @@ impl RawLimits {
                 Limits::MAX_LOG_LINES,
             )
             .map_err(at("max_log_lines"))?,
+            log_bytes_per_second: check_number(
+                self.log_bytes_per_second
+                    .map_or(d.log_bytes_per_second, |b| b.0),
+                Limits::MIN_LOG_BYTES_PER_SECOND,
+                Limits::MAX_LOG_BYTES_PER_SECOND,
+                format_bytes,
+            )
+            .map_err(at("log_bytes_per_second"))?,
         })
     }
 }
@@ -649,8 +685,9 @@ mod tests {
     fn every_limit_is_accepted_up_to_its_maximum_and_refused_beyond_it() {
         let at_most = limits_of(
             "{fuel: 1000000000000000, fuel_per_state: 1000000000, memory: 4GiB, timeout: 1m, \
-             max_answer_entries: 10000000, max_instances: 1024, max_send_calls: 10000, \
-             max_log_lines: 10000}",
+             max_answer_entries: 10000000, answer_entries_per_state: 10000000, \
+             max_instances: 1024, max_send_calls: 10000, max_send_users: 1000, \
+             send_users_per_second: 1000, max_log_lines: 10000, log_bytes_per_second: 64KiB}",
         );
         assert_eq!(
             at_most,
@@ -660,9 +697,13 @@ mod tests {
                 memory: Limits::MAX_MEMORY,
                 timeout: Limits::MAX_TIMEOUT,
                 max_answer_entries: Limits::MAX_ANSWER_ENTRIES,
+                answer_entries_per_state: Limits::MAX_ANSWER_ENTRIES,
                 max_instances: Limits::MAX_INSTANCES,
                 max_send_calls: Limits::MAX_SEND_CALLS,
+                max_send_users: Limits::MAX_SEND_USERS,
+                send_users_per_second: Limits::MAX_SEND_USERS as u32,
                 max_log_lines: Limits::MAX_LOG_LINES,
+                log_bytes_per_second: Limits::MAX_LOG_BYTES_PER_SECOND,
             })
         );
         let prefix = "r.yaml: routers[0].limits.";
@@ -734,6 +775,31 @@ mod tests {
                 "{max_log_lines: 18446744073709551615}",
                 "max_log_lines",
                 "18446744073709551615 is more than the 10000 allowed",
+            ),
+            (
+                "{answer_entries_per_state: 10000001}",
+                "answer_entries_per_state",
+                "10000001 is more than the 10000000 allowed",
+            ),
+            (
+                "{max_send_users: 1001}",
+                "max_send_users",
+                "1001 is more than the 1000 allowed",
+            ),
+            (
+                "{send_users_per_second: 0}",
+                "send_users_per_second",
+                "must be greater than 0",
+            ),
+            (
+                "{log_bytes_per_second: 65537}",
+                "log_bytes_per_second",
+                "65537 bytes is more than the 64KiB allowed",
+            ),
+            (
+                "{log_bytes_per_second: 1000}",
+                "log_bytes_per_second",
+                "1000 bytes is less than the 1KiB allowed",
             ),
         ] {
             assert_eq!(

@@ -28,10 +28,19 @@ pub struct Limits {
     /// Wall-clock deadline for one call. YAML `timeout`: `100ms`, `2s`; from
     /// [`Limits::MIN_TIMEOUT`] to [`Limits::MAX_TIMEOUT`].
     pub timeout: Duration,
-    /// The largest answer accepted from one call, counted in entries: each
-    /// route, state index or user ID is one. YAML `max_answer_entries`, from
-    /// 1 to [`Limits::MAX_ANSWER_ENTRIES`].
+    /// The largest answer accepted from one call whatever the batch,
+    /// counted in entries: each route, state index or user ID is one. YAML
+    /// `max_answer_entries`, from 1 to [`Limits::MAX_ANSWER_ENTRIES`]. A
+    /// call's own bound is smaller: it follows its batch
+    /// ([`Limits::answer_entries_for_batch`]).
     pub max_answer_entries: usize,
+    /// Answer entries a call may have per state of its batch, beyond
+    /// [`Limits::ANSWER_ENTRIES_BASE`]: what the host does with an answer
+    /// (checking it, and in Synapse turning it into Python sets) is paid
+    /// for by the router, and a one-state batch has no use for a million
+    /// entries. YAML `answer_entries_per_state`, from 0 to
+    /// [`Limits::MAX_ANSWER_ENTRIES`].
+    pub answer_entries_per_state: usize,
     /// How many instances of the router may run at once (each is kept warm
     /// between calls). YAML `max_instances`, from 1 to
     /// [`Limits::MAX_INSTANCES`].
@@ -40,10 +49,28 @@ pub struct Limits {
     /// dropped and counted. YAML `max_send_calls`, from 0 (the router may
     /// not send) to [`Limits::MAX_SEND_CALLS`].
     pub max_send_calls: usize,
+    /// Distinct users a call's `send-local-online-presence-to` calls may
+    /// name together; more are dropped and counted. Each one costs the
+    /// homeserver a database write or a federation send. YAML
+    /// `max_send_users`, from 0 to [`Limits::MAX_SEND_USERS`].
+    pub max_send_users: usize,
+    /// Users sent to per second, sustained, over all of a router's calls
+    /// (a burst of `max_send_users` is allowed); more are dropped, counted,
+    /// and summarised in one warning per interval. YAML
+    /// `send_users_per_second`, from 1 to [`Limits::MAX_SEND_USERS`].
+    pub send_users_per_second: u32,
     /// Log lines (from `log`, stdout and stderr) kept per callback; more are
     /// dropped and counted. YAML `max_log_lines`, from 0 (the router may not
     /// log) to [`Limits::MAX_LOG_LINES`].
     pub max_log_lines: usize,
+    /// Bytes of log (lines as they are logged: escaped, each at most
+    /// [`Limits::MAX_LOG_LINE_BYTES`]) a router may write per second,
+    /// sustained over all its calls, with a burst of one second's worth;
+    /// more are dropped, counted, and summarised in one warning per
+    /// interval. YAML `log_bytes_per_second`: `64KiB`, or bytes; from
+    /// [`Limits::MIN_LOG_BYTES_PER_SECOND`] to
+    /// [`Limits::MAX_LOG_BYTES_PER_SECOND`].
+    pub log_bytes_per_second: u64,
 }
 
 impl Limits {
@@ -56,10 +83,30 @@ impl Limits {
         memory: 64 * 1024 * 1024,
         timeout: Duration::from_millis(100),
         max_answer_entries: 1_000_000,
+        answer_entries_per_state: 64,
         max_instances: 4,
         max_send_calls: 16,
+        max_send_users: 100,
+        send_users_per_second: 20,
         max_log_lines: 64,
+        log_bytes_per_second: 64 * 1024,
     };
+
+    /// Answer entries every call may have whatever its batch, before the
+    /// share per state: a one-state call of the example router with a few
+    /// hundred `always_send_to_users` fits.
+    pub const ANSWER_ENTRIES_BASE: usize = 1024;
+
+    /// The most distinct users one call may send to: each is a database
+    /// write or a federation send in the homeserver.
+    pub const MAX_SEND_USERS: usize = 1000;
+
+    /// One log line's worth per second at least (less could never log a
+    /// whole line), and 64 KiB per second at most: a router logging at
+    /// that rate all day writes 5.5 GB, which is already an operator's
+    /// problem.
+    pub const MIN_LOG_BYTES_PER_SECOND: u64 = 1024;
+    pub const MAX_LOG_BYTES_PER_SECOND: u64 = 64 * 1024;
 
     /// The most fuel a call may start with, 10^15: days of computing, so
     /// the deadline (at most [`Limits::MAX_TIMEOUT`]) always stops a call
@@ -113,6 +160,34 @@ impl Limits {
 
     /// A log line longer than this is cut (at a character boundary).
     pub const MAX_LOG_LINE_BYTES: usize = crate::text::MAX_GUEST_TEXT_BYTES;
+
+    /// The answer entries a call on a batch of `states` states may have:
+    /// [`Limits::ANSWER_ENTRIES_BASE`] plus `answer_entries_per_state` per
+    /// state, at most `max_answer_entries`. (`get-interested-users` and the
+    /// users of a call's sends count as a batch of one.)
+    pub fn answer_entries_for_batch(&self, states: usize) -> usize {
+        Self::ANSWER_ENTRIES_BASE
+            .saturating_add(self.answer_entries_per_state.saturating_mul(states))
+            .min(self.max_answer_entries)
+    }
+
+    /// How [`Limits::answer_entries_for_batch`] came to its figure, for
+    /// messages ("more than ..."): `limits.max_answer_entries = 10` or `the
+    /// 1152 entries a batch of 2 state(s) may have (1024 +
+    /// limits.answer_entries_per_state = 64 per state)`.
+    pub fn describe_answer_entries(&self, states: usize) -> String {
+        let cap = self.answer_entries_for_batch(states);
+        if cap == self.max_answer_entries {
+            format!("limits.max_answer_entries = {cap}")
+        } else {
+            format!(
+                "the {cap} entries a batch of {states} state(s) may have ({} + \
+                 limits.answer_entries_per_state = {} per state)",
+                Self::ANSWER_ENTRIES_BASE,
+                self.answer_entries_per_state
+            )
+        }
+    }
 
     /// The fuel budget of a call on a batch of `states` states.
     pub fn fuel_for_batch(&self, states: usize) -> u64 {
@@ -210,16 +285,22 @@ impl fmt::Display for Limits {
         write!(
             f,
             "fuel {} + {} per state, memory {}, timeout {}, \
-             answers up to {} entries, {} instance(s), \
-             {} send calls and {} log lines per call",
+             answers up to {} + {} entries per state (at most {}), {} instance(s), \
+             {} send calls to at most {} users and {} log lines per call, \
+             {} users sent to and {} of log per second",
             self.fuel,
             self.fuel_per_state,
             format_bytes(self.memory),
             humantime::format_duration(self.timeout),
+            Self::ANSWER_ENTRIES_BASE,
+            self.answer_entries_per_state,
             self.max_answer_entries,
             self.max_instances,
             self.max_send_calls,
+            self.max_send_users,
             self.max_log_lines,
+            self.send_users_per_second,
+            format_bytes(self.log_bytes_per_second),
         )
     }
 }
@@ -251,8 +332,36 @@ mod tests {
         assert!((1..=Limits::MAX_INSTANCES).contains(&d.max_instances));
         assert!(d.max_send_calls <= Limits::MAX_SEND_CALLS);
         assert!(d.max_log_lines <= Limits::MAX_LOG_LINES);
+        assert!(d.answer_entries_per_state <= Limits::MAX_ANSWER_ENTRIES);
+        assert!(d.max_send_users <= Limits::MAX_SEND_USERS);
+        assert!((1..=Limits::MAX_SEND_USERS as u32).contains(&d.send_users_per_second));
+        assert!(
+            (Limits::MIN_LOG_BYTES_PER_SECOND..=Limits::MAX_LOG_BYTES_PER_SECOND)
+                .contains(&d.log_bytes_per_second)
+        );
         let p = FailurePolicy::DEFAULT;
         assert!(p.backoff <= p.max_backoff && p.max_backoff <= FailurePolicy::LONGEST_BACKOFF);
+    }
+
+    #[test]
+    fn answer_entries_follow_the_batch_up_to_the_flat_cap() {
+        let d = Limits::DEFAULT;
+        assert_eq!(d.answer_entries_for_batch(1), 1024 + 64);
+        assert_eq!(d.answer_entries_for_batch(200), 1024 + 64 * 200);
+        assert_eq!(d.answer_entries_for_batch(usize::MAX), d.max_answer_entries);
+        let flat = Limits {
+            max_answer_entries: 10,
+            ..Limits::DEFAULT
+        };
+        assert_eq!(flat.answer_entries_for_batch(1000), 10);
+        assert_eq!(
+            flat.describe_answer_entries(1000),
+            "limits.max_answer_entries = 10"
+        );
+        assert_eq!(
+            d.describe_answer_entries(2),
+            "the 1152 entries a batch of 2 state(s) may have (1024 + limits.answer_entries_per_state = 64 per state)"
+        );
     }
 
     #[test]

@@ -12,24 +12,28 @@
 use std::fmt::Write;
 
 /// The most bytes of a guest's text (a log line, a panic message, a
-/// `parse-config` refusal) kept, before escaping.
+/// `parse-config` refusal) kept, once escaped: an escape is up to ten
+/// bytes for one byte of input, so the cap applies to what is shown.
 pub const MAX_GUEST_TEXT_BYTES: usize = 1024;
 
-/// `text` with every control character escaped visibly and at most
-/// `max_bytes` of its bytes kept; a cut says how many bytes were left out.
+/// `text` with every control character escaped visibly, at most
+/// `max_bytes` of it once escaped; a cut says how many bytes of `text`
+/// were left out.
 pub fn escape_untrusted(text: &str, max_bytes: usize) -> String {
-    let mut end = text.len().min(max_bytes);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    if text.len() <= max_bytes && is_plain(text) {
+        return text.to_owned();
     }
-    let kept = &text[..end];
-    let mut out = String::with_capacity(kept.len() + 16);
-    for c in kept.chars() {
-        push_escaped(&mut out, c);
-    }
-    if end < text.len() {
-        // Infallible: writing to a String.
-        let _ = write!(out, "… [{} more bytes cut]", text.len() - end);
+    let mut out = String::with_capacity(text.len().min(max_bytes) + 16);
+    let mut piece = String::with_capacity(12);
+    for (at, c) in text.char_indices() {
+        piece.clear();
+        push_escaped(&mut piece, c);
+        if out.len() + piece.len() > max_bytes {
+            // Infallible: writing to a String.
+            let _ = write!(out, "… [{} more bytes cut]", text.len() - at);
+            return out;
+        }
+        out.push_str(&piece);
     }
     out
 }
@@ -99,6 +103,21 @@ mod tests {
     fn long_text_is_cut_and_says_by_how_much() {
         let text = "é".repeat(10); // 20 bytes
         assert_eq!(escape_untrusted(&text, 5), "éé… [16 more bytes cut]");
+    }
+
+    #[test]
+    fn the_cap_applies_to_the_escaped_text() {
+        // 1 KiB of control characters is 5 KiB once escaped: the cap holds
+        // for what is shown, not for what was given.
+        let text = "\u{1}".repeat(1024);
+        let shown = escape_untrusted(&text, 1024);
+        let kept = shown.split('…').next().unwrap_or("");
+        assert!(kept.len() <= 1024, "{}", kept.len());
+        assert_eq!(kept, "\\u{1}".repeat(1024 / 5));
+        assert!(
+            shown.ends_with(&format!("[{} more bytes cut]", 1024 - 1024 / 5)),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
 #[cfg(unix)]
 fn only_this_user_can_replace(path: &Path, opened: &std::fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
+
+    use crate::strict_modes::Untrusted;
+
     let euid = rustix::process::geteuid().as_raw();
     let trusted = |uid: u32| uid == euid || uid == 0;
     if !trusted(opened.uid()) {
@@ -88,27 +91,22 @@ fn only_this_user_can_replace(path: &Path, opened: &std::fs::Metadata) -> io::Re
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let parent = std::fs::canonicalize(parent)?;
-    for dir in parent.ancestors() {
-        let metadata = std::fs::metadata(dir)?;
-        let sticky = metadata.mode() & 0o1000 != 0;
-        if !trusted(metadata.uid()) {
-            return Err(not_trusted(format!(
+    match crate::strict_modes::first_untrusted_dir(parent)? {
+        None => Ok(()),
+        Some(dir) => Err(not_trusted(match dir.why {
+            Untrusted::Owner => format!(
                 "is in {}, owned by uid {}: another user could replace the router",
-                dir.display(),
-                metadata.uid()
-            )));
-        }
-        if metadata.mode() & 0o022 != 0 && !sticky {
-            return Err(not_trusted(format!(
+                dir.path.display(),
+                dir.owner
+            ),
+            Untrusted::WritableByOthers => format!(
                 "is in {}, writable by others (mode {:o}) without the sticky bit: another \
                  user could replace the router",
-                dir.display(),
-                metadata.mode() & 0o7777
-            )));
-        }
+                dir.path.display(),
+                dir.mode
+            ),
+        })),
     }
-    Ok(())
 }
 
 #[cfg(unix)]

@@ -32,14 +32,17 @@ mod component_file;
 mod error;
 mod guest;
 mod health;
+mod host_budget;
 mod live;
 mod module_api;
 mod router;
 mod router_set;
 mod slice;
 pub mod stats;
+#[cfg(unix)]
+pub mod strict_modes;
 
-pub use cache::{CacheSetting, CompileSource};
+pub use cache::{CacheBound, CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
 pub use guest::{CheckedInterest, CheckedRoutes};
 pub use live::{LiveRouterSet, ReloadReport};
@@ -51,5 +54,5 @@ pub use presence_router_model::{
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, Reloaded, RouterSet};
-pub use slice::{Slice, Unfinished};
-pub use stats::{Callback, CallbackStats, HistogramSnapshot, RouterStats};
+pub use slice::{RouterPart, Slice, Unfinished};
+pub use stats::{Callback, CallbackStats, Dropped, HistogramSnapshot, RouterStats};

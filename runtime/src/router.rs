@@ -17,9 +17,10 @@ use crate::guest::{
     GuestInstance, InstanceError, LoadedComponent,
 };
 use crate::health::{Admission, Health};
+use crate::host_budget::HostBudgets;
 use crate::module_api::ModuleApi;
 use crate::slice::Slice;
-use crate::stats::{CallOutcome, Callback, RouterMetrics, RouterStats};
+use crate::stats::{CallOutcome, Callback, Dropped, RouterMetrics, RouterStats};
 
 /// A router as `check` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub(crate) struct Router {
     /// Signalled when a slot is given back, for calls waiting for one.
     slot_freed: Condvar,
     health: Health,
+    /// Its log bytes and sends per second.
+    host_budgets: Mutex<HostBudgets>,
     /// Shared with the earlier and later versions of this router.
     metrics: Arc<RouterMetrics>,
     /// SHA-256 of the component file as it was loaded: a reload that finds
@@ -184,6 +187,7 @@ impl Router {
                 load_time: started.elapsed(),
             },
             health: Health::new(config.failure_policy.clone()),
+            host_budgets: Mutex::new(HostBudgets::new(&config.limits, Instant::now())),
             config_json: config.config_json.clone(),
             component,
             engine,
@@ -277,6 +281,38 @@ impl Router {
         };
         let result = lease.instance().get_interested_users(user_id);
         self.finish(lease, result, callback)
+    }
+
+    /// A call of this router failed without running it (the embedder could
+    /// not run it in time): reported, counted and weighed by the failure
+    /// policy like any failure; skipped if the router is suspended.
+    pub(crate) fn fail_unrun(
+        &self,
+        callback: Callback,
+        kind: FailureKind,
+        message: String,
+    ) -> RouterFailure {
+        let admission = match self.admit() {
+            Ok(admission) => admission,
+            Err(skipped) => {
+                self.metrics.skipped(callback);
+                return skipped;
+            }
+        };
+        self.metrics.call(
+            callback,
+            std::time::Duration::ZERO,
+            CallOutcome::Failed(kind),
+        );
+        self.failure(
+            admission,
+            Failure {
+                kind,
+                message,
+                instance_lost: false,
+                slice_used_up: false,
+            },
+        )
     }
 
     /// Takes a warm instance from the pool, or makes a fresh one, within
@@ -490,30 +526,61 @@ impl Router {
     }
 
     /// Logs what the guest logged and returns the users of its
-    /// `send-local-online-presence-to` calls (checked as they came).
-    fn pass_on(&self, effects: CallEffects) -> Vec<String> {
+    /// `send-local-online-presence-to` calls (checked as they came), as far
+    /// as the router's budgets per call and per second allow; what they
+    /// dropped is counted, and said once per call (per call) or once per
+    /// interval (per second).
+    fn pass_on(&self, mut effects: CallEffects) -> Vec<String> {
         let name = self.name();
+        let limits = &self.info.limits;
+        let metrics = &self.metrics;
+        let mut budgets = self
+            .host_budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !effects.logs.is_empty() || !effects.sends.is_empty() || budgets.has_unsaid() {
+            let admitted = budgets.admit(&mut effects.logs, &mut effects.sends, Instant::now());
+            drop(budgets);
+            metrics.dropped(Dropped::LogLinesPerSecond, admitted.log_lines_dropped);
+            metrics.dropped(Dropped::SendUsersPerSecond, admitted.send_users_dropped);
+            for warning in &admitted.warnings {
+                self.module_api.router_warning(name, warning);
+            }
+        } else {
+            drop(budgets);
+        }
+        let mut logged = 0;
         for (level, line) in &effects.logs {
+            logged += line.len() as u64;
             self.module_api.guest_log(name, *level, line);
         }
-        let limits = &self.info.limits;
-        if effects.dropped_logs > 0 {
-            self.module_api.router_warning(
-                name,
-                &format!(
-                    "{} log line(s) dropped: over limits.max_log_lines = {} per call",
-                    effects.dropped_logs, limits.max_log_lines
-                ),
-            );
-        }
-        if effects.dropped_sends > 0 {
-            self.module_api.router_warning(
-                name,
-                &format!(
-                    "{} send-local-online-presence-to call(s) dropped: over limits.max_send_calls = {} per call",
-                    effects.dropped_sends, limits.max_send_calls
-                ),
-            );
+        metrics.logged(logged);
+        let per_call = [
+            (
+                Dropped::LogLinesPerCall,
+                effects.dropped_logs,
+                "log line(s) dropped: over limits.max_log_lines",
+                limits.max_log_lines,
+            ),
+            (
+                Dropped::SendCallsPerCall,
+                effects.dropped_sends,
+                "send-local-online-presence-to call(s) dropped: over limits.max_send_calls",
+                limits.max_send_calls,
+            ),
+            (
+                Dropped::SendUsersPerCall,
+                effects.dropped_send_users,
+                "user(s) not sent presence: over limits.max_send_users",
+                limits.max_send_users,
+            ),
+        ];
+        for (what, count, text, limit) in per_call {
+            if count > 0 {
+                metrics.dropped(what, count as u64);
+                self.module_api
+                    .router_warning(name, &format!("{count} {text} = {limit} per call"));
+            }
         }
         effects.sends
     }

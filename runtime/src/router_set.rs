@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_model::{
-    CallStats, InterestedUsers, Routed, RouterFailure, RouterSetConfig, UserPresenceState,
-    UsersForStates,
+    CallStats, FailureKind, InterestedUsers, Routed, RouterFailure, RouterSetConfig,
+    UserPresenceState, UsersForStates,
 };
 
 use crate::cache::CacheSetting;
@@ -17,8 +17,8 @@ use crate::error::LoadError;
 use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool, error_text};
 use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp, component_digest};
-use crate::slice::{Slice, Unfinished};
-use crate::stats::RouterStats;
+use crate::slice::{Part, RouterPart, Slice, Unfinished};
+use crate::stats::{Callback, RouterStats};
 
 /// How a router set is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -368,39 +368,113 @@ impl RouterSet {
 
     /// Tries [`RouterSet::get_users_for_states`] within `slice` per router
     /// (see [`Slice`]): the answer, or the call as far as it got, for
-    /// [`RouterSet::finish_get_users_for_states`] to complete.
+    /// [`RouterSet::finish_get_users_for_states`] to complete. Every router
+    /// is tried, whatever the routers before it did.
     pub fn get_users_for_states_in_slice(
         &self,
         states: &[UserPresenceState],
         slice: &Slice,
     ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
+        self.get_users_for_states_in_slice_where(states, slice, |_| true)
+    }
+
+    /// [`RouterSet::get_users_for_states_in_slice`], trying only the
+    /// routers (by position) that `try_router` allows: the others are left
+    /// pending, not run.
+    pub fn get_users_for_states_in_slice_where(
+        &self,
+        states: &[UserPresenceState],
+        slice: &Slice,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
         let mut done = Unfinished::new(self.routers.len());
-        for router in &self.routers {
-            match router.get_users_for_states(states, Some(slice)) {
-                Ok(answer) => done.answers.push(answer),
+        for (i, router) in self.routers.iter().enumerate() {
+            let part = if try_router(i) {
+                router.get_users_for_states(states, Some(slice))
+            } else {
+                Err(SliceUsedUp { ran: false })
+            };
+            done.parts.push(match part {
+                Ok(answer) => Part::Done(answer),
                 Err(SliceUsedUp { ran }) => {
-                    done.slice_used_up = ran;
-                    return Err(done);
+                    if ran {
+                        done.used_up.push(i);
+                    }
+                    Part::Pending
                 }
-            }
+            });
         }
-        Ok(self.merge_routes(done))
+        if done.pending(self.routers.len()).is_empty() {
+            Ok(self.merge_routes(done))
+        } else {
+            Err(done)
+        }
     }
 
     /// Completes a call begun by [`RouterSet::get_users_for_states_in_slice`]
-    /// (on the same `states`), with the routers' full limits.
+    /// (on the same `states`), running its pending routers in order with
+    /// their full limits.
     pub fn finish_get_users_for_states(
         &self,
         states: &[UserPresenceState],
         mut done: Unfinished<CheckedRoutes>,
     ) -> Routed<UsersForStates> {
-        for router in self.routers.iter().skip(done.answers.len()) {
-            match router.get_users_for_states(states, None) {
-                Ok(answer) => done.answers.push(answer),
-                Err(SliceUsedUp { .. }) => unreachable!("a call without a slice can't use one up"),
-            }
+        for i in done.pending(self.routers.len()) {
+            let part = self.call_router_for_states(i, states);
+            done.complete(i, part);
         }
         self.merge_routes(done)
+    }
+
+    /// Runs router `router` (by position) on `states` with its full
+    /// limits: its part of a call, for [`Unfinished::complete`].
+    pub fn call_router_for_states(
+        &self,
+        router: usize,
+        states: &[UserPresenceState],
+    ) -> RouterPart<CheckedRoutes> {
+        self.call_router(router, |r| r.get_users_for_states(states, None))
+    }
+
+    /// The routers' number.
+    pub fn len(&self) -> usize {
+        self.routers.len()
+    }
+
+    /// Whether the set has no router.
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty()
+    }
+
+    /// Router `router`'s part of a call, failed without running it (the
+    /// embedder could not run it in time: it waited behind its own calls,
+    /// or used more than its share of the embedder's threads): counted
+    /// and reported like any failure, and by the failure policy.
+    pub fn fail_router<T>(
+        &self,
+        router: usize,
+        callback: Callback,
+        kind: FailureKind,
+        message: String,
+    ) -> RouterPart<T> {
+        match self.routers.get(router) {
+            Some(r) => RouterPart(Err(r.fail_unrun(callback, kind, message))),
+            None => RouterPart(Err(no_such_router(router))),
+        }
+    }
+
+    fn call_router<T>(
+        &self,
+        router: usize,
+        call: impl FnOnce(&Router) -> crate::router::SliceOutcome<T>,
+    ) -> RouterPart<T> {
+        match self.routers.get(router).map(|r| call(r)) {
+            Some(Ok(answer)) => RouterPart(answer),
+            Some(Err(SliceUsedUp { .. })) => {
+                unreachable!("a call without a slice can't use one up")
+            }
+            None => RouterPart(Err(no_such_router(router))),
+        }
     }
 
     fn merge_routes(&self, done: Unfinished<CheckedRoutes>) -> Routed<UsersForStates> {
@@ -409,7 +483,8 @@ impl RouterSet {
         // pass; inserting into sets one by one was a fifth of a large batch.
         let mut merged = UsersForStates::new();
         let mut report = Report::default();
-        for (router, answer) in self.routers.iter().zip(done.answers) {
+        for (router, part) in self.routers.iter().zip(done.parts) {
+            let Part::Done(answer) = part else { continue };
             if let Some(routes) = report.take(router, answer) {
                 for (user_id, indices) in routes {
                     match merged.entry(user_id) {
@@ -447,28 +522,53 @@ impl RouterSet {
     }
 
     /// Tries [`RouterSet::get_interested_users`] within `slice` per router.
+    /// A router that needs more than its slice doesn't stop the routers
+    /// after it from being tried; should it answer "all users" in the end,
+    /// their answers and sends are left out, as if they had not been
+    /// called.
     pub fn get_interested_users_in_slice(
         &self,
         user_id: &str,
         slice: &Slice,
     ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
+        self.get_interested_users_in_slice_where(user_id, slice, |_| true)
+    }
+
+    /// [`RouterSet::get_interested_users_in_slice`], trying only the
+    /// routers that `try_router` allows (as
+    /// [`RouterSet::get_users_for_states_in_slice_where`]).
+    pub fn get_interested_users_in_slice_where(
+        &self,
+        user_id: &str,
+        slice: &Slice,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
         let mut done = Unfinished::new(self.routers.len());
-        for router in &self.routers {
-            match router.get_interested_users(user_id, Some(slice)) {
-                Ok(answer) => {
-                    let all = answers_all(&answer);
-                    done.answers.push(answer);
-                    if all {
-                        break;
-                    }
-                }
-                Err(SliceUsedUp { ran }) => {
-                    done.slice_used_up = ran;
-                    return Err(done);
-                }
+        for (i, router) in self.routers.iter().enumerate() {
+            if decided(&done.parts) {
+                done.parts.push(Part::NotCalled);
+                continue;
             }
+            let part = if try_router(i) {
+                router.get_interested_users(user_id, Some(slice))
+            } else {
+                Err(SliceUsedUp { ran: false })
+            };
+            done.parts.push(match part {
+                Ok(answer) => Part::Done(answer),
+                Err(SliceUsedUp { ran }) => {
+                    if ran {
+                        done.used_up.push(i);
+                    }
+                    Part::Pending
+                }
+            });
         }
-        Ok(self.merge_interest(done))
+        if done.pending(self.routers.len()).is_empty() {
+            Ok(self.merge_interest(done))
+        } else {
+            Err(done)
+        }
     }
 
     /// Completes a call begun by [`RouterSet::get_interested_users_in_slice`]
@@ -478,32 +578,40 @@ impl RouterSet {
         user_id: &str,
         mut done: Unfinished<CheckedInterest>,
     ) -> Routed<InterestedUsers> {
-        if !done.answers.iter().any(answers_all) {
-            for router in self.routers.iter().skip(done.answers.len()) {
-                match router.get_interested_users(user_id, None) {
-                    Ok(answer) => {
-                        let all = answers_all(&answer);
-                        done.answers.push(answer);
-                        if all {
-                            break;
-                        }
-                    }
-                    Err(SliceUsedUp { .. }) => {
-                        unreachable!("a call without a slice can't use one up")
-                    }
-                }
+        for i in done.pending(self.routers.len()) {
+            // In order, so every router before `i` is done by now.
+            if decided(&done.parts[..i.min(done.parts.len())]) {
+                break;
             }
+            let part = self.call_router_for_interest(i, user_id);
+            done.complete(i, part);
         }
         self.merge_interest(done)
+    }
+
+    /// Runs router `router` (by position) for `user_id` with its full
+    /// limits: its part of a call, for [`Unfinished::complete`].
+    pub fn call_router_for_interest(
+        &self,
+        router: usize,
+        user_id: &str,
+    ) -> RouterPart<CheckedInterest> {
+        self.call_router(router, |r| r.get_interested_users(user_id, None))
     }
 
     fn merge_interest(&self, done: Unfinished<CheckedInterest>) -> Routed<InterestedUsers> {
         let mut users = BTreeSet::new();
         let mut report = Report::default();
         let mut all = false;
-        for (router, answer) in self.routers.iter().zip(done.answers) {
+        for (router, part) in self.routers.iter().zip(done.parts) {
+            let Part::Done(answer) = part else { continue };
             match report.take(router, answer) {
-                Some(None) => all = true,
+                Some(None) => {
+                    // The first "all users" decides: whatever the routers
+                    // after it answered is left out.
+                    all = true;
+                    break;
+                }
                 Some(Some(named)) => users.extend(named),
                 None => {}
             }
@@ -514,6 +622,55 @@ impl RouterSet {
             InterestedUsers::Users(users)
         };
         report.finish(answer, self.module_api.as_ref())
+    }
+}
+
+impl Unfinished<CheckedInterest> {
+    /// Marks the pending routers after a router that answered "all users"
+    /// as not to be called: their part no longer matters. An embedder
+    /// running parts side by side calls it after each
+    /// [`Unfinished::complete`].
+    pub fn drop_unneeded(&mut self) {
+        let Some(first_all) = self
+            .parts
+            .iter()
+            .position(|part| matches!(part, Part::Done(Ok(answer)) if answer.answer.is_none()))
+        else {
+            return;
+        };
+        // Only once every router before it is done: one of them may still
+        // answer "all users" itself, or be needed for its users.
+        if self.parts[..first_all]
+            .iter()
+            .any(|part| matches!(part, Part::Pending))
+        {
+            return;
+        }
+        for i in first_all + 1..self.parts.len() {
+            self.not_called(i);
+        }
+    }
+}
+
+/// Whether the parts so far decide an interest call: a router answered
+/// "all users", and every router before it is done.
+fn decided(parts: &[Part<CheckedInterest>]) -> bool {
+    for part in parts {
+        match part {
+            Part::Pending => return false,
+            Part::Done(Ok(answer)) if answer.answer.is_none() => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn no_such_router(router: usize) -> RouterFailure {
+    RouterFailure {
+        router: format!("#{router}"),
+        kind: FailureKind::Trap,
+        message: format!("the router set has no router {router}"),
+        suspension: None,
     }
 }
 
@@ -539,12 +696,6 @@ fn engine_for<'a>(
         GuestEngine::new(&options.cache, &pool, !options.compile_on_calling_thread)
             .map_err(|e| LoadError::Engine(error_text(&e)))?,
     ))
-}
-
-/// Whether a router answered "all users": the routers after it are not
-/// called.
-fn answers_all(answer: &Result<RouterAnswer<CheckedInterest>, RouterFailure>) -> bool {
-    matches!(answer, Ok(answer) if answer.answer.is_none())
 }
 
 /// Collects failures and sends over the routers of one call.

@@ -33,10 +33,13 @@ pub struct Slice {
     /// long a call that answered took by the wall clock is the embedder's
     /// to weigh (`CallStats::elapsed`).
     pub time: Duration,
-    /// Bytes of answer the host may lift from a router (as
-    /// `max_answer_entries` × 128 bytes counts them): lifting is host work
-    /// that fuel doesn't see.
-    pub answer_bytes: usize,
+    /// Answer entries (routes, state indices, users) a router may answer:
+    /// lifting an answer and, in an embedder, converting it are host work
+    /// that fuel doesn't see. wasmtime lifts at most 48 bytes per entry
+    /// (so at most this many routes, or 12 times as many 4-byte indices,
+    /// are copied), and the entries are counted exactly before the answer
+    /// is believed or handed on: an answer with more uses the slice up.
+    pub answer_entries: usize,
 }
 
 impl Slice {
@@ -47,23 +50,51 @@ impl Slice {
     pub const REACTOR: Slice = Slice {
         fuel: 200_000,
         time: Duration::from_millis(5),
-        // 2,048 entries: ten users routed a 200-state batch fit.
-        answer_bytes: 256 * 1024,
+        // Ten users routed a 200-state batch fit; turning 2,048 entries
+        // into Synapse's Python sets takes a few hundred microseconds.
+        answer_entries: 2048,
     };
 }
 
-/// A call whose slice ran out: what the routers before the abandoned one
-/// answered, to be finished by `RouterSet::finish_*`.
+/// One router's part of a call.
+pub(crate) enum Part<T> {
+    /// Still to be run, with the router's full limits.
+    Pending,
+    /// Not to be run: a router before it answered "all users".
+    NotCalled,
+    /// Answered or failed.
+    Done(Result<RouterAnswer<T>, RouterFailure>),
+}
+
+/// A router's part of a call made on its own (for an embedder that runs
+/// the pending routers of an [`Unfinished`] call side by side): its answer
+/// or failure, to be handed to [`Unfinished::complete`].
+pub struct RouterPart<T>(pub(crate) Result<RouterAnswer<T>, RouterFailure>);
+
+impl<T> RouterPart<T> {
+    /// Whether the router answered (rather than failed or was skipped).
+    pub fn answered(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
+/// A call whose slice ran out for some routers: what every other router
+/// answered (each was tried in its slice whatever the routers before it
+/// did, so that one slow router delays no other), and the routers still
+/// to be run, to be finished by `RouterSet::finish_*`, or router by
+/// router (`RouterSet::call_router_for_*`, [`Unfinished::complete`]).
 pub struct Unfinished<T> {
-    pub(crate) answers: Vec<Result<RouterAnswer<T>, RouterFailure>>,
-    pub(crate) slice_used_up: bool,
+    /// One per router, in order; missing ones are pending.
+    pub(crate) parts: Vec<Part<T>>,
+    /// The routers that ran and used their slice up.
+    pub(crate) used_up: Vec<usize>,
 }
 
 impl<T> Unfinished<T> {
     pub(crate) fn new(routers: usize) -> Self {
         Unfinished {
-            answers: Vec::with_capacity(routers),
-            slice_used_up: false,
+            parts: Vec::with_capacity(routers),
+            used_up: Vec::new(),
         }
     }
 
@@ -72,24 +103,60 @@ impl<T> Unfinished<T> {
         Unfinished::new(0)
     }
 
-    /// Whether a router used its slice up. If not, the call was abandoned
-    /// only because a router had no warm instance (one is never made in a
-    /// slice: that is a fresh instance's cost, after a trap).
+    /// Whether a router used its slice up. If not, the call was left
+    /// unfinished only because a router had no warm instance (one is never
+    /// made in a slice: that is a fresh instance's cost, after a trap) or
+    /// was not to be tried in a slice at all.
     pub fn slice_used_up(&self) -> bool {
-        self.slice_used_up
+        !self.used_up.is_empty()
     }
 
-    /// How many routers had answered (or failed) when the slice ran out.
+    /// The routers (by position in the set) that ran and used their slice
+    /// up.
+    pub fn used_up(&self) -> &[usize] {
+        &self.used_up
+    }
+
+    /// How many routers answered (or failed) in their slice.
     pub fn routers_done(&self) -> usize {
-        self.answers.len()
+        self.parts
+            .iter()
+            .filter(|part| matches!(part, Part::Done(_)))
+            .count()
+    }
+
+    /// The routers (by position in a set of `routers`) still to be run.
+    pub fn pending(&self, routers: usize) -> Vec<usize> {
+        (0..routers)
+            .filter(|&i| matches!(self.parts.get(i), None | Some(Part::Pending)))
+            .collect()
+    }
+
+    /// Hands in the part of router `router`, made on its own. A part for a
+    /// router that is no longer pending is ignored.
+    pub fn complete(&mut self, router: usize, part: RouterPart<T>) {
+        while self.parts.len() <= router {
+            self.parts.push(Part::Pending);
+        }
+        if matches!(self.parts[router], Part::Pending) {
+            self.parts[router] = Part::Done(part.0);
+        }
+    }
+
+    /// Router `router` is not to be run after all (its part is no longer
+    /// wanted: a router before it answered "all users").
+    pub(crate) fn not_called(&mut self, router: usize) {
+        if let Some(part @ Part::Pending) = self.parts.get_mut(router) {
+            *part = Part::NotCalled;
+        }
     }
 }
 
 impl<T> std::fmt::Debug for Unfinished<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unfinished")
-            .field("routers_done", &self.answers.len())
-            .field("slice_used_up", &self.slice_used_up)
+            .field("routers_done", &self.routers_done())
+            .field("used_up", &self.used_up)
             .finish()
     }
 }

@@ -36,6 +36,47 @@ pub mod names {
     pub const ANSWER_ENTRIES: &str = "wasm_presence_router_answer_entries_total";
     pub const INSTANCES: &str = "wasm_presence_router_instances";
     pub const RELOADS: &str = "wasm_presence_router_reloads_total";
+    pub const DROPPED: &str = "wasm_presence_router_dropped_total";
+    pub const LOG_BYTES: &str = "wasm_presence_router_log_bytes_total";
+}
+
+/// What a router's calls asked of the host beyond their answers (log
+/// lines, sends) that a limit dropped: `what` was dropped, over which
+/// `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dropped {
+    /// Log lines over `max_log_lines` in one call.
+    LogLinesPerCall,
+    /// Log lines over `log_bytes_per_second`.
+    LogLinesPerSecond,
+    /// `send-local-online-presence-to` calls over `max_send_calls`.
+    SendCallsPerCall,
+    /// Users over `max_send_users` in one call.
+    SendUsersPerCall,
+    /// Users over `send_users_per_second`.
+    SendUsersPerSecond,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 5] = [
+        Dropped::LogLinesPerCall,
+        Dropped::LogLinesPerSecond,
+        Dropped::SendCallsPerCall,
+        Dropped::SendUsersPerCall,
+        Dropped::SendUsersPerSecond,
+    ];
+
+    /// The metric's labels: what, and the limit.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Dropped::LogLinesPerCall => ("log_lines", "max_log_lines"),
+            Dropped::LogLinesPerSecond => ("log_lines", "log_bytes_per_second"),
+            Dropped::SendCallsPerCall => ("send_calls", "max_send_calls"),
+            Dropped::SendUsersPerCall => ("send_users", "max_send_users"),
+            Dropped::SendUsersPerSecond => ("send_users", "send_users_per_second"),
+        }
+    }
 }
 
 /// One of the two callbacks a router exports.
@@ -197,6 +238,10 @@ pub struct RouterStats {
     pub reloads: u64,
     /// Times loading a new version of it failed, leaving the running one.
     pub failed_reloads: u64,
+    /// Bytes of log lines passed on (escaped, as logged).
+    pub log_bytes: u64,
+    /// What its limits dropped, per [`Dropped`], in [`Dropped::ALL`] order.
+    pub dropped: Vec<(Dropped, u64)>,
 }
 
 impl RouterStats {
@@ -205,6 +250,13 @@ impl RouterStats {
             Callback::GetUsersForStates => &self.get_users_for_states,
             Callback::GetInterestedUsers => &self.get_interested_users,
         }
+    }
+
+    pub fn dropped_of(&self, what: Dropped) -> u64 {
+        self.dropped
+            .iter()
+            .find(|(d, _)| *d == what)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -282,10 +334,14 @@ pub(crate) struct RouterMetrics {
     suspended: AtomicBool,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    log_bytes: AtomicU64,
+    dropped: [AtomicU64; Dropped::ALL.len()],
     facade: RouterHandles,
 }
 
 struct RouterHandles {
+    log_bytes: metrics::Counter,
+    dropped: [metrics::Counter; Dropped::ALL.len()],
     suspensions: metrics::Counter,
     suspended: metrics::Gauge,
     warm: metrics::Gauge,
@@ -317,7 +373,17 @@ impl RouterMetrics {
             suspended: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+            dropped: Default::default(),
             facade: RouterHandles {
+                log_bytes: metrics::counter!(names::LOG_BYTES, labelled(&[])),
+                dropped: Dropped::ALL.map(|d| {
+                    let (what, limit) = d.labels();
+                    metrics::counter!(
+                        names::DROPPED,
+                        labelled(&[("what", what), ("limit", limit)])
+                    )
+                }),
                 suspensions: metrics::counter!(names::SUSPENSIONS, labelled(&[])),
                 suspended: metrics::gauge!(names::SUSPENDED, labelled(&[])),
                 warm: metrics::gauge!(names::INSTANCES, labelled(&[("state", "warm")])),
@@ -397,6 +463,25 @@ impl RouterMetrics {
         self.facade.live.set(live as f64);
     }
 
+    /// Log bytes passed on for the router.
+    pub(crate) fn logged(&self, bytes: u64) {
+        self.log_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.facade.log_bytes.increment(bytes);
+    }
+
+    /// `count` of `what` dropped by a limit.
+    pub(crate) fn dropped(&self, what: Dropped, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let i = Dropped::ALL
+            .iter()
+            .position(|d| *d == what)
+            .unwrap_or_default();
+        self.dropped[i].fetch_add(count, Ordering::Relaxed);
+        self.facade.dropped[i].increment(count);
+    }
+
     pub(crate) fn reloaded(&self) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.facade.reloads.increment(1);
@@ -419,6 +504,12 @@ impl RouterMetrics {
             live_instances: live,
             reloads: self.reloads.load(Ordering::Relaxed),
             failed_reloads: self.failed_reloads.load(Ordering::Relaxed),
+            log_bytes: self.log_bytes.load(Ordering::Relaxed),
+            dropped: Dropped::ALL
+                .iter()
+                .zip(&self.dropped)
+                .map(|(d, n)| (*d, n.load(Ordering::Relaxed)))
+                .collect(),
         }
     }
 }

@@ -1,11 +1,11 @@
-//! Synapse's objects to the runtime's records and back: a batch of
-//! `UserPresenceState`s read once, and an answer built from the batch's
-//! own objects.
+//! Synapse's objects to the runtime's records: a batch of
+//! `UserPresenceState`s read once (the answer is built from the batch's own
+//! objects, `answer.rs`).
 
-use presence_router_runtime::{InterestedUsers, Presence, UserPresenceState, UsersForStates};
+use presence_router_runtime::{Presence, UserPresenceState};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PySet, PyString};
+use pyo3::types::PyString;
 
 use crate::events::{EventQueue, WARNING, report};
 
@@ -39,62 +39,6 @@ impl Batch {
         }
         batch
     }
-}
-
-/// The routers' answer as Synapse wants it: each user mapped to the `set`
-/// of the batch's own state objects they should receive.
-pub(crate) fn routes_to_py<'py>(
-    py: Python<'py>,
-    answer: UsersForStates,
-    objects: &[Bound<'py, PyAny>],
-    from_batch: &[usize],
-) -> PyResult<Bound<'py, PyDict>> {
-    let routes = PyDict::new(py);
-    // Users routed the same states (every `always_send_to_users` user of
-    // the example router) share one set: adding an object hashes it, and a
-    // state's hash covers all its fields. Synapse copies what it is given
-    // and never changes it.
-    let mut last: Option<(Vec<u32>, Bound<'py, PySet>)> = None;
-    for (user_id, indices) in answer {
-        let set = match &last {
-            Some((same, set)) if *same == indices => set.clone(),
-            _ => {
-                let set = PySet::empty(py)?;
-                for &index in &indices {
-                    // The runtime has checked every index against the batch.
-                    if let Some(state) = usize::try_from(index)
-                        .ok()
-                        .and_then(|i| from_batch.get(i))
-                        .and_then(|&position| objects.get(position))
-                    {
-                        set.add(state)?;
-                    }
-                }
-                last = Some((indices, set.clone()));
-                set
-            }
-        };
-        routes.set_item(user_id, set)?;
-    }
-    Ok(routes)
-}
-
-/// `(all_users, users)` of an interest answer.
-pub(crate) fn interest_to_py(
-    py: Python<'_>,
-    answer: InterestedUsers,
-) -> PyResult<(bool, Bound<'_, PySet>)> {
-    let users = PySet::empty(py)?;
-    let all = match answer {
-        InterestedUsers::All => true,
-        InterestedUsers::Users(named) => {
-            for user in named {
-                users.add(user)?;
-            }
-            false
-        }
-    };
-    Ok((all, users))
 }
 
 /// Reads one `UserPresenceState`, one attribute lookup per field (by

@@ -10,48 +10,52 @@
 //! - first on the calling thread (Synapse's reactor), GIL held, within a
 //!   [`Slice`] per router: a one-state call costs about what the Python
 //!   router it replaces costs, with no thread hop;
-//! - if a router needs more than its slice (or the batch is larger than the
-//!   [`offload::InlinePolicy`] tries on the reactor), the rest of the call
-//!   becomes a job, finished by the module's own worker threads, which never
-//!   take the GIL ([`offload`]), or on Synapse's thread pool with the GIL
-//!   released where the reactor can't watch a socket (Synapse's unit-test
-//!   harness).
+//! - the routers that need more than their slice (or that their own
+//!   [`inline::InlinePolicy`] no longer tries on the reactor) make the rest
+//!   of the call a job: each such router's part is finished by the module's
+//!   own worker threads, in that router's own queue, never taking the GIL
+//!   ([`jobs`]), or on Synapse's thread pool with the GIL released where
+//!   the reactor can't watch a socket (Synapse's unit-test harness).
 //!
 //! | file | job |
 //! | --- | --- |
-//! | `batch.rs` | Synapse's state objects to records, answers back to Python |
-//! | `offload.rs` | jobs finished off the reactor; which calls are tried on it |
+//! | `batch.rs` | Synapse's state objects to records |
+//! | `answer.rs` | answers as typed Python objects, built from the batch's own objects |
+//! | `inline.rs` | which routers are tried on the reactor, per router and callback |
+//! | `jobs.rs` | the whole life of a call finished off the reactor |
 //! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
 //! | `load.rs` | load errors as Synapse's `ConfigError` paths |
 //! | `record.rs` | sampled calls recorded for `presence-router diff` |
 
+mod answer;
 mod batch;
 mod events;
+mod inline;
+mod jobs;
 mod load;
-mod offload;
 mod record;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use presence_router_runtime::{
-    CacheSetting, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice,
-    Unfinished,
+    CacheSetting, CallStats, Callback, LiveRouterSet, LoadError, LoadOptions, RouterSet,
+    RouterSetConfig, Slice, Unfinished,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PySet, PyTuple};
 
-use batch::{Batch, interest_to_py, routes_to_py};
+use answer::{InterestAnswer, Pending, StatesAnswer};
+use batch::Batch;
 use events::{
     Event, EventQueue, QueueingModuleApi, RUNTIME_EVENTS, RuntimeWarnings, collecting_events,
 };
+use inline::{InlinePolicies, RouterPolicies};
+use jobs::{JobTable, Work};
 use load::{NO_PATH, load_error, no_tokio};
-use offload::{Answer, InlinePolicy, Offload, Work};
 
 create_exception!(
     _native,
@@ -61,21 +65,6 @@ create_exception!(
      tuple of config keys at fault, in Synapse's `ConfigError` style \
      (`(\"routers\", \"<item 0>\", \"config\")`), empty when no key is."
 );
-
-/// A call handed off the reactor, waiting to be finished: the rest of the
-/// work (until a worker takes it), what answering needs from Python, and
-/// the lines the part on the reactor reported.
-struct Job {
-    work: Option<Work>,
-    /// Set when its caller gives up (`cancel_job`): a worker that has not
-    /// started it skips it.
-    cancelled: Arc<AtomicBool>,
-    /// The batch's state objects, for the answer (none for an interest
-    /// query).
-    objects: Vec<Py<PyAny>>,
-    from_batch: Vec<usize>,
-    events: Vec<Event>,
-}
 
 /// How often calls ran where, for tests and operators.
 #[derive(Default)]
@@ -106,34 +95,13 @@ struct PyRouterSet {
     config: RouterSetConfig,
     options: LoadOptions,
     events: Arc<EventQueue>,
-    inline: InlinePolicy,
-    jobs: Mutex<HashMap<u64, Job>>,
-    next_job: AtomicU64,
-    /// Started on first use, in the process that uses it.
-    offload: Mutex<Option<Offload>>,
+    /// Which routers are tried on the reactor.
+    inline: InlinePolicies,
+    /// The calls finished off the reactor.
+    jobs: JobTable,
     counters: Counters,
     /// Records sampled calls, once `set_recorder` has set it (`record.rs`).
     recorder: record::Slot,
-}
-
-/// A call's outcome for Python: its answer tuple, or the number of the job
-/// that finishes it.
-enum Started<'py> {
-    Answered(Bound<'py, PyTuple>),
-    Job(u64),
-}
-
-impl<'py> IntoPyObject<'py> for Started<'py> {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        match self {
-            Started::Answered(answer) => Ok(answer.into_any()),
-            Started::Job(job) => Ok(job.into_pyobject(py)?.into_any()),
-        }
-    }
 }
 
 #[pymethods]
@@ -175,10 +143,8 @@ impl PyRouterSet {
             config,
             options,
             events,
-            inline: InlinePolicy::new(),
-            jobs: Mutex::new(HashMap::new()),
-            next_job: AtomicU64::new(1),
-            offload: Mutex::new(None),
+            inline: InlinePolicies::default(),
+            jobs: JobTable::new(),
             counters: Counters::default(),
             recorder: record::Slot::default(),
         })
@@ -202,184 +168,152 @@ impl PyRouterSet {
     }
 
     /// Routes a batch of Synapse `UserPresenceState`s, first on this thread
-    /// (GIL held) within a slice. Returns the answer, `(routes, sends,
-    /// events)`, or the number of the job that finishes the call: pass it
+    /// (GIL held), each router within its slice. Returns a `StatesAnswer`,
+    /// or a `Pending` job for the routers that need more: pass its number
     /// to `submit` (then `take_finished`) or to `run_job`.
     ///
-    /// `routes` maps each user to the `set` of the batch's own state objects
-    /// they should receive; `sends` lists who the routers asked
-    /// `send_local_online_presence_to` for; `events` is what this call
-    /// reported, `(level, message)`. A state whose fields are not what
-    /// Synapse writes is left out of the call, with a warning, and the rest
-    /// is routed.
+    /// A state whose fields are not what Synapse writes is left out of the
+    /// call, with a warning, and the rest is routed.
     fn route_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<Started<'py>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let routers = self.routers.current();
+        let policies = self.inline.for_set(&routers);
+        let callback = Callback::GetUsersForStates;
         let ((read, tried), mut events) = collecting_events(|| {
             let read = Batch::read(py, &states, &self.events);
             self.recorder.states(&read.states);
-            let tried = self.try_in_slice(read.states.len(), || {
-                routers.get_users_for_states_in_slice(&read.states, &Slice::REACTOR)
-            });
+            let size = read.states.len().max(1);
+            let tried =
+                routers.get_users_for_states_in_slice_where(&read.states, &Slice::REACTOR, |i| {
+                    policies.get(i).is_some_and(|p| p.of(callback).allows(size))
+                });
             (read, tried)
         });
-        let done = match tried {
+        let size = read.states.len().max(1);
+        match tried {
             Ok(routed) => {
                 self.queued_events_into(&mut events);
-                let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
-                return Ok(Started::Answered(answer_tuple(
+                let converting = Instant::now();
+                let answer = StatesAnswer::build(
                     py,
-                    (routes, routed.sent_presence_to, events),
-                )?));
+                    routed.answer,
+                    routed.sent_presence_to,
+                    &states,
+                    &read.from_batch,
+                    events,
+                )?;
+                self.answered_in_slice(
+                    &routers,
+                    &policies,
+                    callback,
+                    size,
+                    &routed.stats,
+                    converting.elapsed(),
+                );
+                Ok(Bound::new(py, answer)?.into_any())
             }
-            Err(unfinished) => unfinished,
-        };
-        if let Some(full) = self.overloaded() {
-            let routes = PyDict::new(py);
-            events.push(full);
-            return Ok(Started::Answered(answer_tuple(
-                py,
-                (routes, Vec::<String>::new(), events),
-            )?));
+            Err(unfinished) => {
+                self.left_unfinished(&policies, callback, size, &unfinished);
+                let work = Work::States {
+                    routers,
+                    states: read.states.into(),
+                    done: unfinished,
+                };
+                let objects = states.into_iter().map(Bound::unbind).collect();
+                let job = self.jobs.add(work, objects, read.from_batch, events);
+                Ok(Bound::new(py, Pending::new(job))?.into_any())
+            }
         }
-        let job = Job {
-            cancelled: Arc::default(),
-            work: Some(Work::States {
-                routers,
-                states: read.states,
-                done,
-            }),
-            objects: states.into_iter().map(Bound::unbind).collect(),
-            from_batch: read.from_batch,
-            events,
-        };
-        Ok(Started::Job(self.add_job(job)))
     }
 
     /// Whose presence `user_id` should additionally receive, first on this
-    /// thread within a slice. Returns `(all_users, users, sends, events)`, or
-    /// the number of the job that finishes the call (as `route_states`).
-    fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Started<'py>> {
+    /// thread, each router within its slice. Returns an `InterestAnswer`,
+    /// or a `Pending` job (as `route_states`).
+    fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Bound<'py, PyAny>> {
         let routers = self.routers.current();
+        let policies = self.inline.for_set(&routers);
+        let callback = Callback::GetInterestedUsers;
         let (tried, mut events) = collecting_events(|| {
             self.recorder.interest(&user_id);
-            self.try_in_slice(1, || {
-                routers.get_interested_users_in_slice(&user_id, &Slice::REACTOR)
+            routers.get_interested_users_in_slice_where(&user_id, &Slice::REACTOR, |i| {
+                policies.get(i).is_some_and(|p| p.of(callback).allows(1))
             })
         });
-        let done = match tried {
+        match tried {
             Ok(routed) => {
                 self.queued_events_into(&mut events);
-                let (all, users) = interest_to_py(py, routed.answer)?;
-                return Ok(Started::Answered(answer_tuple(
-                    py,
-                    (all, users, routed.sent_presence_to, events),
-                )?));
+                let converting = Instant::now();
+                let answer =
+                    InterestAnswer::build(py, routed.answer, routed.sent_presence_to, events)?;
+                self.answered_in_slice(
+                    &routers,
+                    &policies,
+                    callback,
+                    1,
+                    &routed.stats,
+                    converting.elapsed(),
+                );
+                Ok(Bound::new(py, answer)?.into_any())
             }
-            Err(unfinished) => unfinished,
-        };
-        if let Some(full) = self.overloaded() {
-            events.push(full);
-            return Ok(Started::Answered(answer_tuple(
-                py,
-                (false, PySet::empty(py)?, Vec::<String>::new(), events),
-            )?));
+            Err(unfinished) => {
+                self.left_unfinished(&policies, callback, 1, &unfinished);
+                let work = Work::Interest {
+                    routers,
+                    user_id: user_id.into(),
+                    done: unfinished,
+                };
+                let job = self.jobs.add(work, Vec::new(), Vec::new(), events);
+                Ok(Bound::new(py, Pending::new(job))?.into_any())
+            }
         }
-        let job = Job {
-            cancelled: Arc::default(),
-            work: Some(Work::Interest {
-                routers,
-                user_id,
-                done,
-            }),
-            objects: Vec::new(),
-            from_batch: Vec::new(),
-            events,
-        };
-        Ok(Started::Job(self.add_job(job)))
     }
 
-    /// Hands a job to the module's worker threads; `take_finished` returns
-    /// its answer once the descriptor of `offload_fileno` is readable.
+    /// Hands a job's parts to the module's worker threads, each in its
+    /// router's queue; `take_finished` returns its answer once the
+    /// descriptor of `offload_fileno` is readable.
     fn submit(&self, job: u64) -> PyResult<()> {
-        let (work, cancelled) = {
-            let mut jobs = self.lock_jobs();
-            let waiting = jobs.get_mut(&job).ok_or_else(|| no_job(job))?;
-            let work = waiting.work.take().ok_or_else(|| no_job(job))?;
-            (work, waiting.cancelled.clone())
-        };
-        let mut slot = self.lock_offload();
-        let Err(work) = self
-            .started_offload(&mut slot)?
-            .submit(job, work, cancelled.clone())
-        else {
-            return Ok(());
-        };
-        // The workers are gone (they never exit while the set lives): start
-        // them again, once.
-        *slot = None;
-        self.started_offload(&mut slot)?
-            .submit(job, work, cancelled)
-            .map_err(|_| PyRuntimeError::new_err("the worker threads are gone"))
+        self.jobs.submit(job)
     }
 
-    /// Gives up on a job: a worker that has not started it skips it, and
-    /// its answer is never built.
+    /// Gives up on a job: its parts not yet running are dropped, and its
+    /// answer is never built.
     fn cancel_job(&self, job: u64) {
-        if let Some(waiting) = self.lock_jobs().get(&job) {
-            waiting.cancelled.store(true, Ordering::Release);
-        }
+        self.jobs.cancel(job);
     }
 
     /// The descriptor that becomes readable when a submitted job is done
     /// (the workers start now if they haven't).
     fn offload_fileno(&self) -> PyResult<i32> {
-        let mut offload = self.lock_offload();
-        Ok(self.started_offload(&mut offload)?.fileno())
+        self.jobs.fileno()
     }
 
     /// The jobs finished since the last call: `[(job, answer)]`, each answer
-    /// as `route_states` or `route_interest` would have returned it, or the
-    /// exception that building it raised (that job's alone).
+    /// a `StatesAnswer` or `InterestAnswer`, or the exception that building
+    /// it raised (that job's alone).
     fn take_finished<'py>(&self, py: Python<'py>) -> Vec<(u64, Bound<'py, PyAny>)> {
-        let finished = match self.lock_offload().as_ref() {
-            Some(offload) => offload.take_finished(),
-            None => Vec::new(),
-        };
-        finished
-            .into_iter()
-            .filter_map(|f| {
-                let answer = match self.answer(py, f.job, f.answer, f.events) {
-                    Ok(Some(answer)) => answer.into_any(),
-                    Ok(None) => return None,
-                    Err(e) => e.into_value(py).into_bound(py).into_any(),
-                };
-                Some((f.job, answer))
-            })
-            .collect()
+        self.jobs
+            .take_finished(py, |events| self.queued_events_into(events))
     }
 
     /// Forgets a job that will not be run (its caller failed before handing
     /// it on).
     fn drop_job(&self, job: u64) {
-        self.lock_jobs().remove(&job);
+        self.jobs.drop_job(job);
     }
 
-    /// How many jobs are waiting to be run or answered.
+    /// How many jobs are waiting to be finished or answered.
     fn pending_jobs(&self) -> usize {
-        self.lock_jobs().len()
+        self.jobs.pending()
     }
 
     /// Finishes a job on this thread with the GIL released (for Synapse's
     /// thread pool, where the reactor can't watch the workers' socket).
-    fn run_job<'py>(&self, py: Python<'py>, job: u64) -> PyResult<Bound<'py, PyTuple>> {
-        let work = self.take_work(job)?;
-        let (answer, events) = py.detach(|| work.run());
-        self.answer(py, job, answer, events)?
-            .ok_or_else(|| PyRuntimeError::new_err(format!("job {job} was cancelled")))
+    fn run_job<'py>(&self, py: Python<'py>, job: u64) -> PyResult<Bound<'py, PyAny>> {
+        self.jobs
+            .run(py, job, |events| self.queued_events_into(events))
     }
 
     /// `(in_slice, slice_used_up, handed_off)`: calls answered within their
@@ -427,36 +361,41 @@ impl PyRouterSet {
     }
 
     /// Routes a batch entirely on this thread, with the GIL released, and
-    /// no slice: `(routes, sends, events)`.
-    #[allow(clippy::type_complexity)]
+    /// no slice: a `StatesAnswer`.
     fn get_users_for_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyDict>, Vec<String>, Vec<Event>)> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let ((read, routed), events) = collecting_events(|| {
             let read = Batch::read(py, &states, &self.events);
             let routers = self.routers.current();
             let routed = py.detach(|| routers.get_users_for_states_blocking(&read.states));
             (read, routed)
         });
-        let routes = routes_to_py(py, routed.answer, &states, &read.from_batch)?;
-        Ok((routes, routed.sent_presence_to, events))
+        let answer = StatesAnswer::build(
+            py,
+            routed.answer,
+            routed.sent_presence_to,
+            &states,
+            &read.from_batch,
+            events,
+        )?;
+        Ok(Bound::new(py, answer)?.into_any())
     }
 
     /// Asks every router about `user_id` on this thread, with the GIL
-    /// released, and no slice: `(all_users, users, sends, events)`.
-    #[allow(clippy::type_complexity)]
+    /// released, and no slice: an `InterestAnswer`.
     fn get_interested_users<'py>(
         &self,
         py: Python<'py>,
         user_id: &str,
-    ) -> PyResult<(bool, Bound<'py, PySet>, Vec<String>, Vec<Event>)> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let routers = self.routers.current();
         let (routed, events) =
             collecting_events(|| py.detach(|| routers.get_interested_users_blocking(user_id)));
-        let (all, users) = interest_to_py(py, routed.answer)?;
-        Ok((all, users, routed.sent_presence_to, events))
+        let answer = InterestAnswer::build(py, routed.answer, routed.sent_presence_to, events)?;
+        Ok(Bound::new(py, answer)?.into_any())
     }
 
     /// Fills every router's pool of warm instances; returns a line per
@@ -510,33 +449,52 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
-    /// Tries a call on `size` states (1 for an interest query) on this
-    /// thread, within the reactor's slice, if the inline policy lets it;
-    /// and tells the policy and the counters how it went. Not tried, it
-    /// comes back unfinished with nothing done.
-    fn try_in_slice<A, T>(
+    /// A call answered in every router's slice: counted, and each router's
+    /// policy told what it cost the reactor (its own time, and its share of
+    /// building the answer, by answer entries).
+    fn answered_in_slice(
         &self,
+        routers: &RouterSet,
+        policies: &[Arc<RouterPolicies>],
+        callback: Callback,
         size: usize,
-        call: impl FnOnce() -> Result<Routed<A>, Unfinished<T>>,
-    ) -> Result<Routed<A>, Unfinished<T>> {
-        let size = size.max(1);
-        if !self.inline.allows(size) {
-            return Err(Unfinished::not_started());
+        stats: &[CallStats],
+        converting: Duration,
+    ) {
+        self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+        let entries: usize = stats.iter().map(|s| s.answer_entries).sum();
+        for (info, policy) in routers.routers().zip(policies) {
+            let Some(call) = stats.iter().find(|s| s.router == info.name) else {
+                continue;
+            };
+            let share = if entries == 0 {
+                Duration::ZERO
+            } else {
+                converting.mul_f64(call.answer_entries as f64 / entries as f64)
+            };
+            policy.of(callback).answered(size, call.elapsed + share);
         }
-        let started = Instant::now();
-        let tried = call();
-        match &tried {
-            Ok(_) => {
-                self.inline.answered(size, started.elapsed());
-                self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(unfinished) if unfinished.slice_used_up() => {
-                self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
-                self.inline.used_up(size);
-            }
-            Err(_) => {}
+    }
+
+    /// A call some routers left unfinished: counted, and the routers that
+    /// used their slice up are not tried on the reactor at this size for a
+    /// while.
+    fn left_unfinished<T>(
+        &self,
+        policies: &[Arc<RouterPolicies>],
+        callback: Callback,
+        size: usize,
+        unfinished: &Unfinished<T>,
+    ) {
+        if unfinished.slice_used_up() {
+            self.counters.slice_used_up.fetch_add(1, Ordering::Relaxed);
         }
-        tried
+        for &router in unfinished.used_up() {
+            if let Some(policy) = policies.get(router) {
+                policy.of(callback).used_up(size);
+            }
+        }
+        self.counters.handed_off.fetch_add(1, Ordering::Relaxed);
     }
 
     /// What the runtime reported outside any call since the last call: it
@@ -544,89 +502,6 @@ impl PyRouterSet {
     fn queued_events_into(&self, events: &mut Vec<Event>) {
         RUNTIME_EVENTS.drain_into(events);
         self.events.drain_into(events);
-    }
-
-    fn add_job(&self, job: Job) -> u64 {
-        let number = self.next_job.fetch_add(1, Ordering::Relaxed);
-        self.lock_jobs().insert(number, job);
-        self.counters.handed_off.fetch_add(1, Ordering::Relaxed);
-        number
-    }
-
-    fn take_work(&self, job: u64) -> PyResult<Work> {
-        self.lock_jobs()
-            .get_mut(&job)
-            .and_then(|job| job.work.take())
-            .ok_or_else(|| no_job(job))
-    }
-
-    /// A warning, when too many jobs are waiting to take another: the
-    /// call is answered at once with no router's answer. A router that is
-    /// slow but never fails (never suspended) could otherwise grow the
-    /// queue, and every request behind it, without end.
-    fn overloaded(&self) -> Option<Event> {
-        let waiting = self.lock_jobs().len();
-        (waiting >= MAX_WAITING_JOBS).then(|| {
-            (
-                events::WARNING,
-                format!(
-                    "{waiting} router calls are waiting to be finished off the reactor, the most \
-                     allowed: this call is answered without the routers"
-                ),
-            )
-        })
-    }
-
-    /// A finished job's answer tuple (none if it was cancelled); the job is
-    /// forgotten.
-    fn answer<'py>(
-        &self,
-        py: Python<'py>,
-        job: u64,
-        answer: Answer,
-        events: Vec<Event>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(job) = self.lock_jobs().remove(&job) else {
-            return Err(no_job(job));
-        };
-        let mut all_events = job.events;
-        all_events.extend(events);
-        self.queued_events_into(&mut all_events);
-        match answer {
-            Answer::States(routed) => {
-                let objects: Vec<Bound<'py, PyAny>> =
-                    job.objects.into_iter().map(|o| o.into_bound(py)).collect();
-                let routes = routes_to_py(py, routed.answer, &objects, &job.from_batch)?;
-                answer_tuple(py, (routes, routed.sent_presence_to, all_events)).map(Some)
-            }
-            Answer::Interest(routed) => {
-                let (all, users) = interest_to_py(py, routed.answer)?;
-                answer_tuple(py, (all, users, routed.sent_presence_to, all_events)).map(Some)
-            }
-            Answer::Cancelled => Ok(None),
-            Answer::Panicked(why) => Err(PyRuntimeError::new_err(format!(
-                "finishing a router call failed: {why}"
-            ))),
-        }
-    }
-
-    fn started_offload<'a>(&self, offload: &'a mut Option<Offload>) -> PyResult<&'a Offload> {
-        if !offload.as_ref().is_some_and(Offload::is_ours) {
-            *offload = Some(Offload::start().map_err(|e| {
-                PyRuntimeError::new_err(format!("cannot start the worker threads: {e}"))
-            })?);
-        }
-        offload
-            .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("no worker threads"))
-    }
-
-    fn lock_offload(&self) -> MutexGuard<'_, Option<Offload>> {
-        self.offload.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lock_jobs(&self) -> MutexGuard<'_, HashMap<u64, Job>> {
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -641,20 +516,6 @@ fn block_on_load<T>(load: impl std::future::Future<Output = Result<T, LoadError>
         .map_err(load_error)
 }
 
-/// The most calls that may wait to be finished off the reactor at once.
-const MAX_WAITING_JOBS: usize = 1024;
-
-fn no_job(job: u64) -> PyErr {
-    PyRuntimeError::new_err(format!("no job {job} waiting"))
-}
-
-fn answer_tuple<'py>(
-    py: Python<'py>,
-    answer: impl IntoPyObject<'py, Target = PyTuple, Output = Bound<'py, PyTuple>, Error = PyErr>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    answer.into_pyobject(py)
-}
-
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -665,6 +526,9 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
             .with(RuntimeWarnings.with_filter(tracing_subscriber::filter::LevelFilter::WARN)),
     );
     module.add_class::<PyRouterSet>()?;
+    module.add_class::<StatesAnswer>()?;
+    module.add_class::<InterestAnswer>()?;
+    module.add_class::<Pending>()?;
     module.add("RouterLoadError", module.py().get_type::<RouterLoadError>())?;
     Ok(())
 }

@@ -54,6 +54,10 @@ def router_stats(name: str = "example", calls: int = 3, suspended: bool = True) 
             1, {}, 0, 0, ([1, 0, 0], 0.0005), ([1, 0, 0], 0.125)),
         "suspended": suspended, "suspensions": 1,
         "warm_instances": 1, "live_instances": 2, "reloads": 3, "failed_reloads": 1,
+        "log_bytes": 2048,
+        "dropped": [["log_lines_per_call", 1], ["log_lines_per_second", 2],
+                    ["send_calls_per_call", 0], ["send_users_per_call", 3],
+                    ["send_users_per_second", 4]],
     }
 
 
@@ -173,6 +177,16 @@ wasm_presence_router_instances{router="example",server_name="hs.one",state="live
 # TYPE wasm_presence_router_reloads_total counter
 wasm_presence_router_reloads_total{outcome="ok",router="example",server_name="hs.one"} 3.0
 wasm_presence_router_reloads_total{outcome="failed",router="example",server_name="hs.one"} 1.0
+# HELP wasm_presence_router_log_bytes_total Bytes of a router's log lines logged (escaped).
+# TYPE wasm_presence_router_log_bytes_total counter
+wasm_presence_router_log_bytes_total{router="example",server_name="hs.one"} 2048.0
+# HELP wasm_presence_router_dropped_total What a router asked of the host that a limit dropped: log lines, send calls, users sent to.
+# TYPE wasm_presence_router_dropped_total counter
+wasm_presence_router_dropped_total{limit="max_log_lines",router="example",server_name="hs.one",what="log_lines"} 1.0
+wasm_presence_router_dropped_total{limit="log_bytes_per_second",router="example",server_name="hs.one",what="log_lines"} 2.0
+wasm_presence_router_dropped_total{limit="max_send_calls",router="example",server_name="hs.one",what="send_calls"} 0.0
+wasm_presence_router_dropped_total{limit="max_send_users",router="example",server_name="hs.one",what="send_users"} 3.0
+wasm_presence_router_dropped_total{limit="send_users_per_second",router="example",server_name="hs.one",what="send_users"} 4.0
 # HELP wasm_presence_router_slice_calls_total Module calls answered on the reactor within their slice (in_slice), whose slice a router used up (slice_used_up), and finished off the reactor (handed_off).
 # TYPE wasm_presence_router_slice_calls_total counter
 wasm_presence_router_slice_calls_total{server_name="hs.one",where="in_slice"} 10.0
@@ -196,7 +210,7 @@ def test_the_names_are_the_runtimes() -> None:
 
     stats_rs = Path(__file__).resolve().parents[2] / "runtime" / "src" / "stats.rs"
     names = dict(re.findall(r'pub const (\w+): &str = "([a-z_]+)";', stats_rs.read_text()))
-    assert len(names) == 10, names
+    assert len(names) == 12, names
     for constant, name in names.items():
         assert getattr(_metrics, constant) == name, constant
 

@@ -530,7 +530,7 @@ impl CaseResult {
             format_bytes(stats.memory_bytes),
             format_bytes(limits.memory),
             thousands(stats.answer_entries as u64),
-            thousands(limits.max_answer_entries as u64),
+            thousands(limits.answer_entries_for_batch(states) as u64),
             humantime::format_duration(round_to_micros(stats.elapsed)),
             humantime::format_duration(limits.timeout),
         ))

@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_runtime::{
-    CacheSetting, CompileSource, InterestedUsers, LoadOptions, LoggingModuleApi, RouterSet,
-    RouterSetConfig,
+    CacheBound, CacheSetting, CompileSource, InterestedUsers, LoadOptions, LoggingModuleApi,
+    RouterSet, RouterSetConfig,
 };
-use presence_router_tests::with_guest_paths;
+use presence_router_tests::{guests, with_guest_paths};
+use wasm_encoder::{ComponentSection, CustomSection};
 
 async fn load_in(cache: &Path, guest: &str) -> CompileSource {
     let yaml = with_guest_paths(&format!("routers: [{{component: ${guest}}}]"));
@@ -179,4 +180,81 @@ async fn a_disabled_cache_compiles_every_time_in_parallel_or_on_the_calling_thre
             InterestedUsers::All
         );
     }
+}
+
+/// The example router with a custom section naming `version` appended: the
+/// same router, but another component (another SHA-256, so another
+/// artifact), as each new build of a router is.
+fn example_version(dir: &Path, version: u32) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(guests::EXAMPLE_ROUTER).unwrap();
+    CustomSection {
+        name: "version".into(),
+        data: version.to_le_bytes().to_vec().into(),
+    }
+    .append_to_component(&mut bytes);
+    let path = dir.join(format!("example-v{version}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Loads the component at `path` as the example router with its cache in
+/// `cache`, within `bound`; checks that it routes as the example router.
+async fn load_version(cache: &Path, bound: CacheBound, path: &Path) -> CompileSource {
+    let yaml = format!(
+        "routers: [{{component: '{}', config: {{always_send_to_users: ['@a:x']}}}}]",
+        path.display()
+    );
+    let config = RouterSetConfig::from_yaml(&yaml, Path::new("r.yaml"), Path::new(".")).unwrap();
+    let options = LoadOptions {
+        cache: CacheSetting::BoundedDir {
+            dir: cache.to_owned(),
+            bound,
+        },
+        ..LoadOptions::default()
+    };
+    let set = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        set.get_interested_users("@a:x").await.answer,
+        InterestedUsers::All
+    );
+    set.routers().next().expect("one router").compiled_from
+}
+
+#[tokio::test]
+async fn a_bounded_cache_keeps_the_newest_versions_and_recompiles_evicted_ones() {
+    let cache = tempfile::tempdir().unwrap();
+    let components = tempfile::tempdir().unwrap();
+    let bound = CacheBound {
+        max_bytes: u64::MAX,
+        max_artifacts: 2,
+    };
+    let versions: Vec<_> = (0..4)
+        .map(|version| example_version(components.path(), version))
+        .collect();
+    for (version, path) in versions.iter().enumerate() {
+        assert_eq!(
+            load_version(cache.path(), bound, path).await,
+            CompileSource::Compiled,
+            "version {version}"
+        );
+        assert!(files(cache.path(), "cwasm").len() <= bound.max_artifacts);
+        assert_eq!(
+            files(cache.path(), "cwasm").len(),
+            files(cache.path(), "mac").len()
+        );
+    }
+    // The two newest are still cached...
+    for path in &versions[2..] {
+        assert_eq!(
+            load_version(cache.path(), bound, path).await,
+            CompileSource::Cache
+        );
+    }
+    // ...the first was evicted: it compiles again, and routes as it did.
+    assert_eq!(
+        load_version(cache.path(), bound, &versions[0]).await,
+        CompileSource::Compiled
+    );
 }

@@ -181,9 +181,10 @@ async fn a_flood_of_routes_is_refused_before_it_is_copied() {
     skipped_twice(
         "HOSTILE_FLOOD",
         "{routes: 3000000}",
-        "{memory: 256MiB, fuel: 1000000000000, timeout: 30s}",
+        // The flat cap, not the one that follows the batch.
+        "{memory: 256MiB, fuel: 1000000000000, timeout: 30s, answer_entries_per_state: 10000000}",
         FailureKind::InvalidAnswer,
-        "sent more data than limits.max_answer_entries = 1000000 allows (over 128000000 bytes); refused before it was all copied",
+        "sent more data than limits.max_answer_entries = 1000000 allows (over 160000000 bytes); refused before it was all copied",
     )
     .await;
 }
@@ -193,9 +194,32 @@ async fn a_route_with_millions_of_indices_is_over_the_size_cap() {
     skipped_twice(
         "HOSTILE_FLOOD",
         "{indices: 5000000}",
-        "{fuel: 1000000000000, timeout: 30s}",
+        "{fuel: 1000000000000, timeout: 30s, answer_entries_per_state: 10000000}",
         FailureKind::InvalidAnswer,
         "the answer has 5000001 entries (routes and state indices), more than limits.max_answer_entries = 1000000",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn by_default_an_answer_is_bounded_by_its_batch_not_by_a_million_entries() {
+    // What the host does with an answer (checks it; Synapse hashes every
+    // state into Python sets) is paid for by the router: a one-state batch
+    // has no use for a million entries.
+    skipped_twice(
+        "HOSTILE_FLOOD",
+        "{indices: 5000}",
+        "{fuel: 1000000000000, timeout: 30s}",
+        FailureKind::InvalidAnswer,
+        "the answer has 5001 entries (routes and state indices), more than the 1152 entries a batch of 2 state(s) may have (1024 + limits.answer_entries_per_state = 64 per state)",
+    )
+    .await;
+    skipped_twice(
+        "HOSTILE_FLOOD",
+        "{routes: 3000000}",
+        "{memory: 256MiB, fuel: 1000000000000, timeout: 30s}",
+        FailureKind::InvalidAnswer,
+        "sent more data than the 1152 entries a batch of 2 state(s) may have (1024 + limits.answer_entries_per_state = 64 per state) (over 184320 bytes); refused before it was all copied",
     )
     .await;
 }

@@ -2,8 +2,10 @@
 # (guest-example-c, guest-example-cpp). Needs `root` (the repository) set.
 # Defines:
 #
-#   need_debian_packages PKG...  installs what is missing (apt-get, as root),
-#                                or stops with the command to run
+#   need_debian_packages PKG...  stops, naming what is missing and the
+#                                command that installs it (scripts/setup.sh
+#                                installs them); installs them itself only
+#                                when asked (below)
 #   WASI_CC, WASI_CXX            clang 19 for --target=wasm32-wasi
 #   guest_build_tool             sets GUEST_BUILD to presence-router-guest-build
 #   guest_build_inputs           the files the tool is built from (for stamps)
@@ -12,9 +14,14 @@
 # only: modules are wasip1 reactors, made components by the tool). Only the
 # `wasm32-wasi` triple finds its headers and libraries (not wasm32-wasip1).
 WASI_CLANG_PACKAGES=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
+# C++ adds wasi's libc++.
+WASI_CLANG_CXX_PACKAGES=(libc++-19-dev-wasm32 libc++abi-19-dev-wasm32)
 WASI_CC=clang-19
 WASI_CXX=clang++-19
 
+# A build script never installs system packages unasked: apt-get as root
+# changes the whole machine. PRESENCE_ROUTER_INSTALL_PACKAGES=1 (as root)
+# lets it.
 need_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do
@@ -25,9 +32,11 @@ need_debian_packages() {
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  if [ "${PRESENCE_ROUTER_INSTALL_PACKAGES:-}" != 1 ] || [ "$(id -u)" != 0 ] ||
+    ! command -v apt-get >/dev/null; then
     echo "$0: missing Debian packages: ${missing[*]}" >&2
     echo "$0: install them as root: apt-get install ${missing[*]}" >&2
+    echo "$0: (or run this script as root with PRESENCE_ROUTER_INSTALL_PACKAGES=1 to let it run apt-get)" >&2
     exit 1
   fi
   echo "$0: installing ${missing[*]}" >&2

@@ -3,16 +3,17 @@
 #
 #     ./build.sh [OUT_DIR]   # -> OUT_DIR/{{component}} (default: build/)
 #
-# Installs Debian's clang 19 and libc++ for wasm32-wasi when missing (as
-# root; it prints the apt-get command otherwise). presence-router writes
-# the C++ bindings of wit/ and makes the component. Skips the build when
-# none of its inputs changed since the last one. Prints the component's
-# path last.
+# Needs Debian's clang 19 and libc++ for wasm32-wasi: it names what is
+# missing and the apt-get command that installs it (run as root with
+# PRESENCE_ROUTER_INSTALL_PACKAGES=1, it runs that command itself).
+# presence-router writes the C++ bindings of wit/ and makes the component.
+# Skips the build when none of its inputs changed since the last one.
+# Prints the component's path last.
 {{prelude}}
 # Intermediate files, beside the component.
 work="$out_dir/{{snake}}.d"
 {{debian_packages}}
-need_debian_packages "${WASI_CLANG_PACKAGES[@]}" libc++-19-dev-wasm32 libc++abi-19-dev-wasm32
+need_debian_packages "${WASI_CLANG_PACKAGES[@]}" "${WASI_CLANG_CXX_PACKAGES[@]}"
 WASI_CXX=clang++-19
 {{presence_router_tool}}
 up_to_date "$( (hash src/* build.sh wit/*.wit; "$WASI_CXX" --version; "$PRESENCE_ROUTER" --version) |

@@ -27,6 +27,10 @@ export PATH="$goroot/bin:$PATH"
 export GOTOOLCHAIN=local GOPROXY=off GOSUMDB=off GOTELEMETRY=off GOFLAGS=-mod=mod
 export GOCACHE="$toolchains/go-cache/build" GOMODCACHE="$toolchains/go-cache/mod"
 export GOPATH="$toolchains/go-cache/path" GOENV=off
+# What it compiled goes into the router: someone else's cache is refused too.
+if [ -e "$toolchains/go-cache" ] || [ -L "$toolchains/go-cache" ]; then
+  need_trusted_dir "$toolchains/go-cache"
+fi
 {{presence_router_tool}}
 up_to_date "$( (hash go.mod requirements.txt build.sh wit/*.wit
   find export_wit_world witpkg -type f -exec sha256sum {} + | sort

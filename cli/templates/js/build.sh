@@ -33,12 +33,18 @@ installed() {
     }' "$toolchain" package.json
 }
 lock_toolchains
+# Its programs run as you: never a toolchain (or a link to one) that
+# someone else could change.
+if [ -e "$toolchain" ] || [ -L "$toolchain" ]; then
+  need_trusted_dir "$toolchain"
+fi
 if ! installed; then
   echo "$0: installing the toolchain of package-lock.json into $toolchain" >&2
   mkdir -p "$toolchain"
   cp package.json package-lock.json "$toolchain/"
   (cd "$toolchain" && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
+need_trusted_dir "$toolchain" "$toolchain/node_modules"
 unlock_toolchains
 if [ -d node_modules ] && [ ! -L node_modules ]; then
   echo "$0: node_modules/ here is a directory: remove it (the build reaches its toolchain, $toolchain, through a link of that name)" >&2

@@ -20,6 +20,10 @@ zig=("$venv/bin/python" -m ziglang)
 # Zig caches what it compiled once (its libc, compiler_rt, translate-c):
 # beside the toolchain, not in the user's home.
 export ZIG_GLOBAL_CACHE_DIR="$toolchains/zig-cache"
+# What it compiled goes into the router: someone else's cache is refused too.
+if [ -e "$ZIG_GLOBAL_CACHE_DIR" ] || [ -L "$ZIG_GLOBAL_CACHE_DIR" ]; then
+  need_trusted_dir "$ZIG_GLOBAL_CACHE_DIR"
+fi
 export ZIG_LOCAL_CACHE_DIR="$ZIG_GLOBAL_CACHE_DIR"
 {{presence_router_tool}}
 up_to_date "$( (hash router.zig requirements.txt build.sh wit/*.wit; "${zig[@]}" version; "$PRESENCE_ROUTER" --version) |

@@ -19,8 +19,8 @@ use super::blocking::WouldWait;
 use super::deadline::{BudgetUsedUp, CallClock};
 use super::engine::{GuestEngine, LoadedComponent};
 use super::state::{
-    BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, MAX_GUEST_RESOURCES, SliceLimits,
-    charge_fuel,
+    BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, LiftBytes, MAX_GUEST_RESOURCES,
+    SliceLimits, charge_fuel,
 };
 use super::{
     CheckedInterest, CheckedRoutes, Failure, GET_INTERESTED_USERS, GET_USERS_FOR_STATES,
@@ -30,13 +30,24 @@ use crate::slice::Slice;
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
-/// before it allocates it, so this times `max_answer_entries` bounds what a
-/// flood can make the host allocate (128 MiB at the default), and a flood of
+/// before it allocates it, so this times a call's answer entries bounds
+/// what a flood can make the host allocate, and a flood of
 /// routes is refused before it is copied; the exact entry count is checked
 /// after. A route costs 48 bytes of `String` and `Vec` headers plus its user
 /// ID, an index 4: an answer at the entry cap whose user IDs average over 80
 /// bytes is refused as too large, which no real router comes near.
 const HOST_BYTES_PER_ANSWER_ENTRY: usize = 128;
+
+/// Host bytes an answer entry may cost while wasmtime lifts it in a slice:
+/// a route's `String` and `Vec` headers. So a slice lifts at most its
+/// entries in routes, or twelve times as many 4-byte indices, before the
+/// exact count.
+const HOST_BYTES_PER_SLICE_ENTRY: usize = 48;
+
+/// Host bytes wasmtime charges per entry of a list of strings it checks
+/// before a host function reads it lazily (a `send-local-online-presence-to`
+/// list).
+const HOST_BYTES_PER_SEND_ENTRY: usize = 32;
 
 /// How wasmtime says the hostcall fuel ran out.
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
@@ -109,11 +120,30 @@ impl GuestInstance {
         // the host) live in wasmtime's tables, not in the WASI one: the same
         // cap for those.
         store.set_max_component_handles(MAX_GUEST_RESOURCES);
-        store.set_hostcall_fuel(answer_bytes(limits));
+        // Instantiation lifts under the flat cap, as `parse-config` does.
+        let flat = lift_bytes(limits.max_answer_entries);
+        store.data_mut().lift = LiftBytes {
+            imports: flat,
+            answer: flat,
+        };
+        store.set_hostcall_fuel(flat);
         // Every call into the host costs fuel, so that no loop of host calls
-        // is free (state.rs).
+        // is free (state.rs). wasmtime reads the hostcall fuel each time it
+        // lifts: a host function's arguments (a log line, a send list,
+        // charged by the host function as it reads them) may be as large as
+        // the router's flat answer cap allows; the answer, lifted once its
+        // export returns, only as large as the call's own bound.
         store.call_hook(|mut store, hook| match hook {
-            CallHook::CallingHost => charge_fuel(&mut store, HOST_CALL_FUEL),
+            CallHook::CallingHost => {
+                let imports = store.data().lift.imports;
+                store.set_hostcall_fuel(imports);
+                charge_fuel(&mut store, HOST_CALL_FUEL)
+            }
+            CallHook::ReturningFromHost => {
+                let answer = store.data().lift.answer;
+                store.set_hostcall_fuel(answer);
+                Ok(())
+            }
             _ => Ok(()),
         });
         store.epoch_deadline_callback(|mut store| {
@@ -192,6 +222,7 @@ impl GuestInstance {
             instance.call::<(&str,), (Result<(), String>,)>(
                 parse_config,
                 limits.fuel,
+                None,
                 (config_json,),
                 PARSE_CONFIG,
             )
@@ -223,19 +254,27 @@ impl GuestInstance {
         states: &[UserPresenceState],
     ) -> Result<(CheckedRoutes, CallUsage), Failure> {
         let fuel = self.limits.fuel_for_batch(states.len());
+        let max_entries = self.limits.answer_entries_for_batch(states.len());
         // SAFETY: `GuestInstance::new` checked the export against exactly
         // these parameter and result types.
         let ((routes,), usage) = unsafe {
             self.call::<(&[UserPresenceState],), (Vec<RawRoute>,)>(
                 self.get_users_for_states,
                 fuel,
+                Some(states.len()),
                 (states,),
                 GET_USERS_FOR_STATES,
             )
         }?;
+        let entries = routes
+            .iter()
+            .map(|route| 1 + route.states.len())
+            .fold(0usize, usize::saturating_add);
+        self.check_slice_entries(entries)?;
         let routes: CheckedRoutes = routes.into_iter().map(|r| (r.user_id, r.states)).collect();
-        answer::check_routes(&routes, states.len(), self.limits.max_answer_entries)
-            .map_err(Failure::invalid_answer)?;
+        answer::check_routes(&routes, states.len(), max_entries).map_err(|why| {
+            Failure::invalid_answer(over_entries(why, &self.limits, states.len()))
+        })?;
         Ok((routes, usage))
     }
 
@@ -245,11 +284,13 @@ impl GuestInstance {
         user_id: &str,
     ) -> Result<(CheckedInterest, CallUsage), Failure> {
         let fuel = self.limits.fuel_for_batch(1);
+        let max_entries = self.limits.answer_entries_for_batch(1);
         // SAFETY: as in `get_users_for_states`.
         let ((answer,), usage) = unsafe {
             self.call::<(&str,), (RawInterestedUsers,)>(
                 self.get_interested_users,
                 fuel,
+                Some(1),
                 (user_id,),
                 GET_INTERESTED_USERS,
             )
@@ -257,16 +298,34 @@ impl GuestInstance {
         match answer {
             RawInterestedUsers::AllUsers => Ok((None, usage)),
             RawInterestedUsers::Users(users) => {
-                answer::check_users(&users, self.limits.max_answer_entries)
-                    .map_err(Failure::invalid_answer)?;
+                self.check_slice_entries(users.len())?;
+                answer::check_users(&users, max_entries)
+                    .map_err(|why| Failure::invalid_answer(over_entries(why, &self.limits, 1)))?;
                 Ok((Some(users), usage))
             }
         }
     }
 
+    /// An answer of `entries` entries, lifted in a slice that allows fewer
+    /// than the router's own bound, uses the slice up: it is made again
+    /// with the router's limits, and the embedder never has to convert
+    /// more than the slice's entries on its tight thread.
+    fn check_slice_entries(&self, entries: usize) -> Result<(), Failure> {
+        match self.store.data().slice {
+            Some(slice) if slice.answer_cut && entries > slice.answer_entries => {
+                // wasmtime's call succeeded (its post-return ran): the
+                // instance is sound.
+                Err(Failure::slice_used_up(false))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Calls an export with a fresh fuel budget, within the time budget
     /// begun for this call, and classifies a failure; an answer comes with
-    /// what the call used.
+    /// what the call used. Its answer is bounded by the entries a batch of
+    /// `batch` states may have; `None` (`parse-config`, whose answer is a
+    /// refusal's text) by the flat `max_answer_entries`.
     ///
     /// # Safety
     ///
@@ -277,6 +336,7 @@ impl GuestInstance {
         &mut self,
         func: Func,
         fuel: u64,
+        batch: Option<usize>,
         params: Params,
         export: &str,
     ) -> Result<(Return, CallUsage), Failure>
@@ -284,17 +344,44 @@ impl GuestInstance {
         Params: ComponentNamedList + Lower,
         Return: ComponentNamedList + Lift + 'static,
     {
-        let own_answer_bytes = answer_bytes(&self.limits);
-        let (fuel, answer_bytes) = match self.store.data().slice {
+        let answer_entries = match batch {
+            Some(batch) => self.limits.answer_entries_for_batch(batch),
+            None => self.limits.max_answer_entries,
+        };
+        let own_answer_bytes = lift_bytes(answer_entries);
+        let own_import_bytes = lift_bytes(self.limits.max_answer_entries);
+        let (fuel, answer_bytes, import_bytes) = match self.store.data().slice {
             Some(slice) => {
                 let cut = fuel.min(slice.fuel);
+                let slice_bytes = slice
+                    .answer_entries
+                    .saturating_mul(HOST_BYTES_PER_SLICE_ENTRY);
+                // Cut when the slice lifts fewer bytes or counts fewer
+                // entries than the router's own bound would: running into
+                // either is the slice's doing, not the router's.
+                let answer_cut =
+                    slice.answer_entries < answer_entries || slice_bytes < own_import_bytes;
                 self.store.data_mut().slice = Some(SliceLimits {
                     fuel_cut: cut < fuel,
+                    answer_cut,
                     ..slice
                 });
-                (cut, own_answer_bytes.min(slice.answer_bytes))
+                // What is lifted in a slice is the slice's, host function
+                // arguments included: the rest is for the full call.
+                (
+                    cut,
+                    own_answer_bytes.min(slice_bytes),
+                    own_import_bytes.min(slice_bytes),
+                )
             }
-            None => (fuel, own_answer_bytes),
+            None => (fuel, own_answer_bytes, own_import_bytes),
+        };
+        let state = self.store.data_mut();
+        state.answer_batch = batch.unwrap_or(1);
+        state.answer_entries = answer_entries;
+        state.lift = LiftBytes {
+            answer: answer_bytes,
+            imports: import_bytes,
         };
         self.store.set_hostcall_fuel(answer_bytes);
         prepare_call(&mut self.store, fuel);
@@ -374,11 +461,28 @@ impl GuestInstance {
     }
 }
 
-/// The bytes of answer the host lifts from a router at most.
-fn answer_bytes(limits: &Limits) -> usize {
-    limits
-        .max_answer_entries
-        .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+/// The bytes of answer the host lifts from a router at most, for an
+/// answer of at most `entries` entries.
+fn answer_bytes(entries: usize) -> usize {
+    entries.saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+}
+
+/// The bytes the host lifts from a router in one call at most: its answer
+/// and its sends' lists, each of at most `entries` entries.
+fn lift_bytes(entries: usize) -> usize {
+    answer_bytes(entries).saturating_add(entries.saturating_mul(HOST_BYTES_PER_SEND_ENTRY))
+}
+
+/// A failed entry count, with how the call's bound came to be.
+fn over_entries(why: String, limits: &Limits, states: usize) -> String {
+    match why.find("more than limits.max_answer_entries") {
+        Some(at) => format!(
+            "{}more than {}",
+            &why[..at],
+            limits.describe_answer_entries(states)
+        ),
+        None => why,
+    }
 }
 
 /// Starts a time budget on a store, cut down to `slice` if there is one.
@@ -394,8 +498,9 @@ fn begin_budget(
             state.slice = Some(SliceLimits {
                 fuel: slice.fuel,
                 fuel_cut: false,
-                answer_bytes: slice.answer_bytes,
-                answer_cut: slice.answer_bytes < answer_bytes(limits),
+                answer_entries: slice.answer_entries,
+                // Set per call, against the call's own bound.
+                answer_cut: false,
                 // Always: a slice's time is wall time (it reads no CPU
                 // clock), so running out of it says nothing of the router's
                 // own budget, which the finished call measures.
@@ -490,12 +595,19 @@ fn classify(
         (
             FailureKind::InvalidAnswer,
             format!(
-                "{what} sent more data than limits.max_answer_entries = {} allows \
-                 (over {} bytes); refused before it was all copied",
-                limits.max_answer_entries,
-                limits
-                    .max_answer_entries
-                    .saturating_mul(HOST_BYTES_PER_ANSWER_ENTRY)
+                "{what} sent more data than {}{} (over {} bytes); refused before it was \
+                 all copied",
+                if state.answer_entries == limits.max_answer_entries {
+                    format!("limits.max_answer_entries = {}", limits.max_answer_entries)
+                } else {
+                    limits.describe_answer_entries(state.answer_batch)
+                },
+                if state.answer_entries == limits.max_answer_entries {
+                    " allows"
+                } else {
+                    ""
+                },
+                lift_bytes(state.answer_entries),
             ),
         )
     } else if table_full {

@@ -101,9 +101,9 @@ pub(crate) fn charge_fuel(
 #[derive(Clone, Copy)]
 pub(crate) struct SliceLimits {
     pub fuel: u64,
-    /// The answer bytes the slice allows, and whether that is less than
-    /// the router's own limit.
-    pub answer_bytes: usize,
+    /// The answer entries the slice allows, and whether that is less than
+    /// the router's own bound for the call.
+    pub answer_entries: usize,
     pub answer_cut: bool,
     /// Whether the slice cut the call's fuel or its time budget: running
     /// out of a cut one means the slice was used up, not the router's own
@@ -112,12 +112,23 @@ pub(crate) struct SliceLimits {
     pub time_cut: bool,
 }
 
+/// What wasmtime may lift from a guest in the running call, in bytes (its
+/// hostcall fuel): a host function's arguments, and the export's answer.
+#[derive(Clone, Copy)]
+pub(crate) struct LiftBytes {
+    pub imports: usize,
+    pub answer: usize,
+}
+
 /// What a guest did during one call besides answering.
 #[derive(Default)]
 pub(crate) struct CallEffects {
-    /// The users of the `send-local-online-presence-to` calls, checked.
+    /// The distinct users of the `send-local-online-presence-to` calls,
+    /// checked, in the order first named.
     pub sends: Vec<String>,
+    /// Calls over `max_send_calls`, and users over `max_send_users`.
     pub dropped_sends: usize,
+    pub dropped_send_users: usize,
     /// `log` calls and lines of stdout/stderr, in order, escaped.
     pub logs: Vec<(LogLevel, String)>,
     pub dropped_logs: usize,
@@ -139,6 +150,9 @@ pub(crate) struct GuestState {
     /// their user IDs, against `max_send_calls` and `max_answer_entries`.
     send_calls: usize,
     send_entries: usize,
+    /// The users sent to in this call so far, against `max_send_users`.
+    send_users: std::collections::HashSet<String>,
+    max_send_users: usize,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
     max_send_calls: usize,
@@ -154,6 +168,12 @@ pub(crate) struct GuestState {
     pub(super) timed_out: bool,
     /// The fuel the current call started with, for failure messages.
     pub(super) fuel_budget: u64,
+    /// The batch size of the current call, which its answer's bound
+    /// follows, and that bound.
+    pub(super) answer_batch: usize,
+    pub(super) answer_entries: usize,
+    /// The hostcall fuel of the running call (set by the call hook).
+    pub(super) lift: LiftBytes,
     /// The last lines the guest wrote to stderr during the current call,
     /// kept even when the log was full: a panic's message, for the failure.
     pub(super) stderr_tail: Vec<String>,
@@ -188,6 +208,8 @@ impl GuestState {
             effects: CallEffects::default(),
             send_calls: 0,
             send_entries: 0,
+            send_users: std::collections::HashSet::new(),
+            max_send_users: limits.max_send_users,
             stdout,
             stderr,
             max_send_calls: limits.max_send_calls,
@@ -199,6 +221,13 @@ impl GuestState {
             slice: None,
             timed_out: false,
             fuel_budget: 0,
+            answer_batch: 1,
+            answer_entries: limits.answer_entries_for_batch(1),
+            // Set by `GuestInstance::new`, then by every call.
+            lift: LiftBytes {
+                imports: 0,
+                answer: 0,
+            },
             stderr_tail: Vec::new(),
         }
     }
@@ -211,6 +240,7 @@ impl GuestState {
         self.stderr_tail.clear();
         self.send_calls = 0;
         self.send_entries = 0;
+        self.send_users.clear();
     }
 
     /// WASI resources the instance holds now.
@@ -276,13 +306,16 @@ impl GuestState {
         )?;
         let state = store.data_mut();
         let entries = state.send_entries.saturating_add(users.len());
-        answer::check_user_count(entries, state.max_answer_entries).map_err(|why| {
+        // The user IDs of a call's sends are bounded like its answer (the
+        // host reads each of them), then the distinct ones by
+        // `max_send_users`.
+        let max_entries = state.max_answer_entries.min(state.answer_entries);
+        answer::check_user_count(entries, max_entries).map_err(|why| {
             wasmtime::Error::new(BrokenRule(format!(
                 "send-local-online-presence-to was given {why}"
             )))
         })?;
         state.send_entries = entries;
-        let mut checked = Vec::with_capacity(users.len().min(64));
         for position in 0..users.len() {
             let Some(user) = users.get(&mut store, position) else {
                 break;
@@ -297,9 +330,19 @@ impl GuestState {
             })?;
             let user = user.into_owned();
             charge_fuel(&mut store, FUEL_PER_BYTE.saturating_mul(user.len() as u64))?;
-            checked.push(user);
+            let state = store.data_mut();
+            if state.send_users.contains(&user) {
+                continue;
+            }
+            if state.send_users.len() >= state.max_send_users {
+                // Each user sent to is a database write or a federation
+                // send in the homeserver: the rest are counted, not kept.
+                state.effects.dropped_send_users += 1;
+                continue;
+            }
+            state.send_users.insert(user.clone());
+            state.effects.sends.push(user);
         }
-        store.data_mut().effects.sends.extend(checked);
         Ok(())
     }
 

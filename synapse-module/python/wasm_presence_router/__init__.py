@@ -18,12 +18,13 @@ The routers are loaded, and their configurations checked, when Synapse reads
 its configuration (``parse_config``), so a bad one stops Synapse at start
 with a ``ConfigError`` naming the key.
 
-A call runs first on the reactor, within a slice per router (200,000 units of
-fuel and 5 ms, ``Slice::REACTOR`` in the runtime): a one-state
-call costs about what the Python router it replaces costs, with no thread
-hop. A call that needs more (a big batch, a slow or hostile router) is
-finished off the reactor by the module's own threads, which never take the
-GIL, and the reactor is woken through a socket it watches.
+A call runs first on the reactor, each router within a slice (200,000 units
+of fuel, 5 ms of waits and 2,048 answer entries, ``Slice::REACTOR`` in the
+runtime): a one-state call costs about what the Python router it replaces
+costs, with no thread hop. The routers that need more (a big batch, a slow
+or hostile router) are finished off the reactor by the module's own
+threads, each router in its own queue, which never take the GIL, and the
+reactor is woken through a socket it watches (``_jobs.py``).
 """
 
 from __future__ import annotations
@@ -31,21 +32,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from synapse.module_api import (
-    PRESENCE_ALL_USERS,
-    ModuleApi,
-    UserPresenceState,
-    make_deferred_yieldable,
-)
+from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
 from synapse.module_api.errors import ConfigError
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.defer import CancelledError
 
 from . import _metrics, _native
+from ._jobs import ReactorJobs
 from ._record import RecordSettings
 from ._reload import ComponentWatcher, ReloadSettings
 
@@ -120,13 +115,14 @@ class WasmPresenceRouter:
 
     # A user who was answered "all users" must get an entry in the
     # `get_users_for_states` answer of their `/sync`, which Synapse indexes
-    # by them (it asks `get_interested_users` first, then routes everyone's
-    # presence). Each answer carries an entry for the users answered "all
-    # users" in the last ALL_USERS_ENTRY_SECONDS (they sync continually),
-    # at most MAX_ALL_USERS_RECEIVERS of them: its cost follows the users
-    # who need it, not everyone ever answered so.
-    MAX_ALL_USERS_RECEIVERS = 65536
-    ALL_USERS_ENTRY_SECONDS = 600.0
+    # by them: in that same request, it asks `get_interested_users`, then
+    # routes everyone's presence and takes the entry of that user. So the
+    # entry is added to the answers of that request alone (its logging
+    # context), not to every batch: its cost is one entry for the request
+    # that needs it. At most ALL_USERS_REQUESTS requests are remembered,
+    # each with at most ALL_USERS_PER_REQUEST users.
+    ALL_USERS_REQUESTS = 4096
+    ALL_USERS_PER_REQUEST = 16
 
     def __init__(self, config: WasmPresenceRouterConfig,
                  api: Optional[ModuleApi] = None, *,
@@ -153,12 +149,11 @@ class WasmPresenceRouter:
         for failure in self._routers.warm_up():
             logger.warning("warming up: %s", failure)
         _log_events(self._routers)
-        # user ID -> when they were last answered "all users" (monotonic),
-        # oldest first.
-        self._all_users_receivers: "OrderedDict[str, float]" = OrderedDict()
-        # Finishes calls whose slice ran out; chosen at the first one, once
-        # the reactor runs.
-        self._offload: Optional[_Offload] = None
+        # request (logging context) -> the users answered "all users" in
+        # it, oldest request first.
+        self._all_users_by_request: "OrderedDict[Any, Set[str]]" = OrderedDict()
+        # Finishes the calls the reactor's slices left unfinished.
+        self._jobs = ReactorJobs(module_api, self._routers)
         # Synapse lets only a presence writer call
         # send_local_online_presence_to. Every process routes the same
         # batches (the writer as it writes them, the others as they arrive
@@ -224,72 +219,63 @@ class WasmPresenceRouter:
         states = list(state_updates)
         routes: Dict[str, Set[UserPresenceState]] = {}
         try:
-            outcome = self._routers.route_states(states)
-            if outcome.__class__ is int:
-                outcome = await self._finish(outcome)
-            routes, sends, events = outcome
-            if events:
-                _log_call_events(events)
-            if sends:
-                self._send_presence_later(sends)
+            answer = self._routers.route_states(states)
+            if answer.__class__ is _native.Pending:
+                answer = await self._jobs.finish(answer)
+            routes = answer.routes
+            if answer.events:
+                _log_call_events(answer.events)
+            if answer.sends:
+                self._send_presence_later(answer.sends)
         except CancelledError:
             raise  # Synapse gave up on the request: not a router's failure.
         except Exception:
             # Not raised to Synapse: it would skip this module, and its
             # `ALL_USERS` path would then miss the entries below.
             logger.exception("routing a batch of %d presence states failed", len(states))
-        receivers = self._all_users_receivers
-        if receivers:
-            oldest_kept = time.monotonic() - self.ALL_USERS_ENTRY_SECONDS
-            while receivers and next(iter(receivers.values())) < oldest_kept:
-                receivers.popitem(last=False)
-            # Synapse copies what it is given and never changes it: one
-            # empty set serves every entry.
-            empty: Set[UserPresenceState] = set()
-            for user_id in receivers:
-                routes.setdefault(user_id, empty)
+        if self._all_users_by_request:
+            receivers = self._all_users_by_request.get(_current_request())
+            if receivers:
+                # Synapse copies what it is given and never changes it: one
+                # empty set serves every entry.
+                empty: Set[UserPresenceState] = set()
+                for user_id in receivers:
+                    routes.setdefault(user_id, empty)
         return routes
 
     async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
         try:
-            outcome = self._routers.route_interest(user_id)
-            if outcome.__class__ is int:
-                outcome = await self._finish(outcome)
-            all_users, users, sends, events = outcome
-            if events:
-                _log_call_events(events)
-            if sends:
-                self._send_presence_later(sends)
+            answer = self._routers.route_interest(user_id)
+            if answer.__class__ is _native.Pending:
+                answer = await self._jobs.finish(answer)
+            if answer.events:
+                _log_call_events(answer.events)
+            if answer.sends:
+                self._send_presence_later(answer.sends)
         except CancelledError:
             raise
         except Exception:
             logger.exception("asking whose presence %s is interested in failed", user_id)
             return set()
-        if all_users:
-            self._all_users_receivers[user_id] = time.monotonic()
-            self._all_users_receivers.move_to_end(user_id)
-            while len(self._all_users_receivers) > self.MAX_ALL_USERS_RECEIVERS:
-                self._all_users_receivers.popitem(last=False)
+        if answer.all_users:
+            self._remember_all_users(user_id)
             return PRESENCE_ALL_USERS
-        return users
+        return answer.users
 
-    async def _finish(self, job: int) -> Any:
-        """Finishes a call off the reactor: on the module's own threads,
-        without the GIL, if the reactor can watch their socket; otherwise
-        on Synapse's thread pool with the GIL released."""
-        try:
-            if self._offload is None:
-                self._offload = _Offload.for_api(self._api, self._routers)
-            if self._offload.watched:
-                waiting = self._offload.finish(job)
-            else:
-                waiting = None
-        except BaseException:
-            self._routers.drop_job(job)
-            raise
-        if waiting is not None:
-            return await make_deferred_yieldable(waiting)
-        return await self._api.defer_to_thread(self._routers.run_job, job)
+    def _remember_all_users(self, user_id: str) -> None:
+        """`user_id` was answered "all users" in this request: its routing
+        answers carry an entry for them."""
+        by_request = self._all_users_by_request
+        request = _current_request()
+        receivers = by_request.get(request)
+        if receivers is None:
+            receivers = by_request[request] = set()
+            while len(by_request) > self.ALL_USERS_REQUESTS:
+                by_request.popitem(last=False)
+        else:
+            by_request.move_to_end(request)
+        if len(receivers) < self.ALL_USERS_PER_REQUEST:
+            receivers.add(user_id)
 
     def _send_presence_later(self, users: List[str]) -> None:
         """Acts on the routers' `send-local-online-presence-to`, on the
@@ -361,65 +347,14 @@ def _presence_writing(api: ModuleApi) -> Optional[_PresenceWriting]:
     return _PresenceWriting(instance, writers)
 
 
-class _Offload:
-    """The reactor's side of the module's worker threads: a reader
-    (``IReadDescriptor``) on the socket they write to when a job is done, and
-    the Deferreds waiting for those jobs."""
-
-    def __init__(self, routers: "_native.RouterSet", reactor: Optional[Any]):
-        self._routers = routers
-        self._waiting: Dict[int, "Deferred[Any]"] = {}
-        self.watched = reactor is not None
-        if reactor is not None:
-            self._fileno = routers.offload_fileno()
-            reactor.addReader(self)
-
-    @classmethod
-    def for_api(cls, api: ModuleApi, routers: "_native.RouterSet") -> "_Offload":
-        # The homeserver's reactor, if it is the process's real one (not
-        # the memory reactor of Synapse's unit-test harness, which watches
-        # no descriptor). ModuleApi has no public accessor for it: without
-        # one, Synapse's thread pool finishes the jobs instead.
-        from twisted.internet import reactor as global_reactor
-
-        get_reactor = getattr(getattr(api, "_hs", None), "get_reactor", None)
-        reactor = get_reactor() if callable(get_reactor) else None
-        if reactor is not global_reactor or not IReactorFDSet.providedBy(reactor):
-            reactor = None
-        return cls(routers, reactor)
-
-    def finish(self, job: int) -> "Deferred[Any]":
-        def cancel(_: "Deferred[Any]") -> None:
-            # Synapse gave up on the request: a worker that hasn't started
-            # the job skips it.
-            self._waiting.pop(job, None)
-            self._routers.cancel_job(job)
-
-        waiting: "Deferred[Any]" = Deferred(canceller=cancel)
-        self._routers.submit(job)
-        self._waiting[job] = waiting
-        return waiting
-
-    # IReadDescriptor
-    def fileno(self) -> int:
-        return self._fileno
-
-    def doRead(self) -> None:
-        for job, answer in self._routers.take_finished():
-            waiting = self._waiting.pop(job, None)
-            # A cancelled request's Deferred ignores its late answer.
-            if waiting is None:
-                continue
-            if isinstance(answer, BaseException):
-                waiting.errback(answer)
-            else:
-                waiting.callback(answer)
-
-    def connectionLost(self, reason: Any) -> None:
-        pass
-
-    def logPrefix(self) -> str:
-        return "wasm_presence_router"
+def _current_request() -> Any:
+    """The request being served (Synapse's logging context for it), or one
+    shared stand-in outside any request."""
+    try:
+        from synapse.logging.context import current_context
+    except ImportError:  # pragma: no cover: every Synapse with modules has it
+        return None
+    return current_context()
 
 
 def _with_absolute_components(routers: Dict[str, Any], base_dir: str) -> Dict[str, Any]:

@@ -56,6 +56,8 @@ FUEL_USED_RATIO = "wasm_presence_router_fuel_used_ratio"
 ANSWER_ENTRIES = "wasm_presence_router_answer_entries_total"
 INSTANCES = "wasm_presence_router_instances"
 RELOADS = "wasm_presence_router_reloads_total"
+DROPPED = "wasm_presence_router_dropped_total"
+LOG_BYTES = "wasm_presence_router_log_bytes_total"
 SLICE_CALLS = "wasm_presence_router_slice_calls_total"
 SET_RELOADS = "wasm_presence_router_set_reloads_total"
 SENDS_NOT_SENT = "wasm_presence_router_sends_not_sent_total"
@@ -134,9 +136,20 @@ class _Callback:
         self.fuel.add(other.fuel)
 
 
+# `stats::Dropped` of runtime/src/stats.rs: what a limit dropped, as
+# (what, limit) labels.
+DROPPED_LABELS = {
+    "log_lines_per_call": ("log_lines", "max_log_lines"),
+    "log_lines_per_second": ("log_lines", "log_bytes_per_second"),
+    "send_calls_per_call": ("send_calls", "max_send_calls"),
+    "send_users_per_call": ("send_users", "max_send_users"),
+    "send_users_per_second": ("send_users", "send_users_per_second"),
+}
+
+
 class _Router:
     __slots__ = ("callbacks", "suspended", "suspensions", "warm", "live", "reloads",
-                 "failed_reloads")
+                 "failed_reloads", "log_bytes", "dropped")
 
     def __init__(self, value: Any, what: str):
         self.callbacks = {cb: _Callback(value[cb], f"{what}.{cb}") for cb in CALLBACKS}
@@ -149,6 +162,12 @@ class _Router:
         self.live = _count(value["live_instances"], f"{what}.live_instances")
         self.reloads = _count(value["reloads"], f"{what}.reloads")
         self.failed_reloads = _count(value["failed_reloads"], f"{what}.failed_reloads")
+        self.log_bytes = _count(value["log_bytes"], f"{what}.log_bytes")
+        self.dropped: Dict[str, int] = {}
+        for entry in _list(value["dropped"], f"{what}.dropped"):
+            name, n = entry
+            if name in DROPPED_LABELS:
+                self.dropped[name] = _count(n, f"{what}.dropped.{name}")
 
     def compatible(self, other: "_Router") -> bool:
         return all(self.callbacks[cb].compatible(other.callbacks[cb]) for cb in CALLBACKS)
@@ -164,6 +183,9 @@ class _Router:
         self.live += other.live
         self.reloads += other.reloads
         self.failed_reloads += other.failed_reloads
+        self.log_bytes += other.log_bytes
+        for name, n in other.dropped.items():
+            self.dropped[name] = self.dropped.get(name, 0) + n
 
 
 class _Set:
@@ -283,6 +305,10 @@ class RouterMetricsCollector(Collector):
                 f[INSTANCES].add_metric([name, "live", server_name], router.live)
                 f[RELOADS].add_metric([name, "ok", server_name], router.reloads)
                 f[RELOADS].add_metric([name, "failed", server_name], router.failed_reloads)
+                f[LOG_BYTES].add_metric([name, server_name], router.log_bytes)
+                for dropped, n in router.dropped.items():
+                    what, limit = DROPPED_LABELS[dropped]
+                    f[DROPPED].add_metric([name, what, limit, server_name], n)
             for where, n in zip(SLICE_WHERE, server.slices):
                 f[SLICE_CALLS].add_metric([where, server_name], n)
             for outcome, n in zip(RELOAD_OUTCOMES, server.set_reloads):
@@ -347,6 +373,11 @@ class RouterMetricsCollector(Collector):
             CounterMetricFamily(RELOADS, "New versions of a router swapped in (ok) or "
                                 "refused (failed).",
                                 labels=["router", "outcome", SERVER_NAME_LABEL]),
+            CounterMetricFamily(LOG_BYTES, "Bytes of a router's log lines logged (escaped).",
+                                labels=_ROUTER),
+            CounterMetricFamily(DROPPED, "What a router asked of the host that a limit "
+                                "dropped: log lines, send calls, users sent to.",
+                                labels=["router", "what", "limit", SERVER_NAME_LABEL]),
             CounterMetricFamily(SLICE_CALLS, "Module calls answered on the reactor within "
                                 "their slice (in_slice), whose slice a router used up "
                                 "(slice_used_up), and finished off the reactor (handed_off).",
