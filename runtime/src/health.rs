@@ -142,6 +142,19 @@ impl Health {
         self.admit(Instant::now())
     }
 
+    /// Whether a call now would be skipped (suspended, its trial not due
+    /// or already out). Takes no admission.
+    pub(crate) fn suspended_now(&self) -> bool {
+        if self.clean.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.lock();
+        match &state.suspended {
+            None => false,
+            Some(suspended) => Instant::now() < suspended.until || suspended.trial_out,
+        }
+    }
+
     /// Admits a call at `now`, or says why not.
     pub(crate) fn admit(&self, now: Instant) -> Result<Admission<'_>, Skip> {
         let mut state = self.lock();

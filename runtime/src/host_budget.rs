@@ -1,5 +1,6 @@
 //! What a router may make the host do over time, beyond one call: its log
-//! bytes and the users it sends presence to, per second.
+//! bytes and the users it sends presence to, per second, and the work of
+//! handing its answers on, per call.
 //!
 //! Per call, a router's log lines and sends are capped where they arrive
 //! (`guest/state.rs`). That bounds one call, not a router called fifty
@@ -53,6 +54,44 @@ impl RateBudget {
     }
 }
 
+/// Credit earned per call and spent by a call's answer: a router may make
+/// its embedder do at most `per_call` units of work per call on average,
+/// with a burst of [`HandOnCredit::BURST_CALLS`] calls' worth.
+#[derive(Debug)]
+pub(crate) struct HandOnCredit {
+    per_call: u64,
+    units: u64,
+}
+
+impl HandOnCredit {
+    /// How many calls' worth of credit a router may save up: a large batch
+    /// now and then is paid for by the small ones around it.
+    pub(crate) const BURST_CALLS: u64 = 64;
+
+    pub(crate) fn new(per_call: u64) -> Self {
+        HandOnCredit {
+            per_call,
+            units: per_call.saturating_mul(Self::BURST_CALLS),
+        }
+    }
+
+    /// A call that answered, whose answer costs `cost` to hand on: its
+    /// credit is earned, then the cost spent if there is enough (true);
+    /// else nothing is spent. `available` says how much there was.
+    pub(crate) fn spend(&mut self, cost: u64) -> Result<(), u64> {
+        self.units = self
+            .units
+            .saturating_add(self.per_call)
+            .min(self.per_call.saturating_mul(Self::BURST_CALLS));
+        if cost <= self.units {
+            self.units -= cost;
+            Ok(())
+        } else {
+            Err(self.units)
+        }
+    }
+}
+
 /// What went over a budget since the last warning about it.
 #[derive(Debug, Default)]
 struct Dropped {
@@ -71,6 +110,8 @@ pub(crate) struct HostBudgets {
     sends_dropped: Dropped,
     log_rate: u64,
     send_rate: u32,
+    /// What handing its answers on may cost, per call on average.
+    pub(crate) hand_on: HandOnCredit,
 }
 
 /// A router's effects once its budgets over time have had their say.
@@ -102,7 +143,22 @@ impl HostBudgets {
             sends_dropped: Dropped::default(),
             log_rate: limits.log_bytes_per_second,
             send_rate: limits.send_users_per_second,
+            hand_on: HandOnCredit::new(limits.answer_entries_for_batch(1) as u64),
         }
+    }
+
+    /// Takes `bytes` of log for a line the host writes about the router
+    /// (a failure report quoting its words): true if the log budget has
+    /// them, else the line is counted as dropped.
+    pub(crate) fn admit_host_line(&mut self, bytes: u64, now: Instant) -> bool {
+        if self.log_bytes.take(bytes, now) {
+            return true;
+        }
+        let dropped = &mut self.logs_dropped;
+        dropped.items += 1;
+        dropped.bytes += bytes;
+        dropped.since.get_or_insert(now);
+        false
     }
 
     /// Keeps the log lines and sends of one call that the budgets allow, in
@@ -237,6 +293,20 @@ mod tests {
             "{}",
             warnings[0]
         );
+    }
+
+    #[test]
+    fn hand_on_credit_is_per_call_on_average_with_a_burst() {
+        let mut credit = HandOnCredit::new(100);
+        // A burst of 64 calls' worth, then what each call earns.
+        assert_eq!(credit.spend(64 * 100), Ok(()));
+        assert_eq!(credit.spend(101), Err(100));
+        assert_eq!(credit.spend(100), Ok(()));
+        // Cheap calls save up for a costly one, never past the burst.
+        for _ in 0..1000 {
+            assert_eq!(credit.spend(0), Ok(()));
+        }
+        assert_eq!(credit.spend(64 * 100 + 1), Err(64 * 100));
     }
 
     #[test]

@@ -43,20 +43,47 @@ pub(crate) struct RouterAnswer<T> {
     pub stats: CallStats,
 }
 
-/// How many entries an answer has, against `limits.max_answer_entries`.
+/// How many entries an answer has, against `limits.max_answer_entries`,
+/// and what handing it on costs the embedder.
 pub(crate) trait AnswerEntries {
     fn answer_entries(&self) -> usize;
+
+    /// What handing the answer on costs an embedder that builds one
+    /// collection of states per distinct list of indices, a list of most
+    /// of the batch as the whole batch's less what it leaves out (as the
+    /// Synapse module builds Python sets, hashing each state it adds or
+    /// removes): a unit per route, and per distinct list the fewer of the
+    /// states it names and those it leaves out, of `batch` states.
+    fn hand_on_cost(&self, batch: usize) -> u64;
 }
 
 impl AnswerEntries for CheckedRoutes {
     fn answer_entries(&self) -> usize {
         self.iter().map(|(_, indices)| 1 + indices.len()).sum()
     }
+
+    fn hand_on_cost(&self, batch: usize) -> u64 {
+        let mut lists = std::collections::HashSet::with_capacity(self.len().min(1024));
+        let mut cost = self.len() as u64;
+        for (_, indices) in self {
+            if lists.insert(indices.as_slice()) {
+                let named = indices.len().min(batch);
+                cost += named.min(batch - named) as u64;
+            }
+        }
+        cost
+    }
 }
 
 impl AnswerEntries for CheckedInterest {
     fn answer_entries(&self) -> usize {
         self.as_ref().map_or(1, Vec::len)
+    }
+
+    /// Users are bounded by the call's answer entries: strings, hashed
+    /// without calling back into the embedder's code.
+    fn hand_on_cost(&self, _batch: usize) -> u64 {
+        0
     }
 }
 
@@ -265,7 +292,7 @@ impl Router {
             Err(failure) => return Ok(Err(failure)),
         };
         let result = lease.instance().get_users_for_states(states);
-        self.finish(lease, result, callback)
+        self.finish(lease, result, callback, states.len())
     }
 
     /// Calls `get-interested-users`, in `slice` if there is one.
@@ -280,7 +307,13 @@ impl Router {
             Err(failure) => return Ok(Err(failure)),
         };
         let result = lease.instance().get_interested_users(user_id);
-        self.finish(lease, result, callback)
+        self.finish(lease, result, callback, 1)
+    }
+
+    /// Whether a call now would skip this router (it is suspended): a skip
+    /// is cheap enough for any thread.
+    pub(crate) fn suspended_now(&self) -> bool {
+        self.health.suspended_now()
     }
 
     /// A call of this router failed without running it (the embedder could
@@ -419,6 +452,7 @@ impl Router {
         mut lease: Lease<'_>,
         result: Result<(T, CallUsage), Failure>,
         callback: Callback,
+        batch: usize,
     ) -> SliceOutcome<T> {
         let mut instance = lease.slot.instance.take();
         let effects = instance
@@ -446,6 +480,26 @@ impl Router {
                 return Ok(Err(self.failure(lease.admission, failure)));
             }
         };
+        // What handing the answer on will cost the embedder is the
+        // router's too: at most its credit, earned per call.
+        let cost = answer.hand_on_cost(batch);
+        let spent = self.lock_budgets().hand_on.spend(cost);
+        if let Err(available) = spent {
+            self.metrics.call(
+                callback,
+                usage.elapsed,
+                CallOutcome::Failed(FailureKind::InvalidAnswer),
+            );
+            let failure = Failure::invalid_answer(format!(
+                "handing the answer on would take {cost} units of the host's work (one per \
+                 route, and per distinct set of states the fewer of those it names and those it \
+                 leaves out), more than the {available} this router has saved up: {} per call \
+                 on average (1024 + limits.answer_entries_per_state), at most {} calls' worth",
+                self.info.limits.answer_entries_for_batch(1),
+                crate::host_budget::HandOnCredit::BURST_CALLS
+            ));
+            return Ok(Err(self.failure(lease.admission, failure)));
+        }
         let answer_entries = answer.answer_entries();
         self.metrics.call(
             callback,
@@ -602,7 +656,17 @@ impl Router {
             message: failure.message,
             suspension,
         };
-        self.module_api.router_skipped(&failure);
+        // The report quotes the router's words (its panic message, its
+        // stderr): it is paid for from its log budget, and dropped and
+        // counted past it like its own lines.
+        let shown = self
+            .lock_budgets()
+            .admit_host_line(failure.message.len() as u64, Instant::now());
+        if shown || suspension.is_some() {
+            self.module_api.router_skipped(&failure);
+        } else {
+            self.metrics.dropped(Dropped::LogLinesPerSecond, 1);
+        }
         if let Some(suspension) = suspension {
             self.metrics.suspended();
             self.module_api.router_warning(
@@ -655,6 +719,12 @@ impl Router {
             && old.limits == config.limits
             && old.failure_policy == config.failure_policy
             && self.component_digest == *digest
+    }
+
+    fn lock_budgets(&self) -> MutexGuard<'_, HostBudgets> {
+        self.host_budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_pool(&self) -> MutexGuard<'_, InstancePool> {

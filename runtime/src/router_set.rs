@@ -380,7 +380,7 @@ impl RouterSet {
 
     /// [`RouterSet::get_users_for_states_in_slice`], trying only the
     /// routers (by position) that `try_router` allows: the others are left
-    /// pending, not run.
+    /// pending, not run (unless suspended: skipping one is done here).
     pub fn get_users_for_states_in_slice_where(
         &self,
         states: &[UserPresenceState],
@@ -389,7 +389,9 @@ impl RouterSet {
     ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
         let mut done = Unfinished::new(self.routers.len());
         for (i, router) in self.routers.iter().enumerate() {
-            let part = if try_router(i) {
+            // A suspended router is skipped wherever it is asked: asking
+            // it here costs nothing and sends no part elsewhere.
+            let part = if try_router(i) || router.suspended_now() {
                 router.get_users_for_states(states, Some(slice))
             } else {
                 Err(SliceUsedUp { ran: false })
@@ -549,7 +551,7 @@ impl RouterSet {
                 done.parts.push(Part::NotCalled);
                 continue;
             }
-            let part = if try_router(i) {
+            let part = if try_router(i) || router.suspended_now() {
                 router.get_interested_users(user_id, Some(slice))
             } else {
                 Err(SliceUsedUp { ran: false })

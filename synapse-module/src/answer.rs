@@ -113,6 +113,10 @@ impl InterestAnswer {
     }
 }
 
+/// The batch size from which a set of most of the batch is made from the
+/// whole batch's set: below it, hashing each state is as cheap as copying.
+const FROM_WHOLE_BATCH_AT: usize = 16;
+
 /// The routers' answer as Synapse wants it: each user mapped to the `set`
 /// of the batch's own state objects they should receive. Users routed the
 /// same states (every `always_send_to_users` user of the example router)
@@ -123,7 +127,9 @@ impl InterestAnswer {
 /// of a large batch is made from one set of the whole batch, hashed once
 /// per call, less what it leaves out: copying a set reuses the hashes it
 /// holds. So an answer of many users each routed most of a batch costs the
-/// reactor a copy per user, not a hash per entry.
+/// reactor a copy per user, not a hash per entry. (What is left to hash,
+/// the fewer of the states a set names and those it leaves out, is the
+/// cost the runtime charges each router for its answer.)
 fn routes_to_py<'py>(
     py: Python<'py>,
     answer: UsersForStates,
@@ -136,17 +142,24 @@ fn routes_to_py<'py>(
         .filter_map(|&position| objects.get(position))
         .collect();
     let mut whole_batch: Option<Bound<'py, PySet>> = None;
+    let mut distinct_states = false;
     let mut sets: HashMap<Vec<u32>, Bound<'py, PySet>> = HashMap::new();
     for (user_id, indices) in answer {
         let set = match sets.get(&indices) {
             Some(set) => set.clone(),
             None => {
-                let set = if indices.len() >= FROM_WHOLE_BATCH_AT && indices.len() * 2 > batch.len()
+                let from_whole =
+                    batch.len() >= FROM_WHOLE_BATCH_AT && indices.len() * 2 > batch.len();
+                if from_whole && whole_batch.is_none() {
+                    let whole = PySet::new(py, batch.iter().copied())?;
+                    // States equal to one another (never two of one user
+                    // in Synapse's batches) would be one member: left
+                    // out by value, a routed one could go with it.
+                    distinct_states = whole.len() == batch.len();
+                    whole_batch = Some(whole);
+                }
+                let set = if let (true, Some(whole)) = (distinct_states && from_whole, &whole_batch)
                 {
-                    let whole = match &whole_batch {
-                        Some(whole) => whole,
-                        None => whole_batch.insert(PySet::new(py, batch.iter().copied())?),
-                    };
                     // The runtime sorted and de-duplicated the indices, and
                     // checked each against the batch.
                     let mut left_out = Vec::with_capacity(batch.len() - indices.len());
@@ -177,7 +190,3 @@ fn routes_to_py<'py>(
     }
     Ok(routes)
 }
-
-/// The size from which a set of most of the batch is made from the whole
-/// batch's set: below it, hashing each state is as cheap.
-const FROM_WHOLE_BATCH_AT: usize = 32;

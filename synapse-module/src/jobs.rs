@@ -6,21 +6,26 @@
 //! (`lib.rs`). The routers whose slice ran out (or that are not tried there
 //! for now) are the job's *parts*: each is queued for the worker threads in
 //! its own router's queue, and the workers take parts from the queues in
-//! turn, so that a router whose calls are slow only ever waits behind its
-//! own calls. Every cost of a part is its router's:
+//! turn; a router runs on one worker at a time while another router has
+//! parts waiting (on both, up to its `max_instances`, when none has), so a
+//! router that is slow ties up one worker, never both. Every cost of a part
+//! is its router's:
 //!
-//! - a part that waited for a worker longer than its router's time budget
-//!   is failed unrun (its router is behind its own calls), and so is a part
-//!   that finds its router's queue full ([`MAX_QUEUED_PER_ROUTER`]);
+//! - a part is failed unrun, at once, if its router's own backlog is longer
+//!   than its time budget (the parts ahead of it in its queue times its
+//!   parts' mean CPU time), or its queue is full
+//!   ([`MAX_QUEUED_PER_ROUTER`]);
 //! - the CPU time the workers spend on a router's parts is counted against
-//!   its share of them (all the workers, divided by the routers): a router
-//!   over its share has its parts failed unrun until it is back within it.
+//!   its share of them (all the workers, divided by the routers): while
+//!   other routers have parts waiting, a router over its share has its
+//!   parts failed unrun until it is back within it.
 //!
 //! Those failures count like any other, so the failure policy suspends a
 //! router that keeps costing more than its share; the other routers'
 //! parts, and the routers that answered on the reactor, are never held up
-//! or left out by it. A batch waits for a router at most its time budget
-//! in the queue, then at most its time budget running.
+//! or left out by it. A batch waits for a router's part at most that
+//! router's own backlog (bounded by its time budget), a free worker (the
+//! other routers' parts: each at most its own budget), and its run.
 //!
 //! Workers never take the GIL: they hold owned Rust data, push a finished
 //! job onto a queue, and wake the reactor by writing a byte to a socket it
@@ -213,16 +218,49 @@ struct Job {
 /// One router's queue, and its share of the workers.
 struct RouterQueue {
     parts: VecDeque<Queued>,
+    /// Its parts running on a worker now, and the most that may
+    /// (`max_instances`: more would wait for an instance on a worker).
+    running: usize,
+    max_running: usize,
+    /// The mean CPU time of its parts so far (an exponential average):
+    /// what each part ahead in its queue will cost it.
+    mean_cpu: Duration,
     share: WorkerShare,
+}
+
+impl RouterQueue {
+    fn new(max_running: usize, now: Instant) -> Self {
+        RouterQueue {
+            parts: VecDeque::new(),
+            running: 0,
+            max_running: max_running.max(1),
+            mean_cpu: Duration::ZERO,
+            share: WorkerShare::new(now),
+        }
+    }
+
+    /// The CPU time its queued and running parts will take, by its mean.
+    fn backlog(&self) -> Duration {
+        let parts = u32::try_from(self.parts.len() + self.running).unwrap_or(u32::MAX);
+        self.mean_cpu.saturating_mul(parts)
+    }
+
+    /// A part of it ran for `cpu`.
+    fn ran(&mut self, cpu: Duration) {
+        self.mean_cpu = if self.mean_cpu.is_zero() {
+            cpu
+        } else {
+            // 1/8 of the newest: a router that turns slow is seen within a
+            // few calls, and one slow call doesn't define it.
+            self.mean_cpu.mul_f64(0.875) + cpu.mul_f64(0.125)
+        };
+    }
 }
 
 /// A part waiting for a worker.
 struct Queued {
     job: u64,
     router: usize,
-    at: Instant,
-    /// Its router's time budget: the longest it may wait.
-    budget: Duration,
 }
 
 /// A router's share of the workers' CPU time: a token bucket refilled at
@@ -304,16 +342,43 @@ struct Core {
 }
 
 impl Table {
+    /// The next part to run, from the routers' queues in turn: a router
+    /// that already runs a part goes after the routers that don't, and one
+    /// at its `max_instances` waits. `None`: nothing can run now.
+    fn next_task(&mut self) -> Option<Task> {
+        loop {
+            let key = self.next_router()?;
+            if let Some(task) = self.next_of(key) {
+                return Some(task);
+            }
+        }
+    }
+
+    /// Takes the router whose part runs next out of the turn.
+    fn next_router(&mut self) -> Option<String> {
+        let runnable = |queues: &HashMap<String, RouterQueue>, key: &String, idle_only: bool| {
+            queues
+                .get(key)
+                .is_some_and(|q| q.running < q.max_running && (!idle_only || q.running == 0))
+        };
+        let at = (0..self.turn.len())
+            .find(|&i| runnable(&self.queues, &self.turn[i], true))
+            .or_else(|| {
+                (0..self.turn.len()).find(|&i| runnable(&self.queues, &self.turn[i], false))
+            })?;
+        self.turn.remove(at)
+    }
+
     /// The next part of router `key`'s queue as a task (the router goes
     /// back to the end of the turn if it has more); `None` if that part
     /// is no longer wanted.
     fn next_of(&mut self, key: String) -> Option<Task> {
+        let others_waiting = !self.turn.is_empty();
         let queue = self.queues.get_mut(&key)?;
         let part = queue.parts.pop_front()?;
         if !queue.parts.is_empty() {
             self.turn.push_back(key.clone());
         }
-        let now = Instant::now();
         let entry = self.jobs.get_mut(&part.job)?;
         entry.queued = entry.queued.saturating_sub(1);
         let work = entry.work.as_ref()?;
@@ -328,36 +393,23 @@ impl Table {
         let routers = work.routers().len();
         let rate = WorkerShare::rate(routers);
         entry.running += 1;
-        let waited = now.saturating_duration_since(part.at);
-        if waited > part.budget {
-            return Some(Task::Fail {
-                job: part.job,
-                router: part.router,
-                input,
-                message: format!(
-                    "not run: it waited {} for the module's worker threads, longer than its \
-                     {} time budget, behind its own earlier calls",
-                    millis(waited),
-                    humantime::format_duration(part.budget)
-                ),
-            });
-        }
-        let over_share = self
-            .queues
-            .get_mut(&key)
-            .is_some_and(|queue| queue.share.over(rate, now));
-        if over_share {
+        // The share holds back a router only while another needs the
+        // workers: idle workers serve whoever has work.
+        let queue = self.queues.get_mut(&key)?;
+        if others_waiting && queue.share.over(rate, Instant::now()) {
             return Some(Task::Fail {
                 job: part.job,
                 router: part.router,
                 input,
                 message: format!(
                     "not run: its calls used more than its share of the module's worker \
-                     threads ({} ms of CPU per second, with {routers} router(s))",
+                     threads ({} ms of CPU per second, with {routers} router(s)) while other \
+                     routers waited",
                     (rate * 1000.0).round()
                 ),
             });
         }
+        queue.running += 1;
         Some(Task::Run {
             job: part.job,
             router: part.router,
@@ -469,41 +521,41 @@ impl JobTable {
                 let queue = table
                     .queues
                     .entry(info.name.clone())
-                    .or_insert_with(|| RouterQueue {
-                        parts: VecDeque::new(),
-                        share: WorkerShare::new(now),
-                    });
-                if queue.parts.len() >= MAX_QUEUED_PER_ROUTER {
+                    .or_insert_with(|| RouterQueue::new(info.limits.max_instances, now));
+                queue.max_running = info.limits.max_instances.max(1);
+                let refusal = if queue.parts.len() >= MAX_QUEUED_PER_ROUTER {
+                    Some(format!(
+                        "not run: {MAX_QUEUED_PER_ROUTER} calls of this router are already \
+                         waiting for the module's worker threads"
+                    ))
+                } else if queue.backlog() > info.limits.timeout {
+                    Some(format!(
+                        "not run: its calls ahead of it would take about {} ms of the module's \
+                         worker threads, more than its {} time budget",
+                        queue.backlog().as_millis(),
+                        humantime::format_duration(info.limits.timeout)
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
                     if let Some(work) = entry.work.as_ref() {
-                        full.push((router, work.input()));
+                        full.push((router, work.input(), message));
                     }
                     continue;
                 }
                 if queue.parts.is_empty() {
                     table.turn.push_back(info.name.clone());
                 }
-                queue.parts.push_back(Queued {
-                    job,
-                    router,
-                    at: now,
-                    budget: info.limits.timeout,
-                });
+                queue.parts.push_back(Queued { job, router });
                 entry.queued += 1;
             }
             entry.running += full.len();
         }
         self.core.queued.notify_all();
         let waker = self.waker();
-        for (router, input) in full {
-            let (part, events) = collecting_events(|| {
-                input.fail(
-                    router,
-                    format!(
-                        "not run: {MAX_QUEUED_PER_ROUTER} calls of this router are already \
-                         waiting for the module's worker threads"
-                    ),
-                )
-            });
+        for (router, input, message) in full {
+            let (part, events) = collecting_events(|| input.fail(router, message));
             self.core
                 .part_done(job, router, part, events, waker.as_deref());
         }
@@ -517,6 +569,10 @@ impl JobTable {
             let mut table = self.core.lock();
             if let Some(entry) = table.jobs.get_mut(&job) {
                 entry.cancelled = true;
+                if entry.queued == 0 && entry.running == 0 {
+                    // Not submitted, or every part done: nothing will end it.
+                    table.jobs.remove(&job);
+                }
             }
         }
         lock(&self.for_answer).remove(&job);
@@ -713,8 +769,12 @@ impl Core {
                     {
                         let mut table = self.lock();
                         if let Some(queue) = table.queues.get_mut(&key) {
+                            queue.running = queue.running.saturating_sub(1);
+                            queue.ran(used);
                             queue.share.charge(rate, used, Instant::now());
                         }
+                        // This router may run again, on the other worker.
+                        self.queued.notify_one();
                     }
                     match ran {
                         Ok((part, events)) => {
@@ -741,14 +801,11 @@ impl Core {
     fn next_task(&self) -> Option<Task> {
         let mut guard = self.lock();
         loop {
-            let table = &mut *guard;
-            if table.closed {
+            if guard.closed {
                 return None;
             }
-            while let Some(key) = table.turn.pop_front() {
-                if let Some(task) = table.next_of(key) {
-                    return Some(task);
-                }
+            if let Some(task) = guard.next_task() {
+                return Some(task);
             }
             guard = self
                 .queued
@@ -777,10 +834,11 @@ impl Core {
             if let Some(work) = entry.work.as_mut() {
                 work.complete(router, part);
             }
+            // Parts still queued for it that are no longer wanted (their
+            // job is gone, or a router before them answered "all users")
+            // are skipped when a worker reaches them.
             let finished = entry.running == 0
-                && (entry.cancelled
-                    || entry.queued == 0
-                        && entry.work.as_ref().is_some_and(|w| w.pending().is_empty()));
+                && (entry.cancelled || entry.work.as_ref().is_some_and(|w| w.pending().is_empty()));
             if finished {
                 table.jobs.remove(&job)
             } else {
@@ -835,10 +893,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn no_job(job: u64) -> PyErr {
     PyRuntimeError::new_err(format!("no job {job} waiting"))
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{} ms", duration.as_millis())
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

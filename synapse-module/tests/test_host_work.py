@@ -116,6 +116,18 @@ def test_an_answer_within_the_routers_bound_costs_the_reactor_little() -> None:
     assert beside - alone <= 0.002, (alone, beside)
 
 
+def test_answers_costly_to_hand_on_cost_the_reactor_at_most_2_ms_per_call_on_average() -> None:
+    """~140 users, each routed a different half of a 200-state batch: valid
+    under the answer bound, finished off the reactor (too many entries for
+    a slice), and each set as costly to build from the whole batch's set as
+    from nothing. Handing an answer on is paid for from the router's
+    credit, earned per call: after its burst it is refused."""
+    batch = [state(f"@u{i}:x") for i in range(200)]
+    alone = mean_reactor_cpu([example()], batch, calls=80)
+    beside = mean_reactor_cpu([example(), costly("half-routes", n=136)], batch, calls=80)
+    assert beside - alone <= 0.002, (alone, beside)
+
+
 def test_a_router_slow_to_answer_never_delays_or_drops_another_and_is_suspended() -> None:
     """300,000 routes aliasing one user and one index: a few dozen fuel, but
     tens of milliseconds of lifting on a worker each call, valid (its
@@ -141,6 +153,52 @@ def test_a_router_slow_to_answer_never_delays_or_drops_another_and_is_suspended(
     assert states["calls"] == 120 and sum(n for _, n in states["failures"]) == 0, states
     # Nothing is left waiting.
     assert reactor.native.pending_jobs() == 0
+
+
+def test_a_slow_router_never_makes_another_fail_for_the_workers_it_holds() -> None:
+    """Batches over 200 states go to the worker threads for every router:
+    a spinner's parts (its whole fuel each) hold a worker for as long as
+    they run, yet the example router's parts are never failed for waiting,
+    and one worker is always left for them."""
+    router, _ = load([{"name": "spin", "component": guest("hostile_spin")}, example()])
+    reactor = Reactor(router)
+    batches = [[state(f"@u{i}_{j}:x") for j in range(201)] for i in range(8)]
+    answers = reactor.route_many(batches)
+    for i, routes in enumerate(answers):
+        assert routes.get("@w:x") == set(batches[i]), (i, sorted(routes))
+    states = reactor.stats("example")["get_users_for_states"]
+    assert sum(n for _, n in states["failures"]) == 0, states
+
+
+def test_an_interest_call_whose_first_pending_router_answers_all_users_is_answered() -> None:
+    """Two routers with no warm instance (both trapped on the call before):
+    both parts go to the workers; the first answers "all users", which
+    makes the second's part unneeded while it may still be queued."""
+    # One instance each: a trap leaves none warm.
+    scripted = {"component": guest("scripted"), "limits": {"max_instances": 1}}
+    router, _ = load([{**scripted, "name": "first",
+                       "config": {"interested": {"@w:test": "all"}}},
+                      {**scripted, "name": "second", "config": {}}])
+    native = router._routers
+    fd = native.offload_fileno()
+    for round in range(20):
+        # Both trap (the scripted router's `panic` command): no warm
+        # instance is left for the call after.
+        trapped = native.route_interest("@panic:test")
+        if isinstance(trapped, _native.Pending):
+            native.submit(trapped.job)
+            select.select([fd], [], [], 30)
+            native.take_finished()
+        pending = native.route_interest("@w:test")
+        assert isinstance(pending, _native.Pending), round
+        native.submit(pending.job)
+        answers: List[Any] = []
+        while not answers:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"round {round}: the job was never answered"
+            answers = [a for job, a in native.take_finished() if job == pending.job]
+        assert answers[0].all_users, round
+    assert native.pending_jobs() == 0
 
 
 def test_log_lines_are_held_to_64_kib_a_second_per_router_once_escaped(

@@ -184,7 +184,15 @@ def test_all_users_entries_cost_each_batch_nothing_however_many_users_sync() -> 
             assert interested_users(api, f"@w{i}:test") == PRESENCE_ALL_USERS
     with request("a presence batch"):
         assert users_for_states(api, [state("@a:test")]) == {}
+    # One request asking for one user after another (Synapse's application
+    # service path), routing right after each: every one has its entry.
+    with request("appservice presence"):
+        for i in range(300):
+            assert interested_users(api, f"@w{i}:test") == PRESENCE_ALL_USERS
+            assert f"@w{i}:test" in users_for_states(api, [state("@a:test")])
     # The requests remembered are bounded, and each request's users.
+    assert all(len(users) <= router.ALL_USERS_PER_REQUEST
+               for users in router._all_users_by_request.values())
     router.ALL_USERS_REQUESTS = 2
     for i in range(5):
         with request(f"sync {i}"):

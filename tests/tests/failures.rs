@@ -371,3 +371,56 @@ async fn a_panic_after_the_log_is_full_is_still_quoted() {
         routed.failures[0].message
     );
 }
+
+#[tokio::test]
+async fn answers_costly_to_hand_on_are_paid_from_a_credit_earned_per_call() {
+    // 136 users, each a different half of a 200-state batch: within the
+    // answer bound (13,736 of 13,824 entries), but 13,736 units of the
+    // embedder's work to hand on (the half each set names), against 1,088
+    // per call saved up over at most 64 calls.
+    let (routers, _) = load_ok(
+        r#"
+routers:
+  - name: costly
+    component: $HOSTILE_COSTLY
+    config: {mode: half-routes, n: 136}
+    failure_policy: {suspend_after: 0}
+  - name: example
+    component: $EXAMPLE_ROUTER
+    config: {always_send_to_users: ["@w:x"]}
+"#,
+    )
+    .await;
+    let states: Vec<_> = (0..200)
+        .map(|i| {
+            presence_router_runtime::UserPresenceState::new(format!("@s{i}:x"), Presence::Online)
+        })
+        .collect();
+    let mut answered = 0;
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let routed = routers.get_users_for_states(&states).await;
+        assert_eq!(
+            routed.answer["@w:x"].len(),
+            200,
+            "the example router always answers"
+        );
+        match routed.failures.as_slice() {
+            [] => answered += 1,
+            [failure] => refused.push(failure.clone()),
+            more => panic!("{more:?}"),
+        }
+    }
+    // 64 × 1,088 = 69,632 saved up at first, 1,088 more per call: five
+    // calls' worth (13,736 each), then one call in about thirteen.
+    assert_eq!(answered, 6, "{refused:?}");
+    assert_eq!(refused.len(), 14);
+    assert_eq!(refused[0].kind, FailureKind::InvalidAnswer);
+    assert!(
+        refused[0]
+            .message
+            .starts_with("handing the answer on would take 13736 units of the host's work"),
+        "{}",
+        refused[0].message
+    );
+}

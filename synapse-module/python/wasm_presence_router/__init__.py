@@ -120,9 +120,11 @@ class WasmPresenceRouter:
     # entry is added to the answers of that request alone (its logging
     # context), not to every batch: its cost is one entry for the request
     # that needs it. At most ALL_USERS_REQUESTS requests are remembered,
-    # each with at most ALL_USERS_PER_REQUEST users.
+    # each with its ALL_USERS_PER_REQUEST latest users (Synapse's
+    # application-service path asks for one user after another in one
+    # context, routing right after each).
     ALL_USERS_REQUESTS = 4096
-    ALL_USERS_PER_REQUEST = 16
+    ALL_USERS_PER_REQUEST = 64
 
     def __init__(self, config: WasmPresenceRouterConfig,
                  api: Optional[ModuleApi] = None, *,
@@ -150,8 +152,8 @@ class WasmPresenceRouter:
             logger.warning("warming up: %s", failure)
         _log_events(self._routers)
         # request (logging context) -> the users answered "all users" in
-        # it, oldest request first.
-        self._all_users_by_request: "OrderedDict[Any, Set[str]]" = OrderedDict()
+        # it (latest last), oldest request first.
+        self._all_users_by_request: "OrderedDict[Any, OrderedDict[str, None]]" = OrderedDict()
         # Finishes the calls the reactor's slices left unfinished.
         self._jobs = ReactorJobs(module_api, self._routers)
         # Synapse lets only a presence writer call
@@ -269,13 +271,15 @@ class WasmPresenceRouter:
         request = _current_request()
         receivers = by_request.get(request)
         if receivers is None:
-            receivers = by_request[request] = set()
+            receivers = by_request[request] = OrderedDict()
             while len(by_request) > self.ALL_USERS_REQUESTS:
                 by_request.popitem(last=False)
         else:
             by_request.move_to_end(request)
-        if len(receivers) < self.ALL_USERS_PER_REQUEST:
-            receivers.add(user_id)
+        receivers[user_id] = None
+        receivers.move_to_end(user_id)
+        while len(receivers) > self.ALL_USERS_PER_REQUEST:
+            receivers.popitem(last=False)
 
     def _send_presence_later(self, users: List[str]) -> None:
         """Acts on the routers' `send-local-online-presence-to`, on the

@@ -7,6 +7,9 @@
 //! - `distinct-routes`: `get-users-for-states` answers N routes, to
 //!   `@u<i>:x`, each with every index of the batch but one (`i` modulo the
 //!   batch): N distinct sets of states to build;
+//! - `half-routes`: N routes, to `@u<i>:x`, each with half of the batch,
+//!   a window starting at `i`: N distinct sets, each as costly to build
+//!   from the whole batch's set as from nothing;
 //! - `control-logs`: every call logs K lines at error, each 1 KiB of
 //!   control characters (six times as long once escaped);
 //! - `sends`: every call asks presence to be sent to N distinct users,
@@ -78,6 +81,15 @@ impl Guest for CostlyRouter {
                     .map(|i| Route {
                         user_id: format!("@u{i}:x"),
                         states: (0..len).filter(|&s| len < 2 || s != i % len).collect(),
+                    })
+                    .collect()
+            }
+            "half-routes" => {
+                let len = states.len() as u32;
+                (0..config.n)
+                    .map(|i| Route {
+                        user_id: format!("@u{i}:x"),
+                        states: (0..len).filter(|&s| (s + i) % len.max(1) < len / 2).collect(),
                     })
                     .collect()
             }
