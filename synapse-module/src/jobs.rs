@@ -16,9 +16,9 @@
 //!   parts' mean CPU time), or its queue is full
 //!   ([`MAX_QUEUED_PER_ROUTER`]);
 //! - the CPU time the workers spend on a router's parts is counted against
-//!   its share of them (all the workers, divided by the routers): while
-//!   other routers have parts waiting, a router over its share has its
-//!   parts failed unrun until it is back within it.
+//!   its share of them (all the workers, divided by the routers): a router
+//!   over its share has its parts failed unrun until it is well back within
+//!   it.
 //!
 //! Those failures count like any other, so the failure policy suspends a
 //! router that keeps costing more than its share; the other routers'
@@ -265,11 +265,14 @@ struct Queued {
 
 /// A router's share of the workers' CPU time: a token bucket refilled at
 /// `WORKERS / routers` seconds per second, holding one second's worth.
-/// A part's CPU time is charged when it ends; a router whose bucket is
-/// empty has its parts failed unrun until it refills.
+/// A part's CPU time is charged when it ends. A router whose bucket runs
+/// dry is over its share: its parts fail unrun until the bucket is half
+/// full again, so that a router that keeps costing more than its share
+/// fails calls in a row, and the failure policy suspends it.
 struct WorkerShare {
     tokens: f64,
     at: Instant,
+    over: bool,
 }
 
 impl WorkerShare {
@@ -277,6 +280,7 @@ impl WorkerShare {
         WorkerShare {
             tokens: f64::NAN,
             at: now,
+            over: false,
         }
     }
 
@@ -296,7 +300,12 @@ impl WorkerShare {
 
     fn over(&mut self, rate: f64, now: Instant) -> bool {
         self.refill(rate, now);
-        self.tokens < 0.0
+        if self.over {
+            self.over = self.tokens < rate / 2.0;
+        } else {
+            self.over = self.tokens < 0.0;
+        }
+        self.over
     }
 
     fn charge(&mut self, rate: f64, cpu: Duration, now: Instant) {
@@ -373,7 +382,6 @@ impl Table {
     /// back to the end of the turn if it has more); `None` if that part
     /// is no longer wanted.
     fn next_of(&mut self, key: String) -> Option<Task> {
-        let others_waiting = !self.turn.is_empty();
         let queue = self.queues.get_mut(&key)?;
         let part = queue.parts.pop_front()?;
         if !queue.parts.is_empty() {
@@ -393,18 +401,18 @@ impl Table {
         let routers = work.routers().len();
         let rate = WorkerShare::rate(routers);
         entry.running += 1;
-        // The share holds back a router only while another needs the
-        // workers: idle workers serve whoever has work.
+        // The share holds whether or not the other routers use theirs: a
+        // router that needs more than its share of the workers all the
+        // time is failing, not busy.
         let queue = self.queues.get_mut(&key)?;
-        if others_waiting && queue.share.over(rate, Instant::now()) {
+        if queue.share.over(rate, Instant::now()) {
             return Some(Task::Fail {
                 job: part.job,
                 router: part.router,
                 input,
                 message: format!(
                     "not run: its calls used more than its share of the module's worker \
-                     threads ({} ms of CPU per second, with {routers} router(s)) while other \
-                     routers waited",
+                     threads ({} ms of CPU per second, with {routers} router(s))",
                     (rate * 1000.0).round()
                 ),
             });
