@@ -89,7 +89,9 @@ impl Guest for CostlyRouter {
                 (0..config.n)
                     .map(|i| Route {
                         user_id: format!("@u{i}:x"),
-                        states: (0..len).filter(|&s| (s + i) % len.max(1) < len / 2).collect(),
+                        states: (0..len)
+                            .filter(|&s| (s + i) % len.max(1) < len / 2)
+                            .collect(),
                     })
                     .collect()
             }
@@ -100,7 +102,9 @@ impl Guest for CostlyRouter {
     fn get_interested_users(_user_id: String) -> InterestedUsers {
         effects();
         with_config(|config| match config.mode.as_str() {
-            "interest" => InterestedUsers::Users((0..config.n).map(|i| format!("@i{i}:x")).collect()),
+            "interest" => {
+                InterestedUsers::Users((0..config.n).map(|i| format!("@i{i}:x")).collect())
+            }
             _ => InterestedUsers::Users(Vec::new()),
         })
     }
