@@ -43,6 +43,10 @@ pub(crate) struct RouterAnswer<T> {
     pub stats: CallStats,
 }
 
+/// Up to this many entries, an answer's hand-on cost is taken to be its
+/// entries (an upper bound, and the common answer is far smaller).
+const EXACT_HAND_ON_COST_FROM: u64 = 256;
+
 /// How many entries an answer has, against `limits.max_answer_entries`,
 /// and what handing it on costs the embedder.
 pub(crate) trait AnswerEntries {
@@ -52,8 +56,9 @@ pub(crate) trait AnswerEntries {
     /// collection of states per distinct list of indices, a list of most
     /// of the batch as the whole batch's less what it leaves out (as the
     /// Synapse module builds Python sets, hashing each state it adds or
-    /// removes): a unit per route, and per distinct list the fewer of the
-    /// states it names and those it leaves out, of `batch` states.
+    /// removes): a unit per user, and per distinct set of states (a user's
+    /// routes merged) the fewer of those it names and those it leaves out,
+    /// of `batch` states.
     fn hand_on_cost(&self, batch: usize) -> u64;
 }
 
@@ -63,9 +68,27 @@ impl AnswerEntries for CheckedRoutes {
     }
 
     fn hand_on_cost(&self, batch: usize) -> u64 {
-        let mut lists = std::collections::HashSet::with_capacity(self.len().min(1024));
-        let mut cost = self.len() as u64;
-        for (_, indices) in self {
+        let entries = self.answer_entries() as u64;
+        if entries <= EXACT_HAND_ON_COST_FROM {
+            // A small answer costs at most its entries: no need to look
+            // closer.
+            return entries;
+        }
+        // The answer as the embedder gets it: each user's states once,
+        // sorted (a router's routes to one user are merged, its repeated
+        // indices are one), then each distinct set costs once.
+        let mut per_user: std::collections::BTreeMap<&str, Vec<u32>> =
+            std::collections::BTreeMap::new();
+        for (user, indices) in self {
+            per_user.entry(user).or_default().extend(indices);
+        }
+        let mut lists = std::collections::HashSet::with_capacity(per_user.len().min(4096));
+        let mut cost = per_user.len() as u64;
+        for indices in per_user.values_mut() {
+            indices.sort_unstable();
+            indices.dedup();
+        }
+        for indices in per_user.values() {
             if lists.insert(indices.as_slice()) {
                 let named = indices.len().min(batch);
                 cost += named.min(batch - named) as u64;
@@ -481,10 +504,19 @@ impl Router {
             }
         };
         // What handing the answer on will cost the embedder is the
-        // router's too: at most its credit, earned per call.
-        let cost = answer.hand_on_cost(batch);
-        let spent = self.lock_budgets().hand_on.spend(cost);
-        if let Err(available) = spent {
+        // router's too: at most its credit, earned per batch routed (an
+        // interest call, whose rate a user controls, earns none).
+        let spent = match callback {
+            Callback::GetUsersForStates => {
+                let cost = answer.hand_on_cost(batch);
+                self.lock_budgets()
+                    .hand_on
+                    .spend(cost)
+                    .map_err(|left| (cost, left))
+            }
+            Callback::GetInterestedUsers => Ok(()),
+        };
+        if let Err((cost, available)) = spent {
             self.metrics.call(
                 callback,
                 usage.elapsed,
@@ -492,7 +524,7 @@ impl Router {
             );
             let failure = Failure::invalid_answer(format!(
                 "handing the answer on would take {cost} units of the host's work (one per \
-                 route, and per distinct set of states the fewer of those it names and those it \
+                 user, and per distinct set of states the fewer of those it names and those it \
                  leaves out), more than the {available} this router has saved up: {} per call \
                  on average (1024 + limits.answer_entries_per_state), at most {} calls' worth",
                 self.info.limits.answer_entries_for_batch(1),
@@ -757,5 +789,52 @@ fn fresh_instance_failure(error: InstanceError) -> Failure {
             instance_lost: true,
             slice_used_up: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(list: &[(&str, Vec<u32>)]) -> CheckedRoutes {
+        list.iter()
+            .map(|(user, indices)| (user.to_string(), indices.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_hand_on_cost_is_that_of_the_answer_the_embedder_gets() {
+        let half: Vec<u32> = (0..100).collect();
+        // Repeated indices are one state: a half listed twice is a half.
+        let twice: Vec<u32> = half.iter().chain(&half).copied().collect();
+        let users: Vec<(String, Vec<u32>)> = (0..10)
+            .map(|i| {
+                (
+                    format!("@u{i}:x"),
+                    twice.iter().map(|s| (s + i) % 200).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(users.hand_on_cost(200), 10 + 10 * 100);
+        // A user's routes are merged before the sets are built: one shared
+        // half plus one index each is a distinct set per user.
+        let mut split = Vec::new();
+        for i in 0..10u32 {
+            split.push((format!("@u{i}:x"), half.clone()));
+            split.push((format!("@u{i}:x"), vec![150 + i]));
+        }
+        assert_eq!(split.hand_on_cost(200), 10 + 10 * 99);
+        // The same set for everyone costs once; the whole batch is free.
+        let shared: CheckedRoutes = (0..300)
+            .map(|i| (format!("@u{i}:x"), half.clone()))
+            .collect();
+        assert_eq!(shared.hand_on_cost(200), 300 + 100);
+        let all: Vec<u32> = (0..200).collect();
+        let everyone = routes(&[("@a:x", all.clone()), ("@b:x", all)]);
+        assert_eq!(everyone.hand_on_cost(200), 2);
+        // A small answer is taken at its entries, an upper bound.
+        let small: Vec<u32> = (0..100).collect();
+        let few = routes(&[("@a:x", small.clone()), ("@b:x", small)]);
+        assert_eq!(few.hand_on_cost(100), 202);
     }
 }

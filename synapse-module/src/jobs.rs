@@ -66,6 +66,11 @@ const WORKERS: usize = 2;
 /// waits on at least one queued or running part.)
 pub(crate) const MAX_QUEUED_PER_ROUTER: usize = 32;
 
+/// The most parts of one router queued or running before any of its parts
+/// has run, so that its cost is known: a new (or reloaded) router's first
+/// burst waits for at most this many of its own parts.
+const UNKNOWN_COST_PARTS: usize = 8;
+
 /// A call as far as the reactor got, with what its parts need: owned data,
 /// and the version of the router set that began it (a reload meanwhile
 /// changes nothing for it).
@@ -222,21 +227,35 @@ struct RouterQueue {
     /// (`max_instances`: more would wait for an instance on a worker).
     running: usize,
     max_running: usize,
-    /// The mean CPU time of its parts so far (an exponential average):
-    /// what each part ahead in its queue will cost it.
+    /// What each part ahead in its queue will cost it: the CPU time of its
+    /// parts, rising at once with a costlier part and falling slowly (so
+    /// that cheap parts now and then can't hide costly ones). Unknown until
+    /// a part has run: until then at most [`UNKNOWN_COST_PARTS`] are
+    /// admitted.
     mean_cpu: Duration,
+    ran_any: bool,
+    /// Its time budget: its share's bucket holds at least that much.
+    budget: Duration,
     share: WorkerShare,
 }
 
 impl RouterQueue {
-    fn new(max_running: usize, now: Instant) -> Self {
+    fn new(max_running: usize, budget: Duration, now: Instant) -> Self {
         RouterQueue {
             parts: VecDeque::new(),
             running: 0,
             max_running: max_running.max(1),
             mean_cpu: Duration::ZERO,
+            ran_any: false,
+            budget,
             share: WorkerShare::new(now),
         }
+    }
+
+    /// Whether another part may be queued before any has run (its cost
+    /// unknown).
+    fn unknown_cost_full(&self) -> bool {
+        !self.ran_any && self.parts.len() + self.running >= UNKNOWN_COST_PARTS
     }
 
     /// The CPU time its queued and running parts will take, by its mean.
@@ -247,13 +266,14 @@ impl RouterQueue {
 
     /// A part of it ran for `cpu`.
     fn ran(&mut self, cpu: Duration) {
-        self.mean_cpu = if self.mean_cpu.is_zero() {
+        self.mean_cpu = if !self.ran_any || cpu >= self.mean_cpu {
             cpu
         } else {
-            // 1/8 of the newest: a router that turns slow is seen within a
-            // few calls, and one slow call doesn't define it.
-            self.mean_cpu.mul_f64(0.875) + cpu.mul_f64(0.125)
+            // Down by 1/16 of the difference a part: a router turns
+            // costly at once, cheap again over tens of parts.
+            self.mean_cpu.mul_f64(15.0 / 16.0) + cpu.mul_f64(1.0 / 16.0)
         };
+        self.ran_any = true;
     }
 }
 
@@ -264,7 +284,8 @@ struct Queued {
 }
 
 /// A router's share of the workers' CPU time: a token bucket refilled at
-/// `WORKERS / routers` seconds per second, holding one second's worth.
+/// `WORKERS / routers` seconds per second, holding one second's worth (or
+/// its time budget, if longer).
 /// A part's CPU time is charged when it ends. A router whose bucket runs
 /// dry is over its share: its parts fail unrun until the bucket is half
 /// full again, so that a router that keeps costing more than its share
@@ -289,27 +310,30 @@ impl WorkerShare {
         WORKERS as f64 / routers.max(1) as f64
     }
 
-    fn refill(&mut self, rate: f64, now: Instant) {
+    fn refill(&mut self, rate: f64, burst: f64, now: Instant) {
         if self.tokens.is_nan() {
-            self.tokens = rate;
+            self.tokens = burst;
         }
         let since = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + since * rate).min(rate);
+        self.tokens = (self.tokens + since * rate).min(burst);
         self.at = now;
     }
 
-    fn over(&mut self, rate: f64, now: Instant) -> bool {
-        self.refill(rate, now);
+    /// Whether the router is over its share; `burst` is what its bucket
+    /// holds (a second's worth, or its time budget if longer: one call
+    /// within its budget never puts it over).
+    fn over(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.refill(rate, burst, now);
         if self.over {
-            self.over = self.tokens < rate / 2.0;
+            self.over = self.tokens < burst / 2.0;
         } else {
             self.over = self.tokens < 0.0;
         }
         self.over
     }
 
-    fn charge(&mut self, rate: f64, cpu: Duration, now: Instant) {
-        self.refill(rate, now);
+    fn charge(&mut self, rate: f64, burst: f64, cpu: Duration, now: Instant) {
+        self.refill(rate, burst, now);
         self.tokens -= cpu.as_secs_f64();
     }
 }
@@ -405,7 +429,8 @@ impl Table {
         // router that needs more than its share of the workers all the
         // time is failing, not busy.
         let queue = self.queues.get_mut(&key)?;
-        if queue.share.over(rate, Instant::now()) {
+        let burst = rate.max(queue.budget.as_secs_f64());
+        if queue.share.over(rate, burst, Instant::now()) {
             return Some(Task::Fail {
                 job: part.job,
                 router: part.router,
@@ -526,15 +551,20 @@ impl JobTable {
                 let Some(info) = routers.routers().nth(router) else {
                     continue;
                 };
-                let queue = table
-                    .queues
-                    .entry(info.name.clone())
-                    .or_insert_with(|| RouterQueue::new(info.limits.max_instances, now));
+                let queue = table.queues.entry(info.name.clone()).or_insert_with(|| {
+                    RouterQueue::new(info.limits.max_instances, info.limits.timeout, now)
+                });
                 queue.max_running = info.limits.max_instances.max(1);
+                queue.budget = info.limits.timeout;
                 let refusal = if queue.parts.len() >= MAX_QUEUED_PER_ROUTER {
                     Some(format!(
                         "not run: {MAX_QUEUED_PER_ROUTER} calls of this router are already \
                          waiting for the module's worker threads"
+                    ))
+                } else if queue.unknown_cost_full() {
+                    Some(format!(
+                        "not run: {UNKNOWN_COST_PARTS} calls of this router are already \
+                         waiting for the module's worker threads, and none has run yet"
                     ))
                 } else if queue.backlog() > info.limits.timeout {
                     Some(format!(
@@ -779,7 +809,8 @@ impl Core {
                         if let Some(queue) = table.queues.get_mut(&key) {
                             queue.running = queue.running.saturating_sub(1);
                             queue.ran(used);
-                            queue.share.charge(rate, used, Instant::now());
+                            let burst = rate.max(queue.budget.as_secs_f64());
+                            queue.share.charge(rate, burst, used, Instant::now());
                         }
                         // This router may run again, on the other worker.
                         self.queued.notify_one();
