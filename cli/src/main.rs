@@ -169,9 +169,14 @@ impl ModuleApi for CliModuleApi {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Logs go to stderr: stdout carries the JSON Lines answers.
+    // Logs go to stderr: stdout carries the JSON Lines answers. Coloured
+    // only on a terminal, and never with NO_COLOR set (no-color.org): a
+    // file or a pipe gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

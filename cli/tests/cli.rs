@@ -232,12 +232,14 @@ routers:
         message.contains("scripted panic for @panic:test"),
         "{message}"
     );
-    // The skipped router is in the operator's log too.
+    // The skipped router is in the operator's log too, without colours:
+    // stderr is not a terminal here (`route 2>file` gets plain text).
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("router skipped") && stderr.contains("scripted"),
         "{stderr}"
     );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
 
 #[test]
