@@ -1,4 +1,4 @@
-//! Adversaries of issue 11: guests that attack what the limits of
+//! Adversaries: guests that attack what the limits of
 //! SECURITY.md did not cover. Each test states the contract it holds the
 //! runtime to.
 //!

@@ -1,7 +1,7 @@
 //! 10,000 calls to each hostile guest: every call has the same outcome (a
 //! fresh instance after each trap), and the host's memory does not grow
 //! after warm-up. Then the guests that try to make the host hold more than
-//! their limits (issue 11): the host's peak memory stays within a router's
+//! their limits: the host's peak memory stays within a router's
 //! memory limit plus a margin, and its resident memory flat. The tests of
 //! this binary take turns ([`measuring`]), so that none measures another's
 //! memory.
