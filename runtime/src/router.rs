@@ -58,8 +58,8 @@ pub(crate) trait AnswerEntries {
     /// Synapse module builds Python sets, hashing each state it adds or
     /// removes): a unit per user, and per distinct set of states (a user's
     /// routes merged) the fewer of those it names and those it leaves out,
-    /// of `batch` states.
-    fn hand_on_cost(&self, batch: usize) -> u64;
+    /// of `batch` states. `entries` is [`AnswerEntries::answer_entries`].
+    fn hand_on_cost(&self, batch: usize, entries: usize) -> u64;
 }
 
 impl AnswerEntries for CheckedRoutes {
@@ -67,8 +67,8 @@ impl AnswerEntries for CheckedRoutes {
         self.iter().map(|(_, indices)| 1 + indices.len()).sum()
     }
 
-    fn hand_on_cost(&self, batch: usize) -> u64 {
-        let entries = self.answer_entries() as u64;
+    fn hand_on_cost(&self, batch: usize, entries: usize) -> u64 {
+        let entries = entries as u64;
         if entries <= EXACT_HAND_ON_COST_FROM {
             // A small answer costs at most its entries: no need to look
             // closer.
@@ -105,7 +105,7 @@ impl AnswerEntries for CheckedInterest {
 
     /// Users are bounded by the call's answer entries: strings, hashed
     /// without calling back into the embedder's code.
-    fn hand_on_cost(&self, _batch: usize) -> u64 {
+    fn hand_on_cost(&self, _batch: usize, _entries: usize) -> u64 {
         0
     }
 }
@@ -503,12 +503,13 @@ impl Router {
                 return Ok(Err(self.failure(lease.admission, failure)));
             }
         };
+        let answer_entries = answer.answer_entries();
         // What handing the answer on will cost the embedder is the
         // router's too: at most its credit, earned per batch routed (an
         // interest call, whose rate a user controls, earns none).
         let spent = match callback {
             Callback::GetUsersForStates => {
-                let cost = answer.hand_on_cost(batch);
+                let cost = answer.hand_on_cost(batch, answer_entries);
                 self.lock_budgets()
                     .hand_on
                     .spend(cost)
@@ -532,7 +533,6 @@ impl Router {
             ));
             return Ok(Err(self.failure(lease.admission, failure)));
         }
-        let answer_entries = answer.answer_entries();
         self.metrics.call(
             callback,
             usage.elapsed,
@@ -815,7 +815,10 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(users.hand_on_cost(200), 10 + 10 * 100);
+        assert_eq!(
+            users.hand_on_cost(200, users.answer_entries()),
+            10 + 10 * 100
+        );
         // A user's routes are merged before the sets are built: one shared
         // half plus one index each is a distinct set per user.
         let mut split = Vec::new();
@@ -823,18 +826,21 @@ mod tests {
             split.push((format!("@u{i}:x"), half.clone()));
             split.push((format!("@u{i}:x"), vec![150 + i]));
         }
-        assert_eq!(split.hand_on_cost(200), 10 + 10 * 99);
+        assert_eq!(
+            split.hand_on_cost(200, split.answer_entries()),
+            10 + 10 * 99
+        );
         // The same set for everyone costs once; the whole batch is free.
         let shared: CheckedRoutes = (0..300)
             .map(|i| (format!("@u{i}:x"), half.clone()))
             .collect();
-        assert_eq!(shared.hand_on_cost(200), 300 + 100);
+        assert_eq!(shared.hand_on_cost(200, shared.answer_entries()), 300 + 100);
         let all: Vec<u32> = (0..200).collect();
         let everyone = routes(&[("@a:x", all.clone()), ("@b:x", all)]);
-        assert_eq!(everyone.hand_on_cost(200), 2);
+        assert_eq!(everyone.hand_on_cost(200, everyone.answer_entries()), 2);
         // A small answer is taken at its entries, an upper bound.
         let small: Vec<u32> = (0..100).collect();
         let few = routes(&[("@a:x", small.clone()), ("@b:x", small)]);
-        assert_eq!(few.hand_on_cost(100), 202);
+        assert_eq!(few.hand_on_cost(100, few.answer_entries()), 202);
     }
 }

@@ -406,7 +406,7 @@ impl RouterSet {
                 }
             });
         }
-        if done.pending(self.routers.len()).is_empty() {
+        if !done.has_pending(self.routers.len()) {
             Ok(self.merge_routes(done))
         } else {
             Err(done)
@@ -566,7 +566,7 @@ impl RouterSet {
                 }
             });
         }
-        if done.pending(self.routers.len()).is_empty() {
+        if !done.has_pending(self.routers.len()) {
             Ok(self.merge_interest(done))
         } else {
             Err(done)

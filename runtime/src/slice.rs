@@ -127,9 +127,17 @@ impl<T> Unfinished<T> {
 
     /// The routers (by position in a set of `routers`) still to be run.
     pub fn pending(&self, routers: usize) -> Vec<usize> {
-        (0..routers)
-            .filter(|&i| matches!(self.parts.get(i), None | Some(Part::Pending)))
-            .collect()
+        (0..routers).filter(|&i| self.is_pending(i)).collect()
+    }
+
+    /// Whether router `router` is still to be run.
+    pub fn is_pending(&self, router: usize) -> bool {
+        matches!(self.parts.get(router), None | Some(Part::Pending))
+    }
+
+    /// Whether any router of a set of `routers` is still to be run.
+    pub fn has_pending(&self, routers: usize) -> bool {
+        (0..routers).any(|i| self.is_pending(i))
     }
 
     /// Hands in the part of router `router`, made on its own. A part for a

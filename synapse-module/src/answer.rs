@@ -137,10 +137,13 @@ fn routes_to_py<'py>(
     from_batch: &[usize],
 ) -> PyResult<Bound<'py, PyDict>> {
     let routes = PyDict::new(py);
-    let batch: Vec<&Bound<'py, PyAny>> = from_batch
-        .iter()
-        .filter_map(|&position| objects.get(position))
-        .collect();
+    // The routers' state `i` is Synapse's object `from_batch[i]`.
+    let batch_len = from_batch.len();
+    let state = |i: usize| {
+        from_batch
+            .get(i)
+            .and_then(|&position| objects.get(position))
+    };
     let mut whole_batch: Option<Bound<'py, PySet>> = None;
     let mut distinct_states = false;
     let mut sets: HashMap<Vec<u32>, Bound<'py, PySet>> = HashMap::new();
@@ -148,25 +151,24 @@ fn routes_to_py<'py>(
         let set = match sets.get(&indices) {
             Some(set) => set.clone(),
             None => {
-                let from_whole =
-                    batch.len() >= FROM_WHOLE_BATCH_AT && indices.len() * 2 > batch.len();
+                let from_whole = batch_len >= FROM_WHOLE_BATCH_AT && indices.len() * 2 > batch_len;
                 if from_whole && whole_batch.is_none() {
-                    let whole = PySet::new(py, batch.iter().copied())?;
+                    let whole = PySet::new(py, (0..batch_len).filter_map(state))?;
                     // States equal to one another (never two of one user
                     // in Synapse's batches) would be one member: left
                     // out by value, a routed one could go with it.
-                    distinct_states = whole.len() == batch.len();
+                    distinct_states = whole.len() == batch_len;
                     whole_batch = Some(whole);
                 }
                 let set = if let (true, Some(whole)) = (distinct_states && from_whole, &whole_batch)
                 {
                     // The runtime sorted and de-duplicated the indices, and
                     // checked each against the batch.
-                    let mut left_out = Vec::with_capacity(batch.len() - indices.len());
+                    let mut left_out = Vec::with_capacity(batch_len.saturating_sub(indices.len()));
                     let mut routed = indices.iter().peekable();
-                    for (i, state) in batch.iter().enumerate() {
+                    for i in 0..batch_len {
                         if routed.next_if(|&&index| index as usize == i).is_none() {
-                            left_out.push(*state);
+                            left_out.extend(state(i));
                         }
                     }
                     whole
@@ -175,9 +177,8 @@ fn routes_to_py<'py>(
                 } else {
                     let set = PySet::empty(py)?;
                     for &index in &indices {
-                        if let Some(state) = usize::try_from(index).ok().and_then(|i| batch.get(i))
-                        {
-                            set.add(*state)?;
+                        if let Some(state) = usize::try_from(index).ok().and_then(state) {
+                            set.add(state)?;
                         }
                     }
                     set

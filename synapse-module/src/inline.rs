@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use presence_router_runtime::{Callback, RouterSet};
@@ -117,13 +117,27 @@ impl RouterPolicies {
 #[derive(Default)]
 pub(crate) struct InlinePolicies {
     by_name: Mutex<HashMap<String, Arc<RouterPolicies>>>,
+    /// The policies of the version of the set last asked about, in its
+    /// order: every call asks, and the version changes only on a reload.
+    /// The `Weak` holds the version's allocation, so its address is never
+    /// another version's.
+    last: Mutex<Option<(Weak<RouterSet>, SetPolicies)>>,
 }
+
+/// The policies of each router of one version of the set, in order.
+pub(crate) type SetPolicies = Arc<[Arc<RouterPolicies>]>;
 
 impl InlinePolicies {
     /// The policies of each router of `routers`, in order.
-    pub(crate) fn for_set(&self, routers: &RouterSet) -> Vec<Arc<RouterPolicies>> {
+    pub(crate) fn for_set(&self, routers: &Arc<RouterSet>) -> SetPolicies {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((version, policies)) = last.as_ref()
+            && std::ptr::eq(version.as_ptr(), Arc::as_ptr(routers))
+        {
+            return policies.clone();
+        }
         let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        routers
+        let policies: SetPolicies = routers
             .routers()
             .map(|router| {
                 by_name
@@ -133,6 +147,8 @@ impl InlinePolicies {
                     })
                     .clone()
             })
-            .collect()
+            .collect();
+        *last = Some((Arc::downgrade(routers), policies.clone()));
+        policies
     }
 }

@@ -125,7 +125,18 @@ impl Work {
     }
 
     fn is_pending(&self, router: usize) -> bool {
-        self.pending().contains(&router)
+        match self {
+            Work::States { done, .. } => done.is_pending(router),
+            Work::Interest { done, .. } => done.is_pending(router),
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        let routers = self.routers().len();
+        match self {
+            Work::States { done, .. } => done.has_pending(routers),
+            Work::Interest { done, .. } => done.has_pending(routers),
+        }
     }
 
     fn input(&self) -> PartInput {
@@ -877,7 +888,7 @@ impl Core {
             // job is gone, or a router before them answered "all users")
             // are skipped when a worker reaches them.
             let finished = entry.running == 0
-                && (entry.cancelled || entry.work.as_ref().is_some_and(|w| w.pending().is_empty()));
+                && (entry.cancelled || entry.work.as_ref().is_some_and(|w| !w.has_pending()));
             if finished {
                 table.jobs.remove(&job)
             } else {

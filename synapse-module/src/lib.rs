@@ -53,7 +53,7 @@ use batch::Batch;
 use events::{
     Event, EventQueue, QueueingModuleApi, RUNTIME_EVENTS, RuntimeWarnings, collecting_events,
 };
-use inline::{InlinePolicies, RouterPolicies};
+use inline::{InlinePolicies, InlinePolicy, RouterPolicies};
 use jobs::{JobTable, Work};
 use load::{NO_PATH, load_error, no_tokio};
 
@@ -462,6 +462,13 @@ impl PyRouterSet {
         converting: Duration,
     ) {
         self.counters.in_slice.fetch_add(1, Ordering::Relaxed);
+        // A router's cost is its own time and at most all of the answer's
+        // building: below the policy's threshold for every router, none
+        // was slow (the common call ends here).
+        let slowest = stats.iter().map(|s| s.elapsed).max().unwrap_or_default();
+        if slowest + converting <= InlinePolicy::SLOW {
+            return;
+        }
         let entries: usize = stats.iter().map(|s| s.answer_entries).sum();
         for (info, policy) in routers.routers().zip(policies) {
             let Some(call) = stats.iter().find(|s| s.router == info.name) else {
