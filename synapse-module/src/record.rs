@@ -1344,6 +1344,7 @@ mod tests {
 
     #[test]
     fn a_second_recorder_on_the_same_path_is_refused() {
+        let _no_child = no_child_made_meanwhile();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("record.jsonl");
         // Set up before either made the file: the second finds it locked
@@ -1383,6 +1384,21 @@ mod tests {
     /// The child process of the test below, under a file size limit.
     const SHORT_WRITE_CHILD: &str = "RECORD_TEST_SHORT_WRITE_DIR";
 
+    /// A child process holds a copy of every descriptor of this process
+    /// from the moment it is made until it execs (they close on exec, not
+    /// at the fork), and with it every lock on their files: a recording
+    /// file another test released would still be locked that long. So the
+    /// test that makes a child and the test that takes a released lock
+    /// again don't run at the same time (on a busy machine that moment
+    /// lasted long enough to refuse the lock).
+    static MAKING_A_CHILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn no_child_made_meanwhile() -> std::sync::MutexGuard<'static, ()> {
+        MAKING_A_CHILD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     #[test]
     fn a_write_cut_short_is_taken_back_to_the_last_whole_line() {
         if let Some(dir) = std::env::var_os(SHORT_WRITE_CHILD) {
@@ -1390,6 +1406,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let test = std::env::current_exe().expect("the test binary");
+        let _making_a_child = no_child_made_meanwhile();
         // The child ignores SIGXFSZ (a disposition exec keeps), so that a
         // write past its file size limit is short, then fails with EFBIG,
         // as on a full disk, instead of killing it.
