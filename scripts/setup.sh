@@ -22,8 +22,8 @@ missing=()
 # The C and C++ example routers are built with Debian's clang 19 for
 # wasm32-wasi; their build.sh only check for it (they install nothing
 # unasked), so it is installed here. wasi-clang.sh names the packages.
-# shellcheck source=../tools/guest-build/wasi-clang.sh
-source "$root/tools/guest-build/wasi-clang.sh"
+# shellcheck source=../crates/guest-build/wasi-clang.sh
+source "$root/crates/guest-build/wasi-clang.sh"
 for pkg in "${WASI_CLANG_PACKAGES[@]}" "${WASI_CLANG_CXX_PACKAGES[@]}"; do
   if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
     missing+=("$pkg")

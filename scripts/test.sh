@@ -6,7 +6,7 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 # The test crate's build script builds every guest component first.
 cargo clippy --workspace --all-targets -- -D warnings
-for guests in guest-example tests/guests; do
+for guests in examples/routers/rust tests/guests; do
   (cd "$guests" && cargo fmt --all -- --check &&
     cargo clippy --target wasm32-wasip2 --target-dir "$OLDPWD/target/guests" -- -D warnings)
 done

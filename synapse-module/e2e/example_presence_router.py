@@ -2,7 +2,7 @@
 
 The Python reference for the e2e test (test_e2e.py): the same assertions
 run against these Python routers and against the wasm module running the
-`guest-example` component, so the wasm module is shown to do what Synapse's
+`examples/routers/rust` component, so the wasm module is shown to do what Synapse's
 own Python routers do.
 
 Options (both optional, lists of Matrix user IDs):

@@ -8,14 +8,14 @@ README.md.
 The routing scenario runs in three forms, with the same assertions:
 
 * ``wasm-modules``: one ``wasm_presence_router.WasmPresenceRouter`` in
-  ``modules:`` whose ``routers:`` are the example router (``guest-example``)
+  ``modules:`` whose ``routers:`` are the example router (``examples/routers/rust``)
   and the Synapse test router (``synapse-test-router``): the runtime merges.
 * ``wasm-legacy``: the module with the example router in the legacy
   ``presence: presence_router:`` slot, and a second instance of it with the
   test router in ``modules:``: Synapse merges.
 * ``wasm-js``, ``wasm-python``: as ``wasm-modules``, with the example router
-  compiled from JavaScript (``guest-example-js``) or Python
-  (``guest-example-python``) instead of Rust.
+  compiled from JavaScript (``examples/routers/js``) or Python
+  (``examples/routers/python``) instead of Rust.
 * ``python-reference``: the same two routers written in Python
   (``example_presence_router.py``, ``peer_presence_router.py``), as Synapse's
   docs and tests have them, which is what the wasm module must reproduce.

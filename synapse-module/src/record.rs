@@ -3,7 +3,7 @@
 //! routers before it is swapped in.
 //!
 //! Each recorded call is one line of the CLI's JSON Lines request format
-//! (`model/src/jsonl.rs`): `{"get_users_for_states": [STATE, ...]}` with
+//! (`crates/model/src/jsonl.rs`): `{"get_users_for_states": [STATE, ...]}` with
 //! the states the routers were given, or `{"get_interested_users": "@u:x"}`.
 //! Recording is off unless configured, and then:
 //!

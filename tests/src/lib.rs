@@ -11,6 +11,34 @@ use presence_router_runtime::{
 
 pub mod components;
 
+/// The example router in a language other than Rust, built from
+/// `examples/routers/<language>/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    Js,
+    Python,
+    C,
+    Cpp,
+    /// The C++ router with wit-bindgen-cpp's leaks left in, for the leak
+    /// checks.
+    CppLeaky,
+    Zig,
+    Go,
+}
+
+/// The path of the example router's component in `language`.
+pub fn example_router(language: Language) -> &'static str {
+    match language {
+        Language::Js => guests::EXAMPLE_ROUTER_JS,
+        Language::Python => guests::EXAMPLE_ROUTER_PYTHON,
+        Language::C => guests::EXAMPLE_ROUTER_C,
+        Language::Cpp => guests::EXAMPLE_ROUTER_CPP,
+        Language::CppLeaky => guests::EXAMPLE_ROUTER_CPP_LEAKY,
+        Language::Zig => guests::EXAMPLE_ROUTER_ZIG,
+        Language::Go => guests::EXAMPLE_ROUTER_GO,
+    }
+}
+
 /// Paths of the guest components, one constant per `.wasm` file
 /// (`EXAMPLE_ROUTER`, `SCRIPTED`, `HOSTILE_SPIN`, ...), and [`guests::ALL`].
 pub mod guests {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use presence_router_runtime::Limits;
 use presence_router_testkit::{TestKit, check_consistency, read_case_file};
+use presence_router_tests::{Language, example_router};
 use presence_router_tests::{guests, test_load_options};
 
 /// The configuration cases without their own `config` use.
@@ -58,7 +59,7 @@ async fn the_rust_example_router_conforms() {
 #[tokio::test]
 async fn the_javascript_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_JS).await,
+        conformance_failures(example_router(Language::Js)).await,
         Vec::<String>::new()
     );
 }
@@ -66,7 +67,7 @@ async fn the_javascript_example_router_conforms() {
 #[tokio::test]
 async fn the_python_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_PYTHON).await,
+        conformance_failures(example_router(Language::Python)).await,
         Vec::<String>::new()
     );
 }
@@ -74,7 +75,7 @@ async fn the_python_example_router_conforms() {
 #[tokio::test]
 async fn the_c_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_C).await,
+        conformance_failures(example_router(Language::C)).await,
         Vec::<String>::new()
     );
 }
@@ -82,7 +83,7 @@ async fn the_c_example_router_conforms() {
 #[tokio::test]
 async fn the_cpp_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_CPP).await,
+        conformance_failures(example_router(Language::Cpp)).await,
         Vec::<String>::new()
     );
 }
@@ -151,7 +152,7 @@ async fn the_c_and_cpp_routers_refuse_in_the_rust_routers_words() {
     ];
     refuse_alike(
         guests::EXAMPLE_ROUTER,
-        &[guests::EXAMPLE_ROUTER_C, guests::EXAMPLE_ROUTER_CPP],
+        &[example_router(Language::C), example_router(Language::Cpp)],
         &configs,
     )
     .await;
@@ -160,7 +161,7 @@ async fn the_c_and_cpp_routers_refuse_in_the_rust_routers_words() {
 #[tokio::test]
 async fn the_zig_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_ZIG).await,
+        conformance_failures(example_router(Language::Zig)).await,
         Vec::<String>::new()
     );
 }
@@ -168,7 +169,7 @@ async fn the_zig_example_router_conforms() {
 #[tokio::test]
 async fn the_go_example_router_conforms() {
     assert_eq!(
-        conformance_failures(guests::EXAMPLE_ROUTER_GO).await,
+        conformance_failures(example_router(Language::Go)).await,
         Vec::<String>::new()
     );
 }
@@ -199,8 +200,8 @@ async fn the_zig_and_go_routers_refuse_in_the_python_routers_words() {
         r#"{"blacklisted_users": ["@mallory"], "always_send_to_users": ["é"]}"#,
     ];
     refuse_alike(
-        guests::EXAMPLE_ROUTER_PYTHON,
-        &[guests::EXAMPLE_ROUTER_ZIG, guests::EXAMPLE_ROUTER_GO],
+        example_router(Language::Python),
+        &[example_router(Language::Zig), example_router(Language::Go)],
         &configs,
     )
     .await;

@@ -1,5 +1,5 @@
 //! presence-router-guest-build's check of post-return functions, on the
-//! core modules that guest-example-cpp/build.sh links (kept beside the
+//! core modules that examples/routers/cpp/build.sh links (kept beside the
 //! components, in `example_router_cpp.build/`): wit-bindgen-cpp's bindings
 //! as generated, whose post-returns are misnamed, and the fixed ones.
 
@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use presence_router_guest_build::Error;
 use presence_router_guest_build::componentize::{PostReturns, componentize};
-use presence_router_tests::guests;
+use presence_router_tests::{Language, example_router};
 
 fn core_module(name: &str) -> Vec<u8> {
-    let path: PathBuf = Path::new(guests::EXAMPLE_ROUTER_CPP)
+    let path: PathBuf = Path::new(example_router(Language::Cpp))
         .with_file_name("example_router_cpp.build")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

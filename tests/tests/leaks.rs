@@ -1,4 +1,4 @@
-//! The test kit's leak checks (`testkit/src/leaks.rs`): memory growth per
+//! The test kit's leak checks (`crates/testkit/src/leaks.rs`): memory growth per
 //! call on one instance, and exports that return an allocation with no
 //! post-return to free it. A router that leaks on purpose is caught with
 //! the leak it has; the example routers that free what they allocate are
@@ -15,6 +15,7 @@ use presence_router_testkit::{
 use presence_router_tests::components::{
     nested_string_export, passed_through_export, without_post_returns,
 };
+use presence_router_tests::{Language, example_router};
 use presence_router_tests::{guests, test_load_options, write_file};
 
 /// The conformance suite's configuration: routes go to two users, so the
@@ -209,16 +210,19 @@ async fn the_rust_example_router_does_not_leak() {
 #[tokio::test]
 async fn the_python_example_router_does_not_leak() {
     assert_no_leak(
-        &run(Path::new(guests::EXAMPLE_ROUTER_PYTHON), CONFIG).await,
+        &run(Path::new(example_router(Language::Python)), CONFIG).await,
         "Python",
     );
 }
 
 #[tokio::test]
 async fn the_c_and_cpp_example_routers_do_not_leak() {
-    assert_no_leak(&run(Path::new(guests::EXAMPLE_ROUTER_C), CONFIG).await, "C");
     assert_no_leak(
-        &run(Path::new(guests::EXAMPLE_ROUTER_CPP), CONFIG).await,
+        &run(Path::new(example_router(Language::C)), CONFIG).await,
+        "C",
+    );
+    assert_no_leak(
+        &run(Path::new(example_router(Language::Cpp)), CONFIG).await,
         "C++",
     );
 }
@@ -226,12 +230,12 @@ async fn the_c_and_cpp_example_routers_do_not_leak() {
 #[tokio::test]
 async fn the_zig_router_stays_flat_and_the_go_routers_heap_settles() {
     assert_no_leak(
-        &run(Path::new(guests::EXAMPLE_ROUTER_ZIG), CONFIG).await,
+        &run(Path::new(example_router(Language::Zig)), CONFIG).await,
         "Zig",
     );
     // Go's heap grows a page at a time up to its collector's working size
     // over the first calls, then stays: not a leak.
-    let go = run(Path::new(guests::EXAMPLE_ROUTER_GO), CONFIG).await;
+    let go = run(Path::new(example_router(Language::Go)), CONFIG).await;
     assert_eq!(go.failed(), 0);
     assert_eq!(go.warnings(Limits::DEFAULT.memory), Vec::<String>::new());
     for growth in &go.growth {
@@ -247,7 +251,7 @@ async fn the_zig_router_stays_flat_and_the_go_routers_heap_settles() {
 /// is freed. Every functional test passes; both leak checks catch it.
 #[tokio::test]
 async fn the_unfixed_cpp_build_is_flagged_by_both_checks() {
-    let run = run(Path::new(guests::EXAMPLE_ROUTER_CPP_LEAKY), CONFIG).await;
+    let run = run(Path::new(example_router(Language::CppLeaky)), CONFIG).await;
     assert_eq!(run.failed(), 0);
     let lifts = run.exports.as_ref().expect("the component is read");
     assert_eq!(lifts.len(), 3);
@@ -288,7 +292,7 @@ async fn the_unfixed_cpp_build_is_flagged_by_both_checks() {
 /// toolchain was fixed: make this test `assert_no_leak`.
 #[tokio::test]
 async fn the_javascript_example_router_leaks_through_its_toolchain() {
-    let run = run(Path::new(guests::EXAMPLE_ROUTER_JS), CONFIG).await;
+    let run = run(Path::new(example_router(Language::Js)), CONFIG).await;
     assert_eq!(run.failed(), 0);
     let growth = growth_of(&run, Export::GetUsersForStates);
     assert!(growth.leaks(), "{growth:?}");

@@ -13,7 +13,7 @@ modules are held weakly, each one's series carry its homeserver's
 series of routers of the same name on the same homeserver are added up, so
 a scrape never holds the same series twice.
 
-The names are the runtime's (``runtime/src/stats.rs``, ``names``);
+The names are the runtime's (``crates/runtime/src/stats.rs``, ``names``);
 ``docs/synapse.md`` ("Metrics") lists them, and
 ``docs/grafana-dashboard.json`` is a dashboard over them.
 """
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 # that only loads the module (its tests, the benchmarks).
 SERVER_NAME_LABEL = "server_name"
 
-# `names::*` of runtime/src/stats.rs, then the module's own.
+# `names::*` of crates/runtime/src/stats.rs, then the module's own.
 CALLS = "wasm_presence_router_calls_total"
 FAILURES = "wasm_presence_router_failures_total"
 SKIPPED_SUSPENDED = "wasm_presence_router_skipped_suspended_total"
@@ -136,7 +136,7 @@ class _Callback:
         self.fuel.add(other.fuel)
 
 
-# `stats::Dropped` of runtime/src/stats.rs: what a limit dropped, as
+# `stats::Dropped` of crates/runtime/src/stats.rs: what a limit dropped, as
 # (what, limit) labels.
 DROPPED_LABELS = {
     "log_lines_per_call": ("log_lines", "max_log_lines"),

@@ -1,0 +1,1 @@
+//! Nothing: this package holds the workspace's benchmarks (`[[bench]]` in Cargo.toml).
