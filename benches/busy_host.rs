@@ -10,7 +10,7 @@
 //! longer than their budget by the wall clock (each of which a wall-clock
 //! deadline would have failed). It exits 1 if any call failed.
 //!
-//! `cargo bench -p presence-router-tests --bench busy_host [-- CALLS BUSY_PER_CORE]`
+//! `cargo bench -p presence-router-benches --bench busy_host [-- CALLS BUSY_PER_CORE]`
 //! (defaults: 100000 calls, 4 busy threads per core).
 
 use std::collections::BTreeMap;

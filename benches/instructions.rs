@@ -2,7 +2,7 @@
 //! comparisons that hold on a busy machine (wall-clock benchmarks don't):
 //!
 //! ```text
-//! cargo bench -p presence-router-tests --bench instructions --no-run
+//! cargo bench -p presence-router-benches --bench instructions --no-run
 //! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*' \
 //!     target/release/deps/instructions-* batch1
 //! ```

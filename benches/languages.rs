@@ -5,7 +5,7 @@
 //! size, compile and cached load, a fresh instance, per-call time and fuel
 //! per state. Medians of repeated runs; one process, one run.
 //!
-//! `cargo bench -p presence-router-tests --bench languages`
+//! `cargo bench -p presence-router-benches --bench languages`
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,12 +69,12 @@ async fn main() {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (language, component, runs) in [
         ("Rust", guests::EXAMPLE_ROUTER, 2_000),
-        ("JavaScript", example_router(Language::Js), 40),
-        ("Python", example_router(Language::Python), 40),
-        ("C", example_router(Language::C), 2_000),
-        ("C++", example_router(Language::Cpp), 2_000),
-        ("Zig", example_router(Language::Zig), 2_000),
-        ("Go", example_router(Language::Go), 2_000),
+        ("JavaScript", example_router!(Language::Js), 40),
+        ("Python", example_router!(Language::Python), 40),
+        ("C", example_router!(Language::C), 2_000),
+        ("C++", example_router!(Language::Cpp), 2_000),
+        ("Zig", example_router!(Language::Zig), 2_000),
+        ("Go", example_router!(Language::Go), 2_000),
     ] {
         let size = std::fs::metadata(component).expect("built").len();
         let cache = CacheSetting::Dir(cache_dir.path().to_owned());

@@ -3,12 +3,12 @@
 //! instance route a batch, and prints what one more warm instance costs:
 //! its guest linear memory and the host's resident memory (RSS).
 //!
-//! `cargo bench -p presence-router-tests --bench memory`
+//! `cargo bench -p presence-router-benches --bench memory`
 
 use std::sync::Arc;
 
 use presence_router_runtime::{Presence, RouterSet, UserPresenceState};
-use presence_router_tests::{load_forgetful, proc_status_bytes};
+use presence_router_tests::{Language, example_router, load_forgetful, proc_status_bytes};
 
 /// Enough instances that the per-instance figure is not lost in noise.
 const INSTANCES: usize = 16;
@@ -77,8 +77,8 @@ async fn measure(label: &str, component: &str) {
 async fn main() {
     println!("memory per warm instance ({INSTANCES} instances per router)");
     measure("rust", "$EXAMPLE_ROUTER").await;
-    measure("js", "$EXAMPLE_ROUTER_JS").await;
-    measure("python", "$EXAMPLE_ROUTER_PYTHON").await;
-    measure("zig", "$EXAMPLE_ROUTER_ZIG").await;
-    measure("go", "$EXAMPLE_ROUTER_GO").await;
+    measure("js", example_router!(Language::Js)).await;
+    measure("python", example_router!(Language::Python)).await;
+    measure("zig", example_router!(Language::Zig)).await;
+    measure("go", example_router!(Language::Go)).await;
 }

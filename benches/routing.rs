@@ -10,7 +10,7 @@
 //! - `routers/K`: K example routers in one set, batches of 100;
 //! - `concurrency/T`: 64 batches of 100 from T tasks.
 //!
-//! `cargo bench -p presence-router-tests --bench routing`; then
+//! `cargo bench -p presence-router-benches --bench routing`; then
 //! `python3 benches/synapse/python_router.py` adds CPython's figures and the ratios.
 
 use std::collections::HashSet;

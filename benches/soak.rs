@@ -3,7 +3,7 @@
 //! latency per batch, failures by kind and peak memory; fails (exit 1) if an
 //! answer is lost, duplicated or wrong, or if memory grows after warm-up.
 //!
-//! `cargo bench -p presence-router-tests --bench soak [-- BATCHES TASKS]`
+//! `cargo bench -p presence-router-benches --bench soak [-- BATCHES TASKS]`
 //! (defaults: 20000 batches, 16 tasks).
 
 use std::collections::BTreeMap;

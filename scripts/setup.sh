@@ -1,55 +1,135 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks to build guests and run the checks.
-# Idempotent: cheap to run again.
+# Installs everything a test of this repository needs, and ends with what
+# it installed and what it found. Idempotent: cheap to run again. Nothing
+# else installs anything: build scripts, build.rs and the tests only say
+# what is missing, naming this script.
+#
+#   bash scripts/setup.sh            # as root, to install Debian packages
+#   bash scripts/setup.sh --check    # install nothing; exit 3 if anything is missing
+#
+# - Rust's wasm32-wasip2 target (the Rust example router's setup.sh),
+#   rustfmt and clippy;
+# - each example router's toolchain, by its own setup.sh, into
+#   target/toolchains: componentize-js, componentize-py, Zig and Go
+#   (virtualenvs), Debian's clang 19 for wasm32-wasi with libc++;
+# - PostgreSQL and Redis (Debian's), for the Synapse test with workers;
+# - the virtualenv with a pinned Synapse for the Synapse module's tests
+#   (synapse-module/e2e/setup.sh).
 set -euo pipefail
-rustup target add wasm32-wasip2
-rustup component add rustfmt clippy
-# The JavaScript and Python example routers are built by the tests' build
-# script with toolchains their build.sh scripts install (npm ci; a virtualenv
-# under target/toolchains): only node, npm and python3 must be on the machine.
-for tool in node npm python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "setup: $tool is missing: install Node.js 20+ (node, npm) and Python 3.10+ (python3 with venv and pip)" >&2
-    exit 1
-  fi
-done
-python3 -c 'import venv, ensurepip' 2>/dev/null || {
-  echo "setup: python3 lacks venv/ensurepip (Debian: apt install python3-venv)" >&2
-  exit 1
-}
 root="$(cd "$(dirname "$0")/.." && pwd)"
-missing=()
-# The C and C++ example routers are built with Debian's clang 19 for
-# wasm32-wasi; their build.sh only check for it (they install nothing
-# unasked), so it is installed here. wasi-clang.sh names the packages.
-# shellcheck source=../crates/guest-build/wasi-clang.sh
-source "$root/crates/guest-build/wasi-clang.sh"
-for pkg in "${WASI_CLANG_PACKAGES[@]}" "${WASI_CLANG_CXX_PACKAGES[@]}"; do
-  if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
-    missing+=("$pkg")
+cd "$root"
+
+case "${1:-}" in
+  "") check=() ;;
+  --check) check=(--check) ;;
+  *)
+    echo "usage: $0 [--check]" >&2
+    exit 2
+    ;;
+esac
+
+# The `found: ...`, `installed: ...` and `missing: ...` lines of each step.
+summary=()
+failed=()
+# Runs a step, keeping its lines for the summary (and passing any other
+# output on). A step that fails is named at the end; the others still run.
+step() {
+  local name="$1" output status=0 line
+  shift
+  output="$("$@")" || status=$?
+  while IFS= read -r line; do
+    case "$line" in
+      found:* | installed:* | missing:*) summary+=("$line") ;;
+      ?*) echo "$line" ;;
+    esac
+  done <<<"$output"
+  if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
+    failed+=("$name (status $status)")
   fi
-done
+}
+
+rust_components() {
+  local component
+  if ! command -v rustup >/dev/null; then
+    echo "setup: rustup is missing: install Rust with rustup (https://rustup.rs)" >&2
+    return 1
+  fi
+  for component in rustfmt clippy; do
+    if rustup component list --installed | grep -q "^$component"; then
+      echo "found: Rust's $component"
+    elif [ ${#check[@]} -gt 0 ]; then
+      echo "missing: Rust's $component"
+    else
+      rustup component add "$component" >&2
+      echo "installed: Rust's $component"
+    fi
+  done
+}
+
 # The Synapse end-to-end test with workers (synapse-module/e2e/test_workers.py)
 # runs its own PostgreSQL cluster and Redis server on loopback, from Debian's
 # packages; it starts and stops them itself (nothing is started here).
-compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
-command -v redis-server >/dev/null || missing+=(redis-server)
-if ((${#missing[@]})); then
-  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "setup: ${missing[*]} missing: install them (Debian: apt-get install ${missing[*]})" >&2
-    exit 1
+services() {
+  local absent=()
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    echo "found: PostgreSQL"
+  else
+    absent+=(postgresql)
   fi
-  echo "setup: installing ${missing[*]}" >&2
+  if command -v redis-server >/dev/null; then
+    echo "found: Redis"
+  else
+    absent+=(redis-server)
+  fi
+  ((${#absent[@]})) || return 0
+  if [ ${#check[@]} -gt 0 ]; then
+    echo "missing: Debian's ${absent[*]}"
+    return 0
+  fi
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "setup: ${absent[*]} missing: install them as root (apt-get install ${absent[*]}), or run this as root" >&2
+    return 1
+  fi
+  echo "setup: installing ${absent[*]}" >&2
   # Debian starts a package's service on install; these are started by the
   # tests alone, on loopback ports of their own, and stopped by them: tell
   # invoke-rc.d not to (unless the machine already has such a policy).
-  policy=/usr/sbin/policy-rc.d
-  made_policy=
+  local policy=/usr/sbin/policy-rc.d made_policy=
   if [[ ! -e "$policy" ]]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
   fi
-  apt-get update -qq
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+    "${absent[@]}" >/dev/null
   if [[ -n "$made_policy" ]]; then rm -f "$policy"; fi
+  echo "installed: Debian's ${absent[*]}"
+}
+
+step "Rust's components" rust_components
+# Every example router's toolchain, where the tests build them
+# (tests/src/example_routers.rs) and e2e/run.sh too.
+export PRESENCE_ROUTER_TOOLCHAINS="$root/target/toolchains"
+for example in rust js python c cpp zig go; do
+  step "examples/routers/$example/setup.sh" bash "examples/routers/$example/setup.sh" "${check[@]}"
+done
+step "PostgreSQL and Redis" services
+step "synapse-module/e2e/setup.sh" bash synapse-module/e2e/setup.sh "${check[@]}"
+
+echo
+echo "setup: what the tests need:"
+for kind in installed found missing; do
+  for line in "${summary[@]}"; do
+    case "$line" in
+      "$kind:"*) echo "  $line" ;;
+    esac
+  done
+done
+if ((${#failed[@]})); then
+  echo "setup: failed (see above): ${failed[*]}" >&2
+  exit 1
 fi
+for line in "${summary[@]}"; do
+  case "$line" in
+    missing:*) exit 3 ;;
+  esac
+done

@@ -1,6 +1,8 @@
 """Where the module's tests and bench find the components this checkout
-built (by the `tests` crate's build script; `e2e/run.sh` builds them), and
-the compiled-component cache they share. `E2E_GUESTS_DIR` points elsewhere.
+built (the Rust guests by the `tests` crate's build script, the example
+router in JavaScript and Python by its own `build.sh`; `e2e/run.sh` builds
+them all), and the compiled-component cache they share. `E2E_GUESTS_DIR`
+points elsewhere for the Rust guests.
 """
 
 import os
@@ -13,6 +15,14 @@ GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
               or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
 # Under target/, not in the home directory (the module's default).
 CACHE_DIR = str(REPO / "target" / "e2e-cache")
+
+
+def example_router_in(language: str) -> str:
+    """The path of the example router built from examples/routers/<language>/."""
+    path = REPO / "target" / "guests" / language / "example_router.wasm"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: build it first (synapse-module/e2e/run.sh does)")
+    return str(path)
 
 
 def guest(name: str) -> str:

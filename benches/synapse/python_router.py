@@ -6,7 +6,7 @@ CPython side by side, with the ratios.
 Run the criterion benchmarks first (their estimates are read from
 target/criterion), then this script:
 
-    cargo bench -p presence-router-tests --bench routing
+    cargo bench -p presence-router-benches --bench routing
     python3 benches/synapse/python_router.py [--plot benches/ns-per-state.png]
 
 The router is `ExamplePresenceRouter` from Synapse's documentation
@@ -137,7 +137,7 @@ def main() -> int:
     for n in BATCH_SIZES:
         rows.append((n, criterion_ns_per_state("wasm", n), criterion_ns_per_state("native", n), python_ns_per_state(n)))
     if any(wasm is None for _, wasm, _, _ in rows):
-        print("no criterion figures: run `cargo bench -p presence-router-tests --bench routing` first", file=sys.stderr)
+        print("no criterion figures: run `cargo bench -p presence-router-benches --bench routing` first", file=sys.stderr)
         return 1
 
     print(f"CPython {sys.version.split()[0]}; wasm and native from target/criterion (same machine, same batches)")

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Create (or reuse) the Python venv that runs a real Synapse for the e2e test.
+# Creates (or finds) the Python virtualenv that runs a real Synapse for the
+# e2e test; `bash scripts/setup.sh` runs it. Says on stdout what it found or
+# installed (one `found: ...` or `installed: ...` line).
 #
-#   synapse-module/e2e/setup.sh            # idempotent; prints the venv path last
+#   synapse-module/e2e/setup.sh            # idempotent
+#   synapse-module/e2e/setup.sh --check    # installs nothing: exit status 3
+#                                          # if the venv is missing or stale
 #   PYTHON=/path/to/python3.11 setup.sh    # choose the interpreter (>= 3.10)
 #   SYNAPSE_VENV=/some/dir setup.sh        # choose the venv location
 #
-# The venv is reused as long as requirements.txt + constraints.txt are
+# The venv is current as long as requirements.txt + constraints.txt are
 # unchanged (a copy of both is kept as a stamp inside the venv).
 set -euo pipefail
 
@@ -13,6 +17,13 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV="${SYNAPSE_VENV:-$REPO/target/toolchains/synapse-venv}"
 STAMP="$VENV/.e2e-requirements.stamp"
+WHAT="Synapse and the e2e test's packages (synapse-module/e2e/requirements.txt) in $VENV"
+
+case "${1:-}" in
+  "") check_only= ;;
+  --check) check_only=1 ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
 
 pick_python() {
   if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
@@ -25,9 +36,12 @@ pick_python() {
 want="$(cat "$HERE/requirements.txt" "$HERE/constraints.txt")"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$want" ]] \
    && "$VENV/bin/python" -c 'import synapse, httpx, pytest, psycopg2, txredisapi' 2>/dev/null; then
-  echo "setup.sh: reusing $VENV" >&2
-  echo "$VENV"
+  echo "found: $WHAT"
   exit 0
+fi
+if [[ -n "$check_only" ]]; then
+  echo "missing: $WHAT (or it is stale)"
+  exit 3
 fi
 
 PY="$(pick_python)"
@@ -46,4 +60,4 @@ mkdir -p "$(dirname "$VENV")"
   -r "$HERE/requirements.txt" -c "$HERE/constraints.txt"
 printf '%s' "$want" > "$STAMP"
 echo "setup.sh: installed in $(( $(date +%s) - start ))s" >&2
-echo "$VENV"
+echo "installed: $WHAT"

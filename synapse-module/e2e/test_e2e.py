@@ -43,7 +43,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import yaml
-from built_guests import CACHE_DIR, GUESTS, guest
+from built_guests import CACHE_DIR, GUESTS, example_router_in, guest
 
 HERE = Path(__file__).resolve().parent
 SERVER = "localhost"
@@ -96,8 +96,8 @@ def router_modules(form: str) -> Tuple[List[dict], Optional[dict]]:
         return [wasm_module(peer_router())], wasm_module(example_router())
     if form in ("wasm-js", "wasm-python"):
         # The same example router, written in JavaScript or Python.
-        component = "example_router_" + form.removeprefix("wasm-")
-        return [wasm_module(example_router(component=component), peer_router())], None
+        router = {**example_router(), "component": example_router_in(form.removeprefix("wasm-"))}
+        return [wasm_module(router, peer_router())], None
     if form == "python-reference":
         return [
             {"module": "example_presence_router.ExamplePresenceRouter", "config": ROUTER_CONFIG},

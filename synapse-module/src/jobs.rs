@@ -71,20 +71,147 @@ pub(crate) const MAX_QUEUED_PER_ROUTER: usize = 32;
 /// burst waits for at most this many of its own parts.
 const UNKNOWN_COST_PARTS: usize = 8;
 
+/// What a job does differently for each callback: what its parts share
+/// (owned, for the workers), which of the runtime's calls run and finish
+/// them, and which answer it makes.
+pub(crate) trait JobCallback {
+    const CALLBACK: Callback;
+    /// What the call is about: the batch, or the user.
+    type Input: Clone;
+    /// One router's checked answer.
+    type Checked;
+
+    /// Runs router `router`'s part with its full limits.
+    fn run(routers: &RouterSet, router: usize, input: &Self::Input) -> RouterPart<Self::Checked>;
+
+    /// Merges the parts (every one done) into the call's answer; with
+    /// parts still pending, runs them first, in order, on this thread.
+    fn finish(routers: &RouterSet, input: &Self::Input, done: Unfinished<Self::Checked>) -> Answer;
+
+    /// A part was handed in.
+    fn completed(_done: &mut Unfinished<Self::Checked>) {}
+}
+
+/// `get_users_for_states`.
+pub(crate) struct ForStates;
+
+/// `get_interested_users`.
+pub(crate) struct ForInterest;
+
+impl JobCallback for ForStates {
+    const CALLBACK: Callback = Callback::GetUsersForStates;
+    type Input = Arc<[UserPresenceState]>;
+    type Checked = CheckedRoutes;
+
+    fn run(routers: &RouterSet, router: usize, states: &Self::Input) -> RouterPart<CheckedRoutes> {
+        routers.call_router_for_states(router, states)
+    }
+
+    fn finish(
+        routers: &RouterSet,
+        states: &Self::Input,
+        done: Unfinished<CheckedRoutes>,
+    ) -> Answer {
+        Answer::States(routers.finish_get_users_for_states(states, done))
+    }
+}
+
+impl JobCallback for ForInterest {
+    const CALLBACK: Callback = Callback::GetInterestedUsers;
+    type Input = Arc<str>;
+    type Checked = CheckedInterest;
+
+    fn run(routers: &RouterSet, router: usize, user_id: &Arc<str>) -> RouterPart<CheckedInterest> {
+        routers.call_router_for_interest(router, user_id)
+    }
+
+    fn finish(
+        routers: &RouterSet,
+        user_id: &Arc<str>,
+        done: Unfinished<CheckedInterest>,
+    ) -> Answer {
+        Answer::Interest(routers.finish_get_interested_users(user_id, done))
+    }
+
+    fn completed(done: &mut Unfinished<CheckedInterest>) {
+        // A router before the rest answered "all users": the rest are no
+        // longer asked.
+        done.drop_unneeded();
+    }
+}
+
 /// A call as far as the reactor got, with what its parts need: owned data,
 /// and the version of the router set that began it (a reload meanwhile
 /// changes nothing for it).
+pub(crate) struct Call<C: JobCallback> {
+    routers: Arc<RouterSet>,
+    input: C::Input,
+    done: Unfinished<C::Checked>,
+}
+
+impl<C: JobCallback> Call<C> {
+    pub(crate) fn new(
+        routers: Arc<RouterSet>,
+        input: C::Input,
+        done: Unfinished<C::Checked>,
+    ) -> Self {
+        Call {
+            routers,
+            input,
+            done,
+        }
+    }
+
+    fn pending(&self) -> Vec<usize> {
+        self.done.pending(self.routers.len())
+    }
+
+    fn is_pending(&self, router: usize) -> bool {
+        self.done.is_pending(router)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.done.has_pending(self.routers.len())
+    }
+
+    fn input(&self) -> Part<C> {
+        Part {
+            routers: self.routers.clone(),
+            input: self.input.clone(),
+        }
+    }
+
+    fn complete(&mut self, router: usize, part: RouterPart<C::Checked>) {
+        self.done.complete(router, part);
+        C::completed(&mut self.done);
+    }
+
+    fn finish(self) -> Answer {
+        C::finish(&self.routers, &self.input, self.done)
+    }
+}
+
+/// What one part needs to run on a worker, without the table's lock.
+struct Part<C: JobCallback> {
+    routers: Arc<RouterSet>,
+    input: C::Input,
+}
+
+impl<C: JobCallback> Part<C> {
+    fn run(&self, router: usize) -> RouterPart<C::Checked> {
+        C::run(&self.routers, router, &self.input)
+    }
+
+    fn fail(&self, router: usize, message: String) -> RouterPart<C::Checked> {
+        self.routers
+            .fail_router(router, C::CALLBACK, FailureKind::Timeout, message)
+    }
+}
+
+/// A job's call, of either callback.
 pub(crate) enum Work {
-    States {
-        routers: Arc<RouterSet>,
-        states: Arc<[UserPresenceState]>,
-        done: Unfinished<CheckedRoutes>,
-    },
-    Interest {
-        routers: Arc<RouterSet>,
-        user_id: Arc<str>,
-        done: Unfinished<CheckedInterest>,
-    },
+    States(Call<ForStates>),
+    Interest(Call<ForInterest>),
 }
 
 /// A finished call.
@@ -98,12 +225,13 @@ pub(crate) enum Answer {
     Panicked(String),
 }
 
-/// What one part needs to run on a worker, without the table's lock.
+/// A part of a job, of either callback.
 enum PartInput {
-    States(Arc<RouterSet>, Arc<[UserPresenceState]>),
-    Interest(Arc<RouterSet>, Arc<str>),
+    States(Part<ForStates>),
+    Interest(Part<ForInterest>),
 }
 
+/// What a part came to, of either callback.
 enum PartOutcome {
     States(RouterPart<CheckedRoutes>),
     Interest(RouterPart<CheckedInterest>),
@@ -112,53 +240,43 @@ enum PartOutcome {
 impl Work {
     fn routers(&self) -> &Arc<RouterSet> {
         match self {
-            Work::States { routers, .. } | Work::Interest { routers, .. } => routers,
+            Work::States(call) => &call.routers,
+            Work::Interest(call) => &call.routers,
         }
     }
 
     fn pending(&self) -> Vec<usize> {
-        let routers = self.routers().len();
         match self {
-            Work::States { done, .. } => done.pending(routers),
-            Work::Interest { done, .. } => done.pending(routers),
+            Work::States(call) => call.pending(),
+            Work::Interest(call) => call.pending(),
         }
     }
 
     fn is_pending(&self, router: usize) -> bool {
         match self {
-            Work::States { done, .. } => done.is_pending(router),
-            Work::Interest { done, .. } => done.is_pending(router),
+            Work::States(call) => call.is_pending(router),
+            Work::Interest(call) => call.is_pending(router),
         }
     }
 
     fn has_pending(&self) -> bool {
-        let routers = self.routers().len();
         match self {
-            Work::States { done, .. } => done.has_pending(routers),
-            Work::Interest { done, .. } => done.has_pending(routers),
+            Work::States(call) => call.has_pending(),
+            Work::Interest(call) => call.has_pending(),
         }
     }
 
     fn input(&self) -> PartInput {
         match self {
-            Work::States {
-                routers, states, ..
-            } => PartInput::States(routers.clone(), states.clone()),
-            Work::Interest {
-                routers, user_id, ..
-            } => PartInput::Interest(routers.clone(), user_id.clone()),
+            Work::States(call) => PartInput::States(call.input()),
+            Work::Interest(call) => PartInput::Interest(call.input()),
         }
     }
 
     fn complete(&mut self, router: usize, part: PartOutcome) {
         match (self, part) {
-            (Work::States { done, .. }, PartOutcome::States(part)) => done.complete(router, part),
-            (Work::Interest { done, .. }, PartOutcome::Interest(part)) => {
-                done.complete(router, part);
-                // A router before the rest answered "all users": the rest
-                // are no longer asked.
-                done.drop_unneeded();
-            }
+            (Work::States(call), PartOutcome::States(part)) => call.complete(router, part),
+            (Work::Interest(call), PartOutcome::Interest(part)) => call.complete(router, part),
             // A part is made from its own job's input.
             _ => {}
         }
@@ -168,16 +286,8 @@ impl Work {
     /// parts still pending, runs them first, in order, on this thread.
     pub(crate) fn finish(self) -> Answer {
         match self {
-            Work::States {
-                routers,
-                states,
-                done,
-            } => Answer::States(routers.finish_get_users_for_states(&states, done)),
-            Work::Interest {
-                routers,
-                user_id,
-                done,
-            } => Answer::Interest(routers.finish_get_interested_users(&user_id, done)),
+            Work::States(call) => call.finish(),
+            Work::Interest(call) => call.finish(),
         }
     }
 }
@@ -185,29 +295,15 @@ impl Work {
 impl PartInput {
     fn run(&self, router: usize) -> PartOutcome {
         match self {
-            PartInput::States(routers, states) => {
-                PartOutcome::States(routers.call_router_for_states(router, states))
-            }
-            PartInput::Interest(routers, user_id) => {
-                PartOutcome::Interest(routers.call_router_for_interest(router, user_id))
-            }
+            PartInput::States(part) => PartOutcome::States(part.run(router)),
+            PartInput::Interest(part) => PartOutcome::Interest(part.run(router)),
         }
     }
 
     fn fail(&self, router: usize, message: String) -> PartOutcome {
         match self {
-            PartInput::States(routers, _) => PartOutcome::States(routers.fail_router(
-                router,
-                Callback::GetUsersForStates,
-                FailureKind::Timeout,
-                message,
-            )),
-            PartInput::Interest(routers, _) => PartOutcome::Interest(routers.fail_router(
-                router,
-                Callback::GetInterestedUsers,
-                FailureKind::Timeout,
-                message,
-            )),
+            PartInput::States(part) => PartOutcome::States(part.fail(router, message)),
+            PartInput::Interest(part) => PartOutcome::Interest(part.fail(router, message)),
         }
     }
 }

@@ -41,20 +41,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use presence_router_runtime::{
-    CacheSetting, CallStats, Callback, LiveRouterSet, LoadError, LoadOptions, RouterSet,
-    RouterSetConfig, Slice, Unfinished,
+    CacheSetting, CallStats, Callback, CheckedInterest, CheckedRoutes, InterestedUsers,
+    LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished,
+    UsersForStates,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 
-use answer::{InterestAnswer, Pending, StatesAnswer};
+use answer::{Answered, InterestAnswer, Pending, StatesAnswer};
 use batch::Batch;
 use events::{
     Event, EventQueue, QueueingModuleApi, RUNTIME_EVENTS, RuntimeWarnings, collecting_events,
 };
 use inline::{InlinePolicies, InlinePolicy, RouterPolicies};
-use jobs::{JobTable, Work};
+use jobs::{Call, JobTable, Work};
 use load::{NO_PATH, load_error, no_tokio};
 
 create_exception!(
@@ -179,96 +180,21 @@ impl PyRouterSet {
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let routers = self.routers.current();
-        let policies = self.inline.for_set(&routers);
-        let callback = Callback::GetUsersForStates;
-        let ((read, tried), mut events) = collecting_events(|| {
+        self.route(py, |recorder| {
             let read = Batch::read(py, &states, &self.events);
-            self.recorder.states(&read.states);
-            let size = read.states.len().max(1);
-            let tried =
-                routers.get_users_for_states_in_slice_where(&read.states, &Slice::REACTOR, |i| {
-                    policies.get(i).is_some_and(|p| p.of(callback).allows(size))
-                });
-            (read, tried)
-        });
-        let size = read.states.len().max(1);
-        match tried {
-            Ok(routed) => {
-                self.queued_events_into(&mut events);
-                let converting = Instant::now();
-                let answer = StatesAnswer::build(
-                    py,
-                    routed.answer,
-                    routed.sent_presence_to,
-                    &states,
-                    &read.from_batch,
-                    events,
-                )?;
-                self.answered_in_slice(
-                    &routers,
-                    &policies,
-                    callback,
-                    size,
-                    &routed.stats,
-                    converting.elapsed(),
-                );
-                Ok(Bound::new(py, answer)?.into_any())
-            }
-            Err(unfinished) => {
-                self.left_unfinished(&policies, callback, size, &unfinished);
-                let work = Work::States {
-                    routers,
-                    states: read.states.into(),
-                    done: unfinished,
-                };
-                let objects = states.into_iter().map(Bound::unbind).collect();
-                let job = self.jobs.add(work, objects, read.from_batch, events);
-                Ok(Bound::new(py, Pending::new(job))?.into_any())
-            }
-        }
+            recorder.states(&read.states);
+            StatesCall { states, read }
+        })
     }
 
     /// Whose presence `user_id` should additionally receive, first on this
     /// thread, each router within its slice. Returns an `InterestAnswer`,
     /// or a `Pending` job (as `route_states`).
     fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let routers = self.routers.current();
-        let policies = self.inline.for_set(&routers);
-        let callback = Callback::GetInterestedUsers;
-        let (tried, mut events) = collecting_events(|| {
-            self.recorder.interest(&user_id);
-            routers.get_interested_users_in_slice_where(&user_id, &Slice::REACTOR, |i| {
-                policies.get(i).is_some_and(|p| p.of(callback).allows(1))
-            })
-        });
-        match tried {
-            Ok(routed) => {
-                self.queued_events_into(&mut events);
-                let converting = Instant::now();
-                let answer =
-                    InterestAnswer::build(py, routed.answer, routed.sent_presence_to, events)?;
-                self.answered_in_slice(
-                    &routers,
-                    &policies,
-                    callback,
-                    1,
-                    &routed.stats,
-                    converting.elapsed(),
-                );
-                Ok(Bound::new(py, answer)?.into_any())
-            }
-            Err(unfinished) => {
-                self.left_unfinished(&policies, callback, 1, &unfinished);
-                let work = Work::Interest {
-                    routers,
-                    user_id: user_id.into(),
-                    done: unfinished,
-                };
-                let job = self.jobs.add(work, Vec::new(), Vec::new(), events);
-                Ok(Bound::new(py, Pending::new(job))?.into_any())
-            }
-        }
+        self.route(py, |recorder| {
+            recorder.interest(&user_id);
+            InterestCall { user_id }
+        })
     }
 
     /// Hands a job's parts to the module's worker threads, each in its
@@ -449,6 +375,53 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
+    /// Makes a call on this thread, each router within its slice: its
+    /// answer, or a `Pending` job for the routers that need more. `make`
+    /// reads the call's arguments and records it (what it reports belongs
+    /// to the call).
+    fn route<'py, C: ReactorCall<'py>>(
+        &self,
+        py: Python<'py>,
+        make: impl FnOnce(&record::Slot) -> C,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let routers = self.routers.current();
+        let policies = self.inline.for_set(&routers);
+        let ((call, tried), mut events) = collecting_events(|| {
+            let call = make(&self.recorder);
+            let size = call.size();
+            let tried = call.try_in_slice(&routers, |i| {
+                policies
+                    .get(i)
+                    .is_some_and(|p| p.of(C::CALLBACK).allows(size))
+            });
+            (call, tried)
+        });
+        let size = call.size();
+        match tried {
+            Ok(mut routed) => {
+                self.queued_events_into(&mut events);
+                let stats = std::mem::take(&mut routed.stats);
+                let converting = Instant::now();
+                let answer = call.answer(py, routed, events)?;
+                self.answered_in_slice(
+                    &routers,
+                    &policies,
+                    C::CALLBACK,
+                    size,
+                    &stats,
+                    converting.elapsed(),
+                );
+                answer.into_py_any(py)
+            }
+            Err(unfinished) => {
+                self.left_unfinished(&policies, C::CALLBACK, size, &unfinished);
+                let (work, objects, from_batch) = call.job(routers, unfinished);
+                let job = self.jobs.add(work, objects, from_batch, events);
+                Ok(Bound::new(py, Pending::new(job))?.into_any())
+            }
+        }
+    }
+
     /// A call answered in every router's slice: counted, and each router's
     /// policy told what it cost the reactor (its own time, and its share of
     /// building the answer, by answer entries).
@@ -509,6 +482,133 @@ impl PyRouterSet {
     fn queued_events_into(&self, events: &mut Vec<Event>) {
         RUNTIME_EVENTS.drain_into(events);
         self.events.drain_into(events);
+    }
+}
+
+/// One of the two callbacks as the reactor makes it (`route_states`,
+/// `route_interest`): how it is tried in slices, the answer it builds, the
+/// job it leaves for the routers that need more.
+trait ReactorCall<'py> {
+    const CALLBACK: Callback;
+    type Merged;
+    type Checked;
+
+    /// How many states it routes (1 for an interest call): whether a
+    /// router is tried on the reactor depends on it.
+    fn size(&self) -> usize;
+
+    fn try_in_slice(
+        &self,
+        routers: &RouterSet,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<Self::Merged>, Unfinished<Self::Checked>>;
+
+    /// The answer, built from the batch's own objects.
+    fn answer(
+        self,
+        py: Python<'py>,
+        routed: Routed<Self::Merged>,
+        events: Vec<Event>,
+    ) -> PyResult<Answered>;
+
+    /// The job, and what its answer will be built from.
+    fn job(
+        self,
+        routers: Arc<RouterSet>,
+        done: Unfinished<Self::Checked>,
+    ) -> (Work, Vec<Py<PyAny>>, Vec<usize>);
+}
+
+/// `route_states`: Synapse's batch, and the states read from it.
+struct StatesCall<'py> {
+    states: Vec<Bound<'py, PyAny>>,
+    read: Batch,
+}
+
+impl<'py> ReactorCall<'py> for StatesCall<'py> {
+    const CALLBACK: Callback = Callback::GetUsersForStates;
+    type Merged = UsersForStates;
+    type Checked = CheckedRoutes;
+
+    fn size(&self) -> usize {
+        self.read.states.len().max(1)
+    }
+
+    fn try_in_slice(
+        &self,
+        routers: &RouterSet,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
+        routers.get_users_for_states_in_slice_where(&self.read.states, &Slice::REACTOR, try_router)
+    }
+
+    fn answer(
+        self,
+        py: Python<'py>,
+        routed: Routed<UsersForStates>,
+        events: Vec<Event>,
+    ) -> PyResult<Answered> {
+        StatesAnswer::build(
+            py,
+            routed.answer,
+            routed.sent_presence_to,
+            &self.states,
+            &self.read.from_batch,
+            events,
+        )
+        .map(Answered::States)
+    }
+
+    fn job(
+        self,
+        routers: Arc<RouterSet>,
+        done: Unfinished<CheckedRoutes>,
+    ) -> (Work, Vec<Py<PyAny>>, Vec<usize>) {
+        let work = Work::States(Call::new(routers, self.read.states.into(), done));
+        let objects = self.states.into_iter().map(Bound::unbind).collect();
+        (work, objects, self.read.from_batch)
+    }
+}
+
+/// `route_interest`: the user asked about.
+struct InterestCall {
+    user_id: String,
+}
+
+impl<'py> ReactorCall<'py> for InterestCall {
+    const CALLBACK: Callback = Callback::GetInterestedUsers;
+    type Merged = InterestedUsers;
+    type Checked = CheckedInterest;
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn try_in_slice(
+        &self,
+        routers: &RouterSet,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
+        routers.get_interested_users_in_slice_where(&self.user_id, &Slice::REACTOR, try_router)
+    }
+
+    fn answer(
+        self,
+        py: Python<'py>,
+        routed: Routed<InterestedUsers>,
+        events: Vec<Event>,
+    ) -> PyResult<Answered> {
+        InterestAnswer::build(py, routed.answer, routed.sent_presence_to, events)
+            .map(Answered::Interest)
+    }
+
+    fn job(
+        self,
+        routers: Arc<RouterSet>,
+        done: Unfinished<CheckedInterest>,
+    ) -> (Work, Vec<Py<PyAny>>, Vec<usize>) {
+        let work = Work::Interest(Call::new(routers, self.user_id.into(), done));
+        (work, Vec::new(), Vec::new())
     }
 }
 

@@ -54,6 +54,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use presence_router_ownership::{Policy, Reason, Stat};
 use presence_router_runtime::UserPresenceState;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
@@ -69,9 +70,6 @@ const QUEUE_LINES: usize = 1024;
 const QUEUE_BYTES: u64 = 64 << 20;
 /// The least time between two warnings about dropped lines.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
-/// Write permission for the group or for others; the sticky bit.
-const WRITABLE_BY_OTHERS: u32 = 0o022;
-const STICKY: u32 = 0o1000;
 /// What a lock held by someone else is called, everywhere.
 const LOCKED: &str = "it is used by another process: give each Synapse process its own path";
 
@@ -657,7 +655,7 @@ fn lock(fd: &OwnedFd) -> Result<(), String> {
 /// Opens the directory of `path`, checked: a directory (not a symbolic
 /// link to one) that belongs to this process's user or to root and that no
 /// one else can write to, unless it is sticky (then no one else can
-/// rename or remove this user's files in it).
+/// rename or remove this user's files in it): [`Policy::RECORDER_DIR`].
 // `stat`'s field types differ between targets: the conversions are needed
 // on some.
 #[allow(clippy::useless_conversion)]
@@ -696,24 +694,31 @@ fn open_directory(path: &Path) -> Result<OwnedFd, String> {
             io::Error::from(e)
         )
     })?;
-    let (owner, mode) = (stat.st_uid, u32::from(stat.st_mode) & 0o7777);
-    let euid = rustix::process::geteuid().as_raw();
-    if owner != euid && owner != 0 {
-        return Err(format!(
-            "its directory {} belongs to user {owner}, neither this process's user {euid} \
-             nor root: its owner could replace the recording",
-            directory.display()
-        ));
+    let opened = Stat {
+        owner: stat.st_uid,
+        mode: u32::from(stat.st_mode),
+    };
+    match Policy::RECORDER_DIR.check(directory, opened) {
+        Ok(()) => Ok(fd),
+        Err(refused) => {
+            let (owner, mode, euid) = (refused.owner, refused.mode, refused.euid);
+            Err(match refused.reason {
+                Reason::Owner => format!(
+                    "its directory {} belongs to user {owner}, neither this process's user \
+                     {euid} nor root: its owner could replace the recording",
+                    directory.display()
+                ),
+                // `NotPrivate` never comes: the directory need not be private
+                // (the recording is).
+                Reason::WritableByOthers | Reason::NotPrivate => format!(
+                    "its directory {} (owner uid {owner}, mode {mode:04o}) is writable by its \
+                     group or by others, and not sticky: they could replace the recording or \
+                     read it through a link; make it writable by its owner only",
+                    directory.display()
+                ),
+            })
+        }
     }
-    if mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0 {
-        return Err(format!(
-            "its directory {} (owner uid {owner}, mode {mode:04o}) is writable by its group \
-             or by others, and not sticky: they could replace the recording or read it \
-             through a link; make it writable by its owner only",
-            directory.display()
-        ));
-    }
-    Ok(fd)
 }
 
 /// What is wrong with the file `name` in `dir`, if there is one, checked
@@ -743,18 +748,26 @@ fn check_existing(dir: &OwnedFd, name: &OsString) -> Result<(), String> {
 }
 
 /// Why a file found at the recording's path won't be written to, if it
-/// won't.
+/// won't: not a regular file, or refused by [`Policy::RECORDING`] (another
+/// user's, root's included, or not private), or hard-linked.
 #[allow(clippy::useless_conversion)] // As in `open_directory`.
 fn refusal(stat: &rustix::fs::Stat) -> Option<String> {
-    let euid = rustix::process::geteuid().as_raw();
+    let euid = presence_router_ownership::euid();
     let file_type = FileType::from_raw_mode(stat.st_mode);
     let mode = u32::from(stat.st_mode) & 0o7777;
     let links = u64::from(stat.st_nlink);
+    let verdict = Policy::RECORDING.judge(
+        euid,
+        Stat {
+            owner: stat.st_uid,
+            mode,
+        },
+    );
     if file_type == FileType::Symlink {
         Some("it is a symbolic link: refused, never followed".to_owned())
     } else if file_type != FileType::RegularFile {
         Some("it is not a regular file".to_owned())
-    } else if stat.st_uid != euid {
+    } else if verdict == Err(Reason::Owner) {
         Some(format!(
             "it belongs to user {}, not to this process's user {euid}",
             stat.st_uid
@@ -763,7 +776,7 @@ fn refusal(stat: &rustix::fs::Stat) -> Option<String> {
         Some(format!(
             "it has {links} hard links: it may be another file's too"
         ))
-    } else if mode & 0o077 != 0 {
+    } else if verdict.is_err() {
         Some(format!(
             "other users may read or write it (mode {mode:04o}): presence is personal \
              data, make it 0600"

@@ -208,7 +208,7 @@ def test_the_names_are_the_runtimes() -> None:
     import re
     from pathlib import Path
 
-    stats_rs = Path(__file__).resolve().parents[2] / "runtime" / "src" / "stats.rs"
+    stats_rs = Path(__file__).resolve().parents[2] / "crates" / "runtime" / "src" / "stats.rs"
     names = dict(re.findall(r'pub const (\w+): &str = "([a-z_]+)";', stats_rs.read_text()))
     assert len(names) == 12, names
     for constant, name in names.items():

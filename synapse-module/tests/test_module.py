@@ -314,7 +314,7 @@ def test_an_unusable_cache_directory_is_logged_and_the_routers_still_load(
 
 
 def test_wasm_runs_with_the_gil_released() -> None:
-    """While one thread waits on a router that burns its whole 3 s deadline,
+    """While one thread waits on a router that burns its whole 3 s time budget,
     another thread runs Python. With the GIL held through the call, the
     other thread could only run once the call was over, 3 s in."""
     _, api = load([{"name": "sleeper", "component": guest("hostile_sleeper"),
@@ -371,7 +371,7 @@ def test_a_relative_component_path_is_resolved_once_by_parse_config(
 
 def test_after_a_fork_the_module_loads_again_and_routes() -> None:
     """Synapse daemonizes after reading its config: the child must not use
-    the parent's compiler threads or deadline clock. The cache is off, so
+    the parent's compiler threads or time-budget watchdog. The cache is off, so
     the child really compiles (a wait on the parent's thread pool would
     hang it: the parent kills it after 60 s)."""
     config = WasmPresenceRouter.parse_config(

@@ -9,35 +9,22 @@ use presence_router_runtime::{
     Presence, Routed, RouterFailure, RouterSet, RouterSetConfig, UserPresenceState,
 };
 
+pub mod cache;
 pub mod components;
+pub mod example_routers;
+#[cfg(unix)]
+pub mod second_user;
+#[cfg(unix)]
+pub mod slicer;
 
-/// The example router in a language other than Rust, built from
-/// `examples/routers/<language>/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Language {
-    Js,
-    Python,
-    C,
-    Cpp,
-    /// The C++ router with wit-bindgen-cpp's leaks left in, for the leak
-    /// checks.
-    CppLeaky,
-    Zig,
-    Go,
-}
+/// The example router in other languages: `example_router!(Language::C)`.
+pub use example_routers::Language;
 
-/// The path of the example router's component in `language`.
-pub fn example_router(language: Language) -> &'static str {
-    match language {
-        Language::Js => guests::EXAMPLE_ROUTER_JS,
-        Language::Python => guests::EXAMPLE_ROUTER_PYTHON,
-        Language::C => guests::EXAMPLE_ROUTER_C,
-        Language::Cpp => guests::EXAMPLE_ROUTER_CPP,
-        Language::CppLeaky => guests::EXAMPLE_ROUTER_CPP_LEAKY,
-        Language::Zig => guests::EXAMPLE_ROUTER_ZIG,
-        Language::Go => guests::EXAMPLE_ROUTER_GO,
-    }
-}
+/// The example router's configuration the conformance cases
+/// (`conformance/example-router.yaml`) are written for. Its routes go to
+/// two users, so the example routers' answers allocate (what the leak
+/// checks need).
+pub const CONFORMANCE_CONFIG: &str = r#"{"always_send_to_users": ["@alice:example.com", "@watcher:remote.org"], "blacklisted_users": ["@mallory:example.com"]}"#;
 
 /// Paths of the guest components, one constant per `.wasm` file
 /// (`EXAMPLE_ROUTER`, `SCRIPTED`, `HOSTILE_SPIN`, ...), and [`guests::ALL`].

@@ -3,11 +3,30 @@
 //! component (`test`) or route through it without a configuration (`run`);
 //! compare two versions of the routers on recorded requests (`diff`);
 //! start a router project (`new`) and build it (`bindgen`, `componentize`).
+//!
+//! The last three, for router authors, are built with the `authoring`
+//! feature only: without it, they take any arguments and exit 2 naming the
+//! command that installs them (without_authoring.rs).
 
 mod diff;
+#[cfg(feature = "authoring")]
 mod guest_build;
+#[cfg(feature = "authoring")]
 mod new;
 mod stats;
+#[cfg(not(feature = "authoring"))]
+mod without_authoring;
+
+// The authoring commands' arguments, or in a build without them a stand-in
+// that takes any, so that the command line parses the same either way.
+#[cfg(feature = "authoring")]
+use guest_build::{BindgenArgs, ComponentizeArgs};
+#[cfg(feature = "authoring")]
+use new::NewArgs;
+#[cfg(not(feature = "authoring"))]
+use without_authoring::{
+    NotBuilt as NewArgs, NotBuilt as BindgenArgs, NotBuilt as ComponentizeArgs,
+};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +47,10 @@ use presence_router_testkit::{
 
 #[derive(Parser)]
 #[command(version, about)]
+#[cfg_attr(
+    not(feature = "authoring"),
+    command(after_help = without_authoring::AFTER_HELP)
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,16 +79,26 @@ enum Command {
     /// something did, 2 if the diff could not run.
     Diff(diff::DiffArgs),
     /// Write a new router project into DIR: the example router in LANG, a
-    /// build.sh that installs its toolchain and prints the component's
-    /// path last, test cases, a routers.yaml and a README.
-    New(new::NewArgs),
+    /// setup.sh that installs its toolchain, a build.sh that builds it and
+    /// prints the component's path last, test cases, a routers.yaml and a
+    /// README.
+    New(NewArgs),
     /// Write the guest bindings of a WIT world for C, C++ or Go (Zig uses
     /// C's): a step of the build.sh of `new` projects.
-    Bindgen(guest_build::BindgenArgs),
+    Bindgen(BindgenArgs),
     /// Make a component of a wasip1 reactor module, with the preview1
     /// adapter; refuses a module whose exports would leak what they return
     /// (no post-return functions). A step of the build.sh of `new` projects.
-    Componentize(guest_build::ComponentizeArgs),
+    Componentize(ComponentizeArgs),
+    /// Fails, naming the directory and why, unless only you and root can
+    /// change each DIR and the directories above it (sticky ones aside):
+    /// for the build scripts of `new` projects, which run programs from a
+    /// toolchain directory. In every build, `authoring` or not.
+    #[command(hide = true)]
+    TrustedDir {
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -189,9 +222,21 @@ async fn main() -> ExitCode {
         Command::Test(args) => test(args).await,
         Command::Run(args) => run(args).await,
         Command::Diff(args) => return diff::diff(args).await,
+        Command::TrustedDir { dirs } => dirs.iter().try_for_each(|dir| {
+            presence_router_ownership::check_toolchain_dir(dir).map_err(anyhow::Error::msg)
+        }),
+        #[cfg(feature = "authoring")]
         Command::New(args) => new::new(args),
+        #[cfg(feature = "authoring")]
         Command::Bindgen(args) => guest_build::bindgen(args),
+        #[cfg(feature = "authoring")]
         Command::Componentize(args) => guest_build::componentize(args),
+        #[cfg(not(feature = "authoring"))]
+        Command::New(_) => return without_authoring::refuse("new"),
+        #[cfg(not(feature = "authoring"))]
+        Command::Bindgen(_) => return without_authoring::refuse("bindgen"),
+        #[cfg(not(feature = "authoring"))]
+        Command::Componentize(_) => return without_authoring::refuse("componentize"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,22 +1,28 @@
-//! `presence-router new DIR --lang LANG`: a ready router project, from
-//! templates built into the binary, so it works away from this repository.
+//! `presence-router new DIR --lang LANG`: a ready router project, built into
+//! the binary, so it works away from this repository.
 //!
-//! A project is the example router of that language, taken from the
-//! repository's example directory as it is (`examples/routers/c/src/router.c`
-//! and so on: the files the conformance suite tests), or with the one
-//! change that moving it needs (the Rust one's path to the WIT). Only what
-//! belongs to a project lives in `crates/cli/templates/`: its `build.sh`, README,
-//! manifests named after it, and the case file's header. Every project gets
-//! the WIT, a `routers.yaml` and a `cases.yaml` (the conformance suite).
+//! A project is exactly the repository's example router of that language,
+//! `examples/routers/<lang>/`, named after the project: the example *is*
+//! what `new --lang <lang> --name example-router` writes (a test proves it
+//! byte for byte), so each language's recipe (`setup.sh`, `build.sh`, its
+//! manifests) exists once. Its files are embedded as they are, and the few
+//! that carry the example's name (`example-router`, `example_router`: the
+//! manifests and `build.sh`'s component) get the project's.
 //!
-//! A project's `build.sh` runs as whoever builds it, so `new` writes only
-//! into a directory that nobody but this user and root can change (see
+//! What every language's project has in common lives in
+//! `crates/cli/templates/`, rendered for the project and copied into each
+//! example like any project: the README (with a section per language,
+//! `templates/readme/<lang>.md`), `routers.yaml`, `.gitignore`, the case
+//! file's header above the conformance suite's cases (`cases.yaml`), and
+//! `lib.sh`, the shell `setup.sh` and `build.sh` share. Every project gets
+//! the WIT too.
+//!
+//! A project's scripts run as whoever builds it, so `new` writes only into
+//! a directory that nobody but this user and root can change (see
 //! [`open_project_dir`]), and makes every file relative to that directory's
 //! descriptor, following no link.
 //!
-//! Templates name values `{{like_this}}`; fragments (`{{prelude}}`, the
-//! shell shared by the build scripts) are expanded before the values they
-//! hold.
+//! Templates name values `{{like_this}}`.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -25,20 +31,25 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use presence_router_runtime::strict_modes::{self, Untrusted, UntrustedDir};
+use presence_router_ownership::{Policy, Reason, Refusal, Stat};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use serde_json::Value;
 
 #[derive(clap::Args)]
 pub struct NewArgs {
     /// The project's directory: made, or an empty one. Its last component
-    /// names the project (made a valid Cargo, npm and file name).
+    /// names the project (made a valid Cargo, npm and file name) unless
+    /// --name does.
     #[arg(value_name = "DIR")]
     dir: PathBuf,
     /// The language of the router.
     #[arg(long, value_enum)]
     lang: Language,
+    /// The project's name, as it is (lowercase ASCII letters, digits and
+    /// single hyphens, starting with a letter): its Cargo or npm package,
+    /// its router's name, its component's file name.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 /// The languages a project can be written in.
@@ -81,6 +92,9 @@ impl Language {
     }
 }
 
+/// The name of the example routers: a project of this name is the example.
+pub const EXAMPLE_NAME: &str = "example-router";
+
 /// One language's project.
 struct Spec {
     /// For people: "Rust", "C++".
@@ -91,44 +105,40 @@ struct Spec {
     readme: &'static str,
     /// `.gitignore` lines beyond build/ and .toolchain/.
     gitignore: &'static str,
+    /// Whether its build.sh runs presence-router (bindings, componentizing).
+    runs_presence_router: bool,
+    /// Its own files, from its example's directory.
     files: &'static [File],
 }
 
-/// A file of a project: its path in the project and where its text comes
-/// from.
+/// A file of a project's own, from its example's directory: its path in
+/// the project (and in the example) and its text.
 struct File {
     path: &'static str,
-    content: Content,
+    text: &'static str,
+    /// Whether the example's name in it is the project's (see [`named`]).
+    named: bool,
 }
 
-enum Content {
-    /// A file of the example router, as it is.
-    Example(&'static str),
-    /// A file of the example router with each `(text, replacement)` made;
-    /// each text must be there exactly once, and replacements are rendered.
-    Patched(&'static str, &'static [(&'static str, &'static str)]),
-    /// A template of `crates/cli/templates/`, rendered.
-    Template(&'static str),
-    /// Made in code, from the example's files.
-    Derived(fn(&Values) -> Result<String, String>),
-}
-
-/// A built-in file, with the example's directory it belongs to (the macro
-/// keeps the path the one `include_str!` reads).
+/// A file of `examples/routers/$lang/`, as it is (the macro keeps the path
+/// `include_str!` reads the one the project gets).
 macro_rules! example {
-    ($path:literal, $dir:literal / $file:literal) => {
+    ($lang:literal, $path:literal) => {
         File {
             path: $path,
-            content: Content::Example(include_str!(concat!("../../../", $dir, "/", $file))),
+            text: include_str!(concat!("../../../examples/routers/", $lang, "/", $path)),
+            named: false,
         }
     };
 }
 
-macro_rules! template {
-    ($path:literal, $template:literal) => {
+/// A file of `examples/routers/$lang/` that carries the example's name.
+macro_rules! named {
+    ($lang:literal, $path:literal) => {
         File {
             path: $path,
-            content: Content::Template(include_str!(concat!("../templates/", $template))),
+            text: include_str!(concat!("../../../examples/routers/", $lang, "/", $path)),
+            named: true,
         }
     };
 }
@@ -141,215 +151,136 @@ const README: &str = include_str!("../templates/README.md");
 const ROUTERS_YAML: &str = include_str!("../templates/routers.yaml");
 const CASES_HEADER: &str = include_str!("../templates/cases-header.yaml");
 const GITIGNORE: &str = include_str!("../templates/gitignore");
-
-/// Fragments of the build scripts, expanded first.
-const FRAGMENTS: &[(&str, &str)] = &[
-    ("prelude", include_str!("../templates/prelude.sh")),
-    ("toolchains", include_str!("../templates/toolchains.sh")),
-    // After `toolchains`, which holds it. The repository's example routers
-    // source the same file.
-    (
-        "trusted_dir",
-        include_str!("../../guest-build/trusted-dir.sh"),
-    ),
-    ("venv", include_str!("../templates/venv.sh")),
-    (
-        "debian_packages",
-        include_str!("../templates/debian-packages.sh"),
-    ),
-    (
-        "presence_router_tool",
-        include_str!("../templates/presence-router-tool.sh"),
-    ),
-];
-
-const GUEST_EXAMPLE_CARGO_TOML: &str = include_str!("../../../examples/routers/rust/Cargo.toml");
-const GUEST_EXAMPLE_JS_PACKAGE: &str = include_str!("../../../examples/routers/js/package.json");
-const GUEST_EXAMPLE_JS_LOCK: &str = include_str!("../../../examples/routers/js/package-lock.json");
+/// The shell `setup.sh` and `build.sh` share, the same in every project.
+const LIB_SH: &str = include_str!("../templates/lib.sh");
 
 static RUST: Spec = Spec {
     display: "Rust",
     main_file: "`src/lib.rs`",
-    readme: include_str!("../templates/rust/README.md"),
+    readme: include_str!("../templates/readme/rust.md"),
     gitignore: "/target/\n",
+    runs_presence_router: false,
     files: &[
-        File {
-            path: "Cargo.toml",
-            content: Content::Derived(rust_manifest),
-        },
-        File {
-            path: "Cargo.lock",
-            content: Content::Patched(
-                include_str!("../../../examples/routers/rust/Cargo.lock"),
-                &[("name = \"example-router\"", "name = \"{{name}}\"")],
-            ),
-        },
-        File {
-            path: "src/lib.rs",
-            content: Content::Patched(
-                include_str!("../../../examples/routers/rust/src/lib.rs"),
-                &[("path: \"../../../wit\"", "path: \"wit\"")],
-            ),
-        },
-        template!("build.sh", "rust/build.sh"),
+        named!("rust", "Cargo.toml"),
+        named!("rust", "Cargo.lock"),
+        example!("rust", "src/lib.rs"),
+        example!("rust", "setup.sh"),
+        named!("rust", "build.sh"),
     ],
 };
 
 static JS: Spec = Spec {
     display: "JavaScript",
     main_file: "`router.js`",
-    readme: include_str!("../templates/js/README.md"),
+    readme: include_str!("../templates/readme/js.md"),
     gitignore: "/node_modules\n",
+    runs_presence_router: false,
     files: &[
-        example!("router.js", "examples/routers/js" / "router.js"),
-        template!("build.mjs", "js/build.mjs"),
-        File {
-            path: "package.json",
-            content: Content::Derived(js_package_json),
-        },
-        File {
-            path: "package-lock.json",
-            content: Content::Derived(js_package_lock),
-        },
-        template!("build.sh", "js/build.sh"),
+        example!("js", "router.js"),
+        example!("js", "build.mjs"),
+        named!("js", "package.json"),
+        named!("js", "package-lock.json"),
+        example!("js", "setup.sh"),
+        named!("js", "build.sh"),
     ],
 };
 
 static PYTHON: Spec = Spec {
     display: "Python",
     main_file: "`src/app.py`",
-    readme: include_str!("../templates/python/README.md"),
+    readme: include_str!("../templates/readme/python.md"),
     gitignore: "__pycache__/\n",
+    runs_presence_router: false,
     files: &[
-        example!("src/app.py", "examples/routers/python" / "app.py"),
-        example!(
-            "requirements.txt",
-            "examples/routers/python" / "requirements.txt"
-        ),
-        template!("build.sh", "python/build.sh"),
+        example!("python", "src/app.py"),
+        example!("python", "requirements.txt"),
+        example!("python", "setup.sh"),
+        named!("python", "build.sh"),
     ],
 };
 
 static C: Spec = Spec {
     display: "C",
     main_file: "`src/router.c`",
-    readme: include_str!("../templates/c/README.md"),
+    readme: include_str!("../templates/readme/c.md"),
     gitignore: "",
+    runs_presence_router: true,
     files: &[
-        example!("src/router.c", "examples/routers/c" / "src/router.c"),
-        example!("src/config.c", "examples/routers/c" / "src/config.c"),
-        example!("src/config.h", "examples/routers/c" / "src/config.h"),
-        template!("build.sh", "c/build.sh"),
+        example!("c", "src/router.c"),
+        example!("c", "src/config.c"),
+        example!("c", "src/config.h"),
+        example!("c", "setup.sh"),
+        named!("c", "build.sh"),
     ],
 };
 
 static CPP: Spec = Spec {
     display: "C++",
     main_file: "`src/router.cpp`",
-    readme: include_str!("../templates/cpp/README.md"),
+    readme: include_str!("../templates/readme/cpp.md"),
     gitignore: "",
+    runs_presence_router: true,
     files: &[
-        example!("src/router.cpp", "examples/routers/cpp" / "src/router.cpp"),
-        example!("src/config.cpp", "examples/routers/cpp" / "src/config.cpp"),
-        example!("src/config.hpp", "examples/routers/cpp" / "src/config.hpp"),
-        example!(
-            "src/post_return_fix.cpp",
-            "examples/routers/cpp" / "src/post_return_fix.cpp"
-        ),
-        template!("build.sh", "cpp/build.sh"),
+        example!("cpp", "src/router.cpp"),
+        example!("cpp", "src/config.cpp"),
+        example!("cpp", "src/config.hpp"),
+        example!("cpp", "src/post_return_fix.cpp"),
+        example!("cpp", "setup.sh"),
+        named!("cpp", "build.sh"),
     ],
 };
 
 static ZIG: Spec = Spec {
     display: "Zig",
     main_file: "`router.zig`",
-    readme: include_str!("../templates/zig/README.md"),
+    readme: include_str!("../templates/readme/zig.md"),
     gitignore: "",
+    runs_presence_router: true,
     files: &[
-        example!("router.zig", "examples/routers/zig" / "router.zig"),
-        example!(
-            "requirements.txt",
-            "examples/routers/zig" / "requirements.txt"
-        ),
-        template!("build.sh", "zig/build.sh"),
+        example!("zig", "router.zig"),
+        example!("zig", "requirements.txt"),
+        example!("zig", "setup.sh"),
+        named!("zig", "build.sh"),
     ],
 };
 
 static GO: Spec = Spec {
     display: "Go",
     main_file: "`export_wit_world/router.go`",
-    readme: include_str!("../templates/go/README.md"),
+    readme: include_str!("../templates/readme/go.md"),
     gitignore: "",
+    runs_presence_router: true,
     files: &[
-        example!("go.mod", "examples/routers/go" / "go.mod"),
-        example!(
-            "export_wit_world/router.go",
-            "examples/routers/go" / "export_wit_world/router.go"
-        ),
-        example!("witpkg/go.mod", "examples/routers/go" / "witpkg/go.mod"),
-        example!("witpkg/doc.go", "examples/routers/go" / "witpkg/doc.go"),
-        example!(
-            "witpkg/wit/types/types.go",
-            "examples/routers/go" / "witpkg/wit/types/types.go"
-        ),
-        example!(
-            "witpkg/wit/runtime/runtime.go",
-            "examples/routers/go" / "witpkg/wit/runtime/runtime.go"
-        ),
-        example!(
-            "witpkg/wit/runtime/empty.s",
-            "examples/routers/go" / "witpkg/wit/runtime/empty.s"
-        ),
-        example!(
-            "requirements.txt",
-            "examples/routers/go" / "requirements.txt"
-        ),
-        template!("build.sh", "go/build.sh"),
+        example!("go", "go.mod"),
+        example!("go", "export_wit_world/router.go"),
+        example!("go", "witpkg/go.mod"),
+        example!("go", "witpkg/doc.go"),
+        example!("go", "witpkg/wit/types/types.go"),
+        example!("go", "witpkg/wit/runtime/runtime.go"),
+        example!("go", "witpkg/wit/runtime/empty.s"),
+        example!("go", "requirements.txt"),
+        example!("go", "setup.sh"),
+        named!("go", "build.sh"),
     ],
 };
 
-/// The `{{name}}`s of a project and what they stand for, fragments first.
+/// The `{{name}}`s of a project and what they stand for.
 pub struct Values(Vec<(&'static str, String)>);
 
 impl Values {
-    fn new(language: Language, name: &str, presence_router: Option<&Path>) -> Self {
+    fn new(language: Language, name: &str) -> Self {
         let spec = language.spec();
         let snake = name.replace('-', "_");
-        let mut values: Vec<(&'static str, String)> = FRAGMENTS
-            .iter()
-            .map(|(key, text)| (*key, text.trim_end().to_owned()))
-            .collect();
-        values.extend([
+        Values(vec![
             ("language_section", spec.readme.trim_end().to_owned()),
             ("gitignore_extra", spec.gitignore.to_owned()),
             ("name", name.to_owned()),
-            ("snake", snake.clone()),
             ("component", format!("{snake}.wasm")),
+            ("snake", snake),
             ("language", spec.display.to_owned()),
             ("main_file", spec.main_file.to_owned()),
             ("config_json", example_config_json().to_owned()),
-            (
-                "presence_router",
-                presence_router
-                    .and_then(Path::to_str)
-                    .map_or_else(|| "presence-router".to_owned(), shell_quote),
-            ),
-            (
-                "presence_router_display",
-                presence_router.map_or_else(
-                    || "presence-router".to_owned(),
-                    |path| path.display().to_string(),
-                ),
-            ),
-        ]);
-        Values(values)
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or("", |(_, v)| v.as_str())
+        ])
     }
 
     /// `template` with every `{{key}}` replaced; an unknown one is an error.
@@ -381,11 +312,6 @@ fn leftover_placeholder(text: &str) -> Option<&str> {
     None
 }
 
-/// `text` as one word for the shell, quoted.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 /// The configuration the conformance suite runs with, as its header gives
 /// it (`--config-json '...'`): the README's and `routers.yaml`'s.
 pub fn example_config_json() -> &'static str {
@@ -395,43 +321,13 @@ pub fn example_config_json() -> &'static str {
         .map_or("{}", |(json, _)| json)
 }
 
-/// Cargo.toml: the project's `[package]`, then the example's dependencies
-/// and profile as they are.
-fn rust_manifest(values: &Values) -> Result<String, String> {
-    let head = values.render(include_str!("../templates/rust/Cargo.toml"))?;
-    let (_, tail) = GUEST_EXAMPLE_CARGO_TOML
-        .split_once("\n[dependencies]\n")
-        .ok_or("examples/routers/rust/Cargo.toml has no [dependencies]")?;
-    Ok(format!("{head}[dependencies]\n{tail}"))
-}
-
-/// package.json: the example's, named after the project.
-fn js_package_json(values: &Values) -> Result<String, String> {
-    let mut package: Value = serde_json::from_str(GUEST_EXAMPLE_JS_PACKAGE)
-        .map_err(|e| format!("examples/routers/js/package.json: {e}"))?;
-    package["name"] = Value::from(values.get("name"));
-    pretty_json(&package)
-}
-
-/// package-lock.json: the example's (the pinned toolchain), named after
-/// the project.
-fn js_package_lock(values: &Values) -> Result<String, String> {
-    let mut lock: Value = serde_json::from_str(GUEST_EXAMPLE_JS_LOCK)
-        .map_err(|e| format!("examples/routers/js/package-lock.json: {e}"))?;
-    let name = Value::from(values.get("name"));
-    lock["name"] = name.clone();
-    match lock.pointer_mut("/packages/") {
-        Some(root) => root["name"] = name,
-        None => return Err("examples/routers/js/package-lock.json has no packages[\"\"]".into()),
-    }
-    pretty_json(&lock)
-}
-
-/// JSON as npm writes it: two spaces, a newline at the end.
-fn pretty_json(value: &Value) -> Result<String, String> {
-    serde_json::to_string_pretty(value)
-        .map(|text| text + "\n")
-        .map_err(|e| e.to_string())
+/// An example's file with the project's name for the example's: its
+/// package name (`example-router`) and its component's (`example_router`).
+/// Only files whose every such word is the name are [`File::named`]; a
+/// source's `example_router` (the C++ router's namespace) is left alone.
+fn named(text: &str, name: &str) -> String {
+    text.replace(EXAMPLE_NAME, name)
+        .replace(&EXAMPLE_NAME.replace('-', "_"), &name.replace('-', "_"))
 }
 
 /// cases.yaml: the conformance suite's cases under a header for the project.
@@ -451,68 +347,40 @@ fn cases_yaml(values: &Values) -> Result<String, String> {
 pub fn project_files(
     language: Language,
     name: &str,
-    presence_router: Option<&Path>,
 ) -> Result<Vec<(&'static str, String, bool)>, String> {
     let spec = language.spec();
-    let values = Values::new(language, name, presence_router);
+    let values = Values::new(language, name);
     let in_step = |path: &str, why: String| {
         format!(
-            "the built-in {} template's {path} is out of step with its example router: {why} \
-             (a bug of this presence-router build)",
+            "the built-in {} project's {path} cannot be made: {why} (a bug of this \
+             presence-router build)",
             spec.display
         )
     };
+    let render =
+        |path: &str, template: &str| values.render(template).map_err(|why| in_step(path, why));
     let mut files = vec![
         ("wit/presence-router.wit", WIT.to_owned(), false),
-        (
-            "README.md",
-            values
-                .render(README)
-                .map_err(|why| in_step("README.md", why))?,
-            false,
-        ),
+        ("README.md", render("README.md", README)?, false),
         (
             "cases.yaml",
             cases_yaml(&values).map_err(|why| in_step("cases.yaml", why))?,
             false,
         ),
-        (
-            "routers.yaml",
-            values
-                .render(ROUTERS_YAML)
-                .map_err(|why| in_step("routers.yaml", why))?,
-            false,
-        ),
-        (
-            ".gitignore",
-            values
-                .render(GITIGNORE)
-                .map_err(|why| in_step(".gitignore", why))?,
-            false,
-        ),
+        ("routers.yaml", render("routers.yaml", ROUTERS_YAML)?, false),
+        (".gitignore", render(".gitignore", GITIGNORE)?, false),
+        ("lib.sh", LIB_SH.to_owned(), false),
     ];
     for file in spec.files {
-        let text = match &file.content {
-            Content::Example(text) => Ok((*text).to_owned()),
-            Content::Patched(text, patches) => patch(text, patches, &values),
-            Content::Template(template) => values.render(template),
-            Content::Derived(make) => make(&values),
-        }
-        .map_err(|why| in_step(file.path, why))?;
+        let text = if file.named {
+            named(file.text, name)
+        } else {
+            file.text.to_owned()
+        };
+        // The scripts one runs; lib.sh is only sourced.
         files.push((file.path, text, file.path.ends_with(".sh")));
     }
     Ok(files)
-}
-
-fn patch(text: &str, patches: &[(&str, &str)], values: &Values) -> Result<String, String> {
-    let mut text = text.to_owned();
-    for (from, to) in patches {
-        if text.matches(from).count() != 1 {
-            return Err(format!("`{from}` is not there exactly once"));
-        }
-        text = text.replacen(from, &values.render(to)?, 1);
-    }
-    Ok(text)
 }
 
 /// A name for the project from its directory's: lowercase ASCII letters,
@@ -621,9 +489,6 @@ fn dir_name(dir: &Path) -> String {
 /// `build.sh` runs as whoever builds it.
 const RISK: &str = "could change the project's files, build.sh among them, before you run it";
 
-/// Write permission for the group or for others.
-const WRITABLE_BY_OTHERS: u32 = 0o022;
-
 /// Subdirectories of a project, and the project's directory when `new`
 /// makes it, before the umask.
 const DIR_MODE: u32 = 0o755;
@@ -644,7 +509,7 @@ struct ProjectDir {
 /// builds it): the directory is a symbolic link, belongs to neither this
 /// user nor root, or others can write it; or a directory above it belongs
 /// to someone else, or others can write it and it is not sticky (OpenSSH's
-/// `StrictModes` rule, as for component files).
+/// `StrictModes` rule, as for component files: [`Policy::PROJECT_DIR`]).
 fn open_project_dir(dir: &Path) -> anyhow::Result<ProjectDir> {
     let (parent, name) = parent_and_name(dir)?;
     make_parents(dir, &parent)?;
@@ -668,23 +533,33 @@ fn open_project_dir(dir: &Path) -> anyhow::Result<ProjectDir> {
     let fd = open_dir_at(parent_fd.as_fd(), &name, dir)?;
     let stat =
         rustix::fs::fstat(&fd).with_context(|| format!("cannot examine {}", dir.display()))?;
-    let (owner, mode) = (stat.st_uid, stat.st_mode & 0o7777);
-    if !strict_modes::trusted_owner(owner) {
-        bail!(
-            "{}: refused: the directory is owned by uid {owner} (mode {mode:o}), not by you \
-             (uid {}) or root: its owner {RISK}; use a directory of your own, or a new one \
-             (`new` makes it)",
-            dir.display(),
-            rustix::process::geteuid().as_raw()
-        );
-    }
-    if mode & WRITABLE_BY_OTHERS != 0 {
-        bail!(
-            "{}: refused: the directory is writable by group or others (mode {mode:o}): \
-             another user {RISK}; `chmod go-w {}` first, or use another directory",
-            dir.display(),
-            dir.display()
-        );
+    let opened = Stat {
+        owner: stat.st_uid,
+        mode: stat.st_mode,
+    };
+    if let Err(Refusal {
+        owner,
+        mode,
+        euid,
+        reason,
+        ..
+    }) = Policy::PROJECT_DIR.check(dir, opened)
+    {
+        match reason {
+            Reason::Owner => bail!(
+                "{}: refused: the directory is owned by uid {owner} (mode {mode:o}), not by you \
+                 (uid {euid}) or root: its owner {RISK}; use a directory of your own, or a new \
+                 one (`new` makes it)",
+                dir.display()
+            ),
+            // `NotPrivate` never comes: a project need not be private.
+            Reason::WritableByOthers | Reason::NotPrivate => bail!(
+                "{}: refused: the directory is writable by group or others (mode {mode:o}): \
+                 another user {RISK}; `chmod go-w {}` first, or use another directory",
+                dir.display(),
+                dir.display()
+            ),
+        }
     }
     let entry =
         first_entry(fd.as_fd()).with_context(|| format!("cannot read {}", dir.display()))?;
@@ -750,26 +625,29 @@ fn make_parents(dir: &Path, parent: &Path) -> anyhow::Result<()> {
 /// Refuses to make a project under `above` when another user could replace
 /// `above` or anything under it (see [`open_project_dir`]).
 fn refuse_untrusted_ancestors(dir: &Path, above: &Path) -> anyhow::Result<()> {
-    let untrusted = strict_modes::first_untrusted_dir(above)
+    let untrusted = Policy::PROJECT_DIR
+        .check_above(above)
         .with_context(|| format!("cannot examine the directories above {}", dir.display()))?;
-    let Some(UntrustedDir {
+    let Some(Refusal {
         path,
         owner,
         mode,
         euid,
-        why,
+        reason,
+        ..
     }) = untrusted
     else {
         return Ok(());
     };
     let (dir, path) = (dir.display(), path.display());
-    match why {
-        Untrusted::Owner => bail!(
+    match reason {
+        Reason::Owner => bail!(
             "{dir}: refused: it is in {path}, owned by uid {owner} (mode {mode:o}), not by you \
              (uid {euid}) or root: its owner could replace the project with one of their own, \
              whose build.sh you would run; make it in a directory only you and root can write"
         ),
-        Untrusted::WritableByOthers => bail!(
+        // Directories above are never asked to be private.
+        Reason::WritableByOthers | Reason::NotPrivate => bail!(
             "{dir}: refused: it is in {path}, writable by others (mode {mode:o}) without the \
              sticky bit: another user could replace the project with one of their own, whose \
              build.sh you would run; make it in a directory only you and root can write"
@@ -859,23 +737,46 @@ fn write_files(dir: &ProjectDir, files: &[(&str, String, bool)]) -> anyhow::Resu
 }
 
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
-    let name = project_name(&dir_name(&args.dir));
-    // The build scripts of C, C++, Zig and Go run this binary (bindings,
-    // componentizing) by default, and the README names it.
-    let this_binary = std::env::current_exe().ok();
-    let files = project_files(args.lang, &name, this_binary.as_deref())
-        .map_err(|message| anyhow::anyhow!(message))?;
+    let name = match args.name {
+        Some(name) => {
+            let valid = project_name(&name);
+            if valid != name {
+                bail!(
+                    "--name {name}: not a project name (lowercase ASCII letters, digits and \
+                     single hyphens, starting with a letter; not a Rust keyword): `{valid}` is"
+                );
+            }
+            name
+        }
+        None => project_name(&dir_name(&args.dir)),
+    };
+    let spec = args.lang.spec();
+    let files = project_files(args.lang, &name).map_err(|message| anyhow::anyhow!(message))?;
     let dir = open_project_dir(&args.dir)?;
     write_files(&dir, &files)?;
     let dir = args.dir.display();
     let component = format!("build/{}.wasm", name.replace('-', "_"));
     println!(
         "{dir}: a {} router project, `{name}`, from the example router ({} files)",
-        args.lang.spec().display,
+        spec.display,
         files.len()
     );
     println!("\nnext (README.md says more):\n");
     println!("  cd {dir}");
+    // The C, C++, Zig and Go builds run presence-router, the one on PATH
+    // unless PRESENCE_ROUTER names another: a project names no path of
+    // this machine.
+    if spec.runs_presence_router
+        && let Some(this) = std::env::current_exe()
+            .ok()
+            .filter(|this| !first_on_path(this))
+    {
+        println!(
+            "  export PRESENCE_ROUTER={}   # build.sh runs presence-router: this one, not on PATH",
+            shell_quote(&this.to_string_lossy())
+        );
+    }
+    println!("  ./setup.sh");
     println!("  ./build.sh");
     println!(
         "  presence-router test --component {component} --cases cases.yaml --config-json '{}'",
@@ -883,6 +784,28 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     );
     println!("  presence-router check --config routers.yaml");
     Ok(())
+}
+
+/// Whether `presence-router` on PATH is `this` binary.
+fn first_on_path(this: &Path) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    let on_path = std::env::split_paths(&path)
+        .map(|dir| dir.join("presence-router"))
+        .find(|candidate| candidate.is_file());
+    match (
+        on_path.and_then(|p| fs::canonicalize(p).ok()),
+        fs::canonicalize(this),
+    ) {
+        (Some(found), Ok(this)) => found == this,
+        _ => false,
+    }
+}
+
+/// `text` as one word for the shell, quoted.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -919,44 +842,55 @@ mod tests {
         );
     }
 
-    /// Every template renders completely, every patch finds its text: the
-    /// example routers and the templates are in step.
+    /// Every template renders completely, for every language, and the
+    /// project's name replaces the example's wherever it stands for it.
     #[test]
     fn every_language_renders() {
-        let binary = Path::new("/opt/it's here/presence-router");
         for language in Language::ALL {
-            let files = project_files(language, "my-router", Some(binary))
+            let files = project_files(language, "my-router")
                 .unwrap_or_else(|e| panic!("{language:?}: {e}"));
-            // The example's own files are not rendered: `{{` is theirs.
-            let examples: Vec<&str> = (language.spec().files.iter())
-                .filter(|file| matches!(file.content, Content::Example(_)))
-                .map(|file| file.path)
-                .collect();
-            for (path, text, _) in files.iter().filter(|(p, _, _)| !examples.contains(p)) {
-                assert_eq!(leftover_placeholder(text), None, "{language:?} {path}");
+            let own = |path: &str| language.spec().files.iter().find(|f| f.path == path);
+            for (path, text, _) in &files {
+                // The example's sources are not rendered: `{{` is theirs.
+                if own(path).is_none_or(|file| file.named) {
+                    assert_eq!(leftover_placeholder(text), None, "{language:?} {path}");
+                    assert!(
+                        !text.contains(EXAMPLE_NAME) && !text.contains("example_router"),
+                        "{language:?} {path}: the example's name left in it"
+                    );
+                }
             }
-            let build = &files
-                .iter()
-                .find(|(path, _, _)| *path == "build.sh")
-                .expect("a build.sh")
-                .1;
-            assert!(build.starts_with("#!/usr/bin/env bash\n"), "{language:?}");
+            let file = |path: &str| {
+                let (_, text, executable) = files
+                    .iter()
+                    .find(|(p, _, _)| *p == path)
+                    .unwrap_or_else(|| panic!("{language:?}: no {path}"));
+                (text.as_str(), *executable)
+            };
+            for script in ["setup.sh", "build.sh"] {
+                let (text, executable) = file(script);
+                assert!(text.starts_with("#!/usr/bin/env bash\n"), "{language:?}");
+                assert!(
+                    text.contains("\nsource \"$(dirname \"$0\")/lib.sh\"\n"),
+                    "{language:?} {script}: the shared shell"
+                );
+                assert!(executable, "{language:?} {script}");
+            }
             assert!(
-                build.contains("my_router.wasm"),
+                file("build.sh").0.contains("\ncomponent=my_router.wasm\n"),
                 "{language:?}: the component's name"
             );
-            if build.contains("PRESENCE_ROUTER=") {
-                assert!(
-                    build.contains(r"PRESENCE_ROUTER='/opt/it'\''s here/presence-router'"),
-                    "{language:?}: the binary's path, quoted"
-                );
-            }
+            assert!(!file("lib.sh").1, "sourced, not run");
+            assert!(
+                file("README.md").0.contains("build/my_router.wasm"),
+                "{language:?}"
+            );
         }
     }
 
     #[test]
-    fn manifests_carry_the_project_name_and_the_examples_pins() {
-        let files = project_files(Language::Rust, "my-router", None).expect("renders");
+    fn manifests_carry_the_project_name() {
+        let files = project_files(Language::Rust, "my-router").expect("renders");
         let file = |path: &str| {
             files
                 .iter()
@@ -966,13 +900,11 @@ mod tests {
         };
         let manifest = file("Cargo.toml");
         assert!(manifest.starts_with("[package]\nname = \"my-router\"\n"));
-        assert!(manifest.contains("\n[dependencies]\nwit-bindgen = "));
-        assert!(manifest.contains("crate-type = [\"cdylib\"]"));
         assert!(file("Cargo.lock").contains("name = \"my-router\""));
         assert!(file("src/lib.rs").contains("path: \"wit\""));
 
-        let files = project_files(Language::Js, "my-router", None).expect("renders");
-        let json = |path: &str| -> Value {
+        let files = project_files(Language::Js, "my-router").expect("renders");
+        let json = |path: &str| -> serde_json::Value {
             let text = &files
                 .iter()
                 .find(|(p, _, _)| *p == path)
@@ -980,135 +912,29 @@ mod tests {
                 .1;
             serde_json::from_str(text).expect("JSON")
         };
-        let example: Value = serde_json::from_str(GUEST_EXAMPLE_JS_PACKAGE).expect("JSON");
-        let package = json("package.json");
-        assert_eq!(package["name"], "my-router");
-        assert_eq!(package["devDependencies"], example["devDependencies"]);
+        assert_eq!(json("package.json")["name"], "my-router");
         let lock = json("package-lock.json");
         assert_eq!(lock["name"], "my-router");
         assert_eq!(lock["packages"][""]["name"], "my-router");
     }
 
+    /// A source's `example_router` is not the project's name (the C++
+    /// router's namespace): only named files get the project's.
+    #[test]
+    fn sources_keep_their_words() {
+        let files = project_files(Language::Cpp, "my-router").expect("renders");
+        let config = &files
+            .iter()
+            .find(|(p, _, _)| *p == "src/config.hpp")
+            .expect("the file")
+            .1;
+        assert!(config.contains("namespace example_router"), "{config}");
+    }
+
     #[test]
     fn the_example_configuration_is_a_json_object() {
-        let config: Value = serde_json::from_str(example_config_json()).expect("JSON");
+        let config: serde_json::Value = serde_json::from_str(example_config_json()).expect("JSON");
         assert!(config["always_send_to_users"].is_array(), "{config}");
-    }
-
-    /// The files of each example's directory that a project leaves out, on
-    /// purpose; any other file there must be in the template (a new source
-    /// file of an example would otherwise be missing from its projects).
-    #[test]
-    fn every_example_source_is_in_its_template() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let examples: &[(Language, &str, &[&str])] = &[
-            (Language::Rust, "examples/routers/rust", &["Cargo.toml"]),
-            (
-                Language::Js,
-                "examples/routers/js",
-                &[
-                    "build.sh",
-                    "build.mjs",
-                    "README.md",
-                    "package.json",
-                    "package-lock.json",
-                ],
-            ),
-            (
-                Language::Python,
-                "examples/routers/python",
-                &["build.sh", "README.md"],
-            ),
-            (
-                Language::C,
-                "examples/routers/c",
-                &["build.sh", "README.md"],
-            ),
-            (
-                Language::Cpp,
-                "examples/routers/cpp",
-                &["build.sh", "README.md"],
-            ),
-            (
-                Language::Zig,
-                "examples/routers/zig",
-                &["build.sh", "README.md"],
-            ),
-            (
-                Language::Go,
-                "examples/routers/go",
-                &["build.sh", "README.md"],
-            ),
-        ];
-        for (language, dir, left_out) in examples {
-            let embedded: Vec<&str> = language
-                .spec()
-                .files
-                .iter()
-                .filter_map(|file| match file.content {
-                    Content::Example(text) | Content::Patched(text, _) => Some(text),
-                    _ => None,
-                })
-                .collect();
-            for path in files_under(&root.join(dir)) {
-                let relative = path
-                    .strip_prefix(root.join(dir))
-                    .expect("under the example")
-                    .to_string_lossy()
-                    .into_owned();
-                if left_out.contains(&relative.as_str()) {
-                    continue;
-                }
-                let text = fs::read_to_string(&path).unwrap_or_default();
-                assert!(
-                    embedded.contains(&text.as_str()),
-                    "{dir}/{relative} is not in the {language:?} template (crates/cli/src/new.rs)"
-                );
-            }
-        }
-    }
-
-    /// The Debian packages the C and C++ projects need are the ones the
-    /// repository's example routers are built with, and they are asked for
-    /// (and installed only when PRESENCE_ROUTER_INSTALL_PACKAGES=1 says so)
-    /// the same way.
-    #[test]
-    fn the_debian_packages_are_the_examples() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let read = |path: &str| fs::read_to_string(root.join(path)).expect(path);
-        let fragment = FRAGMENTS
-            .iter()
-            .find(|(key, _)| *key == "debian_packages")
-            .expect("the fragment")
-            .1;
-        let line = |text: &str, start: &str| {
-            text.lines()
-                .find(|line| line.starts_with(start))
-                .map(str::to_owned)
-                .unwrap_or_else(|| panic!("no line starting with {start}"))
-        };
-        let wasi_clang = read("crates/guest-build/wasi-clang.sh");
-        for start in ["WASI_CLANG_PACKAGES=", "WASI_CLANG_CXX_PACKAGES="] {
-            assert_eq!(line(fragment, start), line(&wasi_clang, start));
-        }
-        let function = |text: &str| {
-            let start = text
-                .find("\nneed_debian_packages() {\n")
-                .expect("need_debian_packages");
-            let length = text[start..].find("\n}\n").expect("its end");
-            text[start..start + length].to_owned()
-        };
-        assert_eq!(function(fragment), function(&wasi_clang));
-        assert_eq!(
-            line(
-                include_str!("../templates/cpp/build.sh"),
-                "need_debian_packages"
-            ),
-            line(
-                &read("examples/routers/cpp/build.sh"),
-                "need_debian_packages"
-            )
-        );
     }
 
     /// A link where a subdirectory of the project goes (put there after
@@ -1153,30 +979,5 @@ mod tests {
             Some("# mine"),
             "the files before it"
         );
-    }
-
-    /// The files of an example, without what its builds and toolchains
-    /// leave there.
-    fn files_under(dir: &Path) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        for entry in fs::read_dir(dir)
-            .expect("the example's directory")
-            .flatten()
-        {
-            let path = entry.path();
-            let name = entry.file_name();
-            if matches!(
-                name.to_str(),
-                Some("target" | "node_modules" | "__pycache__" | "dist" | ".zig-cache")
-            ) {
-                continue;
-            }
-            if path.is_dir() {
-                files.extend(files_under(&path));
-            } else {
-                files.push(path);
-            }
-        }
-        files
     }
 }

@@ -55,6 +55,14 @@ enum Command {
         #[arg(long)]
         allow_missing_post_return: bool,
     },
+    /// Fails, naming the directory and why, unless only you and root can
+    /// change each DIR and the directories above it (sticky ones aside):
+    /// for build scripts that run programs from a toolchain directory.
+    #[command(hide = true)]
+    TrustedDir {
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 /// Runs the tool on `args` (the program name first); errors go to stderr.
@@ -117,6 +125,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             write_atomically(&out, &built.component)?;
+        }
+        Command::TrustedDir { dirs } => {
+            for dir in &dirs {
+                crate::trusted_dir::check(dir)?;
+            }
         }
     }
     Ok(())

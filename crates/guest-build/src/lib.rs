@@ -28,6 +28,7 @@ pub mod bindgen;
 pub mod cli;
 pub mod componentize;
 pub mod post_return;
+pub mod trusted_dir;
 
 use std::path::PathBuf;
 

@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn interest_is_checked_for_user_ids() {
         // Sends are checked with the same pieces, as they arrive (the
-        // runtime's `tests/failures.rs`).
+        // runtime's `tests/all/sends_and_logs.rs`).
         let err = check_users(&["@a:x", "@:x"], 10).unwrap_err();
         assert_eq!(err, "user 1: \"@:x\" has an empty localpart");
         assert_eq!(

@@ -25,7 +25,9 @@ pub struct Limits {
     /// memories together). YAML `memory`: `64MiB`, `512KiB`, or bytes; from
     /// [`Limits::MIN_MEMORY`] to [`Limits::MAX_MEMORY`].
     pub memory: u64,
-    /// Wall-clock deadline for one call. YAML `timeout`: `100ms`, `2s`; from
+    /// The time budget of one call: its own CPU time plus the clock waits
+    /// it asked for (not a wall-clock deadline: time spent waiting for a
+    /// core is not the router's). YAML `timeout`: `100ms`, `2s`; from
     /// [`Limits::MIN_TIMEOUT`] to [`Limits::MAX_TIMEOUT`].
     pub timeout: Duration,
     /// The largest answer accepted from one call whatever the batch,
@@ -76,7 +78,7 @@ pub struct Limits {
 impl Limits {
     /// Defaults sized for a compact router (Rust, C) and generous enough for
     /// one built with a language runtime inside (JavaScript, Python): the
-    /// deadline, not fuel, is what stops a slow router first.
+    /// time budget, not fuel, is what stops a slow router first.
     pub const DEFAULT: Limits = Limits {
         fuel: 10_000_000,
         fuel_per_state: 200_000,
@@ -109,7 +111,7 @@ impl Limits {
     pub const MAX_LOG_BYTES_PER_SECOND: u64 = 64 * 1024;
 
     /// The most fuel a call may start with, 10^15: days of computing, so
-    /// the deadline (at most [`Limits::MAX_TIMEOUT`]) always stops a call
+    /// the time budget (at most [`Limits::MAX_TIMEOUT`]) always stops a call
     /// first, and "fuel to spare" can still be written. With
     /// [`Limits::MAX_FUEL_PER_STATE`], the budget of any batch that can be
     /// answered (its states are indexed by `u32`) stays below `i64::MAX`,
@@ -129,15 +131,15 @@ impl Limits {
     /// address space for every instance slot.
     pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
 
-    /// 1 ms, the precision of the deadline (the runtime checks it at every
+    /// 1 ms, the precision of the time budget (the runtime checks it at every
     /// tick of a 1 ms clock): a shorter timeout could not be kept.
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
     /// One minute. A call holds one of a homeserver's presence batches, so a
-    /// deadline far beyond the default 100 ms is already a stalled
-    /// homeserver; and a deadline is a point in time that must not
-    /// overflow the clock (`timeout: 400000000000y` used to panic the
-    /// first call).
+    /// time budget far beyond the default 100 ms is already a stalled
+    /// homeserver; and the end of a budget, added to the time a call
+    /// started, must not overflow the clock (`timeout: 400000000000y` used
+    /// to panic the first call).
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// The most answer entries, 10^7 (ten times the default): the host may
@@ -206,7 +208,7 @@ impl Limits {
 /// calls were waiting).
 ///
 /// Without it, a router that always times out would cost every batch its
-/// whole deadline. YAML: `failure_policy: {suspend_after: 5, backoff: 1s,
+/// whole time budget. YAML: `failure_policy: {suspend_after: 5, backoff: 1s,
 /// max_backoff: 5m}`; `suspend_after: 0` never suspends. `backoff` is longer
 /// than 0 and `max_backoff` at least `backoff`; both are at most
 /// [`FailurePolicy::LONGEST_BACKOFF`]. `suspend_after` may be any `u32`:
@@ -384,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_deadline_and_suspension_can_be_added_to_now() {
+    fn the_longest_time_budget_and_suspension_can_be_added_to_now() {
         let now = std::time::Instant::now();
         assert!(now.checked_add(Limits::MAX_TIMEOUT).is_some());
         let policy = FailurePolicy {

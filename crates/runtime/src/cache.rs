@@ -3,6 +3,11 @@
 //! compiling takes hundreds of them (seconds for a component with a
 //! language runtime inside).
 //!
+//! The cache stores and fetches bytes: compiling a component, serializing
+//! its artifact and deserializing one are the sandbox's (`guest/compile.rs`),
+//! and `compiler.rs` combines the two (look the artifact up, compile on a
+//! miss, store).
+//!
 //! Deserializing is `unsafe` in wasmtime for a reason: an artifact is native
 //! code that wasmtime loads and runs as it is, without verifying it. Bytes
 //! that did not come from this runtime's own compiler could do anything. So
@@ -74,15 +79,12 @@
 //! - A failure to evict is a warning, never a failed load.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
-use wasmtime::component::Component;
 
 use private_dir::{PrivateDir, ReadFile};
 
@@ -237,12 +239,13 @@ pub(crate) struct ComponentCache {
 }
 
 impl ComponentCache {
-    /// Opens (creating if need be) the cache of `setting`. A cache that can't
-    /// be opened, or that someone else could have written, is not an error:
-    /// components are then compiled, and the reason is logged.
-    pub(crate) fn open(setting: &CacheSetting, engine: &Engine) -> Option<ComponentCache> {
+    /// Opens (creating if need be) the cache of `setting`, for the artifacts
+    /// of an engine whose compatibility hash is `engine_hash`. A cache that
+    /// can't be opened, or that someone else could have written, is not an
+    /// error: components are then compiled, and the reason is logged.
+    pub(crate) fn open(setting: &CacheSetting, engine_hash: u64) -> Option<ComponentCache> {
         let (dir, bound) = setting.dir()?;
-        match Self::open_dir(&dir, engine, bound) {
+        match Self::open_dir(&dir, engine_hash, bound) {
             Ok(cache) => Some(cache),
             Err(e) => {
                 // The start of this text is in docs/synapse.md and the
@@ -258,68 +261,57 @@ impl ComponentCache {
 
     fn open_dir(
         dir: &Path,
-        engine: &Engine,
+        engine_hash: u64,
         bound: CacheBound,
     ) -> Result<ComponentCache, CacheError> {
         let dir = PrivateDir::open_or_create(dir)?;
         let key = read_or_create_key(&dir)?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(ComponentCache {
             dir,
             key,
-            engine_hash: hasher.finish(),
+            engine_hash,
             bound,
         })
     }
 
-    /// The artifact for `bytes` if this cache wrote one, else compiles and
-    /// stores it.
-    pub(crate) fn load_or_compile(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CompileSource)> {
-        let name = format!("{}-{:016x}", hex(&Sha256::digest(bytes)), self.engine_hash);
-        let artifact_name = format!("{name}.{ARTIFACT_EXTENSION}");
-        let mac_name = format!("{name}.{MAC_EXTENSION}");
-        match self.read_verified(&name, &artifact_name, &mac_name) {
-            Ok(Some(artifact)) => {
-                // SAFETY: `artifact` carries a valid MAC under this cache's
-                // key, in a directory and files only this user can write, so
-                // this runtime serialized it (see the module docs); the
-                // engine hash in its name matches this engine. wasmtime
-                // copies the buffer, so the bytes checked are the bytes run.
-                match unsafe { Component::deserialize(engine, &artifact.bytes) } {
-                    Ok(component) => {
-                        if let Err(e) = artifact.mark_used() {
-                            tracing::warn!(
-                                "cannot mark cached artifact used, it may be evicted first: {e}"
-                            );
-                        }
-                        return Ok((component, CompileSource::Cache));
-                    }
-                    Err(e) => tracing::warn!(
-                        "cached artifact {} refused by wasmtime, recompiling: {e}",
-                        self.dir.path().join(&artifact_name).display()
-                    ),
-                }
+    /// The name of the artifact of `component` (its bytes) for this cache's
+    /// engine.
+    pub(crate) fn artifact_name(&self, component: &[u8]) -> ArtifactName {
+        ArtifactName(format!(
+            "{}-{:016x}",
+            hex(&Sha256::digest(component)),
+            self.engine_hash
+        ))
+    }
+
+    /// Where the artifact `name` is kept, for messages.
+    pub(crate) fn artifact_path(&self, name: &ArtifactName) -> PathBuf {
+        self.dir.path().join(name.artifact())
+    }
+
+    /// The artifact `name`, read once and checked, if this cache wrote it;
+    /// `None` (the reason logged, if there is one) to compile instead.
+    pub(crate) fn fetch(&self, name: &ArtifactName) -> Option<Artifact> {
+        match self.read_verified(&name.0, &name.artifact(), &name.mac()) {
+            Ok(found) => found.map(|file| Artifact { file }),
+            Err(e) => {
+                tracing::warn!("cached artifact refused, recompiling: {e}");
+                None
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cached artifact refused, recompiling: {e}"),
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = self.store(&name, &component, &artifact_name, &mac_name) {
-            tracing::warn!(
-                "cannot cache {}: {e}",
-                self.dir.path().join(&artifact_name).display()
-            );
+    }
+
+    /// Keeps `artifact` (the bytes compiling the component made) under
+    /// `name`, then brings the cache back within its bound. A failure is a
+    /// warning: the component was compiled all the same.
+    pub(crate) fn store(&self, name: &ArtifactName, artifact: &[u8]) {
+        if let Err(e) = self.write(&name.0, artifact, &name.artifact(), &name.mac()) {
+            tracing::warn!("cannot cache {}: {e}", self.artifact_path(name).display());
         }
         // Also after a failed write: it may have found the disk full.
-        if let Err(e) = self.evict(&name) {
+        if let Err(e) = self.evict(&name.0) {
             tracing::warn!("cannot evict from the compiled-component cache: {e}");
         }
-        Ok((component, CompileSource::Compiled))
     }
 
     /// The artifact, read, if it has a valid MAC; `None` if there is no
@@ -352,18 +344,17 @@ impl ComponentCache {
 
     /// Writes the artifact, then its MAC, each complete under its name or
     /// not at all (see [`PrivateDir::write`]).
-    fn store(
+    fn write(
         &self,
         name: &str,
-        component: &Component,
+        bytes: &[u8],
         artifact_name: &str,
         mac_name: &str,
-    ) -> wasmtime::Result<()> {
-        let bytes = component.serialize()?;
+    ) -> Result<(), CacheError> {
         let mut mac = self.mac(name);
-        mac.update(&bytes);
+        mac.update(bytes);
         let tag = mac.finalize().into_bytes();
-        self.dir.write(artifact_name, &bytes)?;
+        self.dir.write(artifact_name, bytes)?;
         self.dir.write(mac_name, &tag)?;
         Ok(())
     }
@@ -462,6 +453,40 @@ impl ComponentCache {
     }
 }
 
+/// The name of a component's artifact for one engine, without extension:
+/// `<SHA-256 of the component>-<engine hash>`.
+pub(crate) struct ArtifactName(String);
+
+impl ArtifactName {
+    fn artifact(&self) -> String {
+        format!("{}.{ARTIFACT_EXTENSION}", self.0)
+    }
+
+    fn mac(&self) -> String {
+        format!("{}.{MAC_EXTENSION}", self.0)
+    }
+}
+
+/// An artifact this cache wrote, read once into memory and checked: these
+/// bytes, never the file again, are what is loaded.
+pub(crate) struct Artifact {
+    file: ReadFile,
+}
+
+impl Artifact {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.file.bytes
+    }
+
+    /// The artifact was loaded: eviction takes it for used now. A failure
+    /// is a warning (it may be evicted first, and compiled again).
+    pub(crate) fn mark_used(&self) {
+        if let Err(e) = self.file.mark_used() {
+            tracing::warn!("cannot mark cached artifact used, it may be evicted first: {e}");
+        }
+    }
+}
+
 /// One artifact in the directory, as eviction sees it.
 struct CachedArtifact<'a> {
     /// Of the artifact and its MAC.
@@ -539,6 +564,7 @@ mod private_dir {
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant, SystemTime};
 
+    use presence_router_ownership::{Policy, Reason, Stat};
     use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
     use rustix::io::Errno;
 
@@ -546,8 +572,6 @@ mod private_dir {
 
     const DIR_MODE: u32 = 0o700;
     const FILE_MODE: u32 = 0o600;
-    /// Write permission for the group or for others.
-    const WRITABLE_BY_OTHERS: u32 = 0o022;
 
     /// A directory that belongs to this process's effective user and that
     /// nobody else can write, held open: every file in it is opened relative
@@ -557,14 +581,12 @@ mod private_dir {
         fd: OwnedFd,
         /// For messages only, never opened again.
         path: PathBuf,
-        euid: u32,
     }
 
     impl PrivateDir {
         /// Opens the directory at `path`, creating it (0700) and missing
         /// parents if there is none, and checks it (see the module docs).
         pub(super) fn open_or_create(path: &Path) -> Result<PrivateDir, CacheError> {
-            let euid = rustix::process::geteuid().as_raw();
             let created = create_dir(path)?;
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let fd = match rustix::fs::open(path, flags, Mode::empty()) {
@@ -583,7 +605,7 @@ mod private_dir {
             };
             let dir = File::from(fd);
             let metadata = dir.metadata().map_err(|e| io_error(path, e))?;
-            check(path, &metadata, euid, Kind::Directory)?;
+            check(path, &metadata, Kind::Directory)?;
             if created {
                 // mkdir's mode went through the umask (and a setgid parent
                 // adds its bit): set exactly 0700. Only now that the
@@ -593,11 +615,10 @@ mod private_dir {
                     .map_err(|e| io_error(path, e))?;
             }
             let metadata = dir.metadata().map_err(|e| io_error(path, e))?;
-            check(path, &metadata, euid, Kind::Directory)?;
+            check(path, &metadata, Kind::Directory)?;
             Ok(PrivateDir {
                 fd: dir.into(),
                 path: path.to_owned(),
-                euid,
             })
         }
 
@@ -628,7 +649,7 @@ mod private_dir {
             };
             let file = File::from(fd);
             let metadata = file.metadata().map_err(|e| io_error(&path, e))?;
-            check(&path, &metadata, self.euid, Kind::File)?;
+            check(&path, &metadata, Kind::File)?;
             let mut bytes = Vec::with_capacity(
                 usize::try_from(limit.unwrap_or(metadata.len()).min(metadata.len())).unwrap_or(0),
             );
@@ -820,10 +841,11 @@ mod private_dir {
         File,
     }
 
-    /// Refuses what is not of `kind`, not owned by `euid`, or writable by
-    /// the group or others (`metadata` from an `fstat` of the open
-    /// descriptor, so what is checked is what is used).
-    fn check(path: &Path, metadata: &Metadata, euid: u32, kind: Kind) -> Result<(), CacheError> {
+    /// Refuses what is not of `kind`, or that the cache's ownership policy
+    /// refuses (not this user's, or writable by the group or others:
+    /// [`Policy::CACHE`]); `metadata` from an `fstat` of the open
+    /// descriptor, so what is checked is what is used.
+    fn check(path: &Path, metadata: &Metadata, kind: Kind) -> Result<(), CacheError> {
         let (owner, mode) = (metadata.uid(), metadata.mode() & 0o7777);
         let right_kind = match kind {
             Kind::Directory => metadata.is_dir(),
@@ -840,22 +862,23 @@ mod private_dir {
                 mode,
             });
         }
-        if owner != euid {
-            return Err(CacheError::ForeignOwner {
-                path: path.to_owned(),
-                owner,
-                mode,
-                euid,
-            });
-        }
-        if mode & WRITABLE_BY_OTHERS != 0 {
-            return Err(CacheError::WritableByOthers {
-                path: path.to_owned(),
-                owner,
-                mode,
-            });
-        }
-        Ok(())
+        Policy::CACHE
+            .check(path, Stat::from(metadata))
+            .map_err(|refused| match refused.reason {
+                Reason::Owner => CacheError::ForeignOwner {
+                    path: refused.path,
+                    owner,
+                    mode,
+                    euid: refused.euid,
+                },
+                // `NotPrivate` never comes: the cache's policy does not ask
+                // for privacy.
+                Reason::WritableByOthers | Reason::NotPrivate => CacheError::WritableByOthers {
+                    path: refused.path,
+                    owner,
+                    mode,
+                },
+            })
     }
 
     fn io_error(path: &Path, source: io::Error) -> CacheError {
@@ -959,6 +982,47 @@ mod tests {
     /// An empty component: the header of a component, nothing else.
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
+    /// An engine as the cache knows one: by its compatibility hash. The
+    /// cache stores and fetches bytes and never compiles, so here a
+    /// component's own bytes stand in for its artifact (`compiler.rs`
+    /// tests the cache with wasmtime's).
+    struct Engine {
+        hash: u64,
+    }
+
+    impl Default for Engine {
+        fn default() -> Self {
+            Engine {
+                hash: 0x0123_4567_89ab_cdef,
+            }
+        }
+    }
+
+    impl Engine {
+        fn hash(&self) -> u64 {
+            self.hash
+        }
+    }
+
+    impl ComponentCache {
+        /// What `compiler.rs` does with the cache: the artifact if this
+        /// cache has it, else the component compiled (here: its bytes) and
+        /// stored.
+        fn load_or_compile(
+            &self,
+            _engine: &Engine,
+            bytes: &[u8],
+        ) -> Result<(Vec<u8>, CompileSource), CacheError> {
+            let name = self.artifact_name(bytes);
+            if let Some(artifact) = self.fetch(&name) {
+                artifact.mark_used();
+                return Ok((artifact.bytes().to_vec(), CompileSource::Cache));
+            }
+            self.store(&name, bytes);
+            Ok((bytes.to_vec(), CompileSource::Compiled))
+        }
+    }
+
     /// The text of every warning logged while `f` runs on this thread.
     fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
         let warnings = Arc::new(Mutex::new(Vec::new()));
@@ -1013,7 +1077,7 @@ mod tests {
     }
 
     fn open(dir: &Path, engine: &Engine) -> (Option<ComponentCache>, Vec<String>) {
-        warnings_of(|| ComponentCache::open(&CacheSetting::Dir(dir.to_owned()), engine))
+        warnings_of(|| ComponentCache::open(&CacheSetting::Dir(dir.to_owned()), engine.hash()))
     }
 
     #[test]
@@ -1145,7 +1209,7 @@ mod tests {
             dir: dir.to_owned(),
             bound,
         };
-        let (cache, warnings) = warnings_of(|| ComponentCache::open(&setting, engine));
+        let (cache, warnings) = warnings_of(|| ComponentCache::open(&setting, engine.hash()));
         assert_eq!(warnings, Vec::<String>::new());
         cache.expect("a new cache opens")
     }

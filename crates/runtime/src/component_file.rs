@@ -61,45 +61,45 @@ fn read_regular_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
 /// Refuses a component another local user could have written, or could
 /// replace: compiled, it is native code in the homeserver, and a hot reload
 /// would run a replacement within seconds. The rule is OpenSSH's
-/// `StrictModes`: the file (as opened) belongs to this process's user or
-/// root and is writable by nobody else; so does every directory above it,
-/// unless the directory is sticky (as `/tmp`: there only a file's owner may
-/// rename or delete it).
+/// `StrictModes` ([`presence_router_ownership::Policy::COMPONENT_FILE`]):
+/// the file (as opened) belongs to this process's user or root and is
+/// writable by nobody else; so does every directory above it, unless the
+/// directory is sticky (as `/tmp`: there only a file's owner may rename or
+/// delete it).
 #[cfg(unix)]
 fn only_this_user_can_replace(path: &Path, opened: &std::fs::Metadata) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use presence_router_ownership::{Policy, Reason, Stat};
 
-    use crate::strict_modes::Untrusted;
-
-    let euid = rustix::process::geteuid().as_raw();
-    let trusted = |uid: u32| uid == euid || uid == 0;
-    if !trusted(opened.uid()) {
-        return Err(not_trusted(format!(
-            "is owned by uid {}, not by this process's user (uid {euid}) or root: \
-             another user could change the router",
-            opened.uid()
-        )));
-    }
-    if opened.mode() & 0o022 != 0 {
-        return Err(not_trusted(format!(
-            "is writable by group or others (mode {:o}): another user could change the \
-             router; `chmod go-w` it",
-            opened.mode() & 0o7777
-        )));
+    let policy = Policy::COMPONENT_FILE;
+    if let Err(refused) = policy.check(path, Stat::from(opened)) {
+        return Err(not_trusted(match refused.reason {
+            Reason::Owner => format!(
+                "is owned by uid {}, not by this process's user (uid {}) or root: \
+                 another user could change the router",
+                refused.owner, refused.euid
+            ),
+            // `NotPrivate` never comes: a component need not be private.
+            Reason::WritableByOthers | Reason::NotPrivate => format!(
+                "is writable by group or others (mode {:o}): another user could change the \
+                 router; `chmod go-w` it",
+                refused.mode
+            ),
+        }));
     }
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    match crate::strict_modes::first_untrusted_dir(parent)? {
+    match policy.check_above(parent)? {
         None => Ok(()),
-        Some(dir) => Err(not_trusted(match dir.why {
-            Untrusted::Owner => format!(
+        Some(dir) => Err(not_trusted(match dir.reason {
+            Reason::Owner => format!(
                 "is in {}, owned by uid {}: another user could replace the router",
                 dir.path.display(),
                 dir.owner
             ),
-            Untrusted::WritableByOthers => format!(
+            // Directories above are never asked to be private.
+            Reason::WritableByOthers | Reason::NotPrivate => format!(
                 "is in {}, writable by others (mode {:o}) without the sticky bit: another \
                  user could replace the router",
                 dir.path.display(),

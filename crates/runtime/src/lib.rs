@@ -5,7 +5,7 @@
 //! [`RouterSet::get_users_for_states`] and
 //! [`RouterSet::get_interested_users`] merge the answers of every router the
 //! way Synapse merges its Python presence routers. Each call runs under the
-//! router's [`Limits`] (fuel, memory, a deadline); a router that breaks one,
+//! router's [`Limits`] (fuel, memory, a time budget); a router that breaks one,
 //! traps or answers nonsense is skipped for that call and reported, and the
 //! others' answers stand.
 //!
@@ -28,6 +28,8 @@
 //! ```
 
 mod cache;
+mod call;
+mod compiler;
 mod component_file;
 mod error;
 mod guest;
@@ -45,7 +47,7 @@ pub mod strict_modes;
 pub use cache::{CacheBound, CacheSetting, CompileSource};
 pub use error::{LoadError, RouterAt};
 pub use guest::{CheckedInterest, CheckedRoutes};
-pub use live::{LiveRouterSet, ReloadReport};
+pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
@@ -53,6 +55,6 @@ pub use presence_router_model::{
     UsersForStates, answer, format_bytes, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
-pub use router_set::{LoadOptions, Reloaded, RouterSet};
+pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
 pub use slice::{RouterPart, Slice, Unfinished};
 pub use stats::{Callback, CallbackStats, Dropped, HistogramSnapshot, RouterStats};

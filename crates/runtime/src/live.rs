@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use presence_router_model::{RouterConfig, RouterSetConfig};
 
 use crate::error::LoadError;
-use crate::router_set::{LoadOptions, Reloaded, RouterSet};
+use crate::router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
 
 /// A [`RouterSet`] behind an atomic pointer, replaced by [`LiveRouterSet::reload`]
 /// or [`LiveRouterSet::replace`].
@@ -25,24 +25,6 @@ pub struct LiveRouterSet {
     reloading: tokio::sync::Mutex<()>,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
-}
-
-/// What a reload did, from [`LiveRouterSet::reload`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReloadReport {
-    /// Routers loaded anew (changed component bytes or configuration).
-    pub reloaded: Vec<String>,
-    /// Routers taken over unchanged.
-    pub kept: Vec<String>,
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-}
-
-impl ReloadReport {
-    /// Whether the running set changed.
-    pub fn changed(&self) -> bool {
-        !(self.reloaded.is_empty() && self.added.is_empty() && self.removed.is_empty())
-    }
 }
 
 impl LiveRouterSet {
@@ -101,13 +83,12 @@ impl LiveRouterSet {
             .await
             .map(|set| {
                 let existed = running.routers().any(|r| r.name == router.name);
-                Reloaded {
+                let report = ReloadReport {
                     kept: set
                         .routers()
                         .map(|r| r.name.clone())
                         .filter(|name| *name != router.name)
                         .collect(),
-                    set,
                     reloaded: if existed {
                         vec![router.name.clone()]
                     } else {
@@ -119,22 +100,17 @@ impl LiveRouterSet {
                         vec![router.name.clone()]
                     },
                     removed: Vec::new(),
-                }
+                };
+                Reloaded { set, report }
             });
         self.swap_in(outcome)
     }
 
     fn swap_in(&self, outcome: Result<Reloaded, LoadError>) -> Result<ReloadReport, LoadError> {
         match outcome {
-            Ok(reloaded) => {
-                let report = ReloadReport {
-                    reloaded: reloaded.reloaded,
-                    kept: reloaded.kept,
-                    added: reloaded.added,
-                    removed: reloaded.removed,
-                };
+            Ok(Reloaded { set, report }) => {
                 if report.changed() {
-                    let old = self.current.swap(Arc::new(reloaded.set));
+                    let old = self.current.swap(Arc::new(set));
                     old.retire_replaced_by(&self.current.load());
                 }
                 self.reloads.fetch_add(1, Ordering::Relaxed);

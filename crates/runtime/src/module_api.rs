@@ -2,16 +2,8 @@
 
 use presence_router_model::RouterFailure;
 
-/// Severity of a line a guest logged (the WIT `log-level`). Standard output
-/// lines are logged at `Info`, standard error lines at `Warn`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
+/// Made where a guest's lines are captured (the sandbox, the bottom layer).
+pub use crate::guest::LogLevel;
 
 /// The host side of the WIT `module-api` interface, plus the runtime's
 /// reports about routers. An embedder implements it once; every method is

@@ -6,20 +6,21 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use presence_router_model::{
-    CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure, UserPresenceState,
+    CallStats, FailureKind, FailurePolicy, Limits, RouterConfig, RouterFailure,
 };
 
 use crate::cache::CompileSource;
+use crate::call::{CheckedAnswer, RouterAnswer, RouterCall, RouterOutcome};
+use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
 use crate::guest::{
-    CallEffects, CallStart, CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestEngine,
-    GuestInstance, InstanceError, LoadedComponent,
+    CallEffects, CallStart, CallUsage, Failure, GuestEngine, GuestInstance, InstanceError,
+    LoadedComponent, Slice,
 };
 use crate::health::{Admission, Health};
 use crate::host_budget::HostBudgets;
 use crate::module_api::ModuleApi;
-use crate::slice::Slice;
 use crate::stats::{CallOutcome, Callback, Dropped, RouterMetrics, RouterStats};
 
 /// A router as `check` describes it.
@@ -33,81 +34,6 @@ pub struct RouterInfo {
     pub compiled_from: CompileSource,
     /// How long reading and compiling (or deserializing) it took.
     pub load_time: std::time::Duration,
-}
-
-/// The validated result of one router's call, with the users it asked
-/// presence to be sent to.
-pub(crate) struct RouterAnswer<T> {
-    pub answer: T,
-    pub sends: Vec<String>,
-    pub stats: CallStats,
-}
-
-/// Up to this many entries, an answer's hand-on cost is taken to be its
-/// entries (an upper bound, and the common answer is far smaller).
-const EXACT_HAND_ON_COST_FROM: u64 = 256;
-
-/// How many entries an answer has, against `limits.max_answer_entries`,
-/// and what handing it on costs the embedder.
-pub(crate) trait AnswerEntries {
-    fn answer_entries(&self) -> usize;
-
-    /// What handing the answer on costs an embedder that builds one
-    /// collection of states per distinct list of indices, a list of most
-    /// of the batch as the whole batch's less what it leaves out (as the
-    /// Synapse module builds Python sets, hashing each state it adds or
-    /// removes): a unit per user, and per distinct set of states (a user's
-    /// routes merged) the fewer of those it names and those it leaves out,
-    /// of `batch` states. `entries` is [`AnswerEntries::answer_entries`].
-    fn hand_on_cost(&self, batch: usize, entries: usize) -> u64;
-}
-
-impl AnswerEntries for CheckedRoutes {
-    fn answer_entries(&self) -> usize {
-        self.iter().map(|(_, indices)| 1 + indices.len()).sum()
-    }
-
-    fn hand_on_cost(&self, batch: usize, entries: usize) -> u64 {
-        let entries = entries as u64;
-        if entries <= EXACT_HAND_ON_COST_FROM {
-            // A small answer costs at most its entries: no need to look
-            // closer.
-            return entries;
-        }
-        // The answer as the embedder gets it: each user's states once,
-        // sorted (a router's routes to one user are merged, its repeated
-        // indices are one), then each distinct set costs once.
-        let mut per_user: std::collections::BTreeMap<&str, Vec<u32>> =
-            std::collections::BTreeMap::new();
-        for (user, indices) in self {
-            per_user.entry(user).or_default().extend(indices);
-        }
-        let mut lists = std::collections::HashSet::with_capacity(per_user.len().min(4096));
-        let mut cost = per_user.len() as u64;
-        for indices in per_user.values_mut() {
-            indices.sort_unstable();
-            indices.dedup();
-        }
-        for indices in per_user.values() {
-            if lists.insert(indices.as_slice()) {
-                let named = indices.len().min(batch);
-                cost += named.min(batch - named) as u64;
-            }
-        }
-        cost
-    }
-}
-
-impl AnswerEntries for CheckedInterest {
-    fn answer_entries(&self) -> usize {
-        self.as_ref().map_or(1, Vec::len)
-    }
-
-    /// Users are bounded by the call's answer entries: strings, hashed
-    /// without calling back into the embedder's code.
-    fn hand_on_cost(&self, _batch: usize, _entries: usize) -> u64 {
-        0
-    }
 }
 
 /// An instance checked out of the pool for one call, with the failure
@@ -145,17 +71,6 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// A call tried in a slice needed more: abandoned, to be made again with
-/// the router's full limits. Nothing of it was counted or reported.
-pub(crate) struct SliceUsedUp {
-    /// Whether the router ran and used its slice up; false when it had no
-    /// warm instance to run on (making one is not done in a slice).
-    pub ran: bool,
-}
-
-/// What one router's call came to, when it may be tried in a slice.
-pub(crate) type SliceOutcome<T> = Result<Result<RouterAnswer<T>, RouterFailure>, SliceUsedUp>;
-
 /// The warm instances of a router, and how many are out on calls: at most
 /// `limits.max_instances` exist at once.
 struct InstancePool {
@@ -192,7 +107,7 @@ impl Router {
     /// and runs `parse-config` on it: a router that can't start refuses the
     /// whole set, as Synapse refuses to start.
     pub(crate) async fn load(
-        engine: Arc<GuestEngine>,
+        compiler: Arc<Compiler>,
         module_api: Arc<dyn ModuleApi>,
         config: &RouterConfig,
         source: &std::path::Path,
@@ -212,7 +127,7 @@ impl Router {
             })?;
         let component_digest = component_digest(&bytes);
         // Compiling is seconds of CPU for a large component: off the executor.
-        let compiling = engine.clone();
+        let compiling = compiler.clone();
         let started = Instant::now();
         let (component, compiled_from) =
             tokio::task::spawn_blocking(move || compiling.load(&bytes))
@@ -240,7 +155,7 @@ impl Router {
             host_budgets: Mutex::new(HostBudgets::new(&config.limits, Instant::now())),
             config_json: config.config_json.clone(),
             component,
-            engine,
+            engine: compiler.engine().clone(),
             module_api,
             pool: Mutex::new(InstancePool {
                 idle: Vec::new(),
@@ -303,34 +218,19 @@ impl Router {
             .sum()
     }
 
-    /// Calls `get-users-for-states`, in `slice` if there is one.
-    pub(crate) fn get_users_for_states(
+    /// Makes `call`, in `slice` if there is one (only a call in a slice
+    /// can come to [`RouterOutcome::SliceUsedUp`]).
+    pub(crate) fn call<C: RouterCall>(
         &self,
-        states: &[UserPresenceState],
+        call: &C,
         slice: Option<&Slice>,
-    ) -> SliceOutcome<CheckedRoutes> {
-        let callback = Callback::GetUsersForStates;
-        let mut lease = match self.lease(slice, callback)? {
+    ) -> RouterOutcome<C::Answer> {
+        let mut lease = match self.lease(slice, C::CALLBACK) {
             Ok(lease) => lease,
-            Err(failure) => return Ok(Err(failure)),
+            Err(outcome) => return outcome,
         };
-        let result = lease.instance().get_users_for_states(states);
-        self.finish(lease, result, callback, states.len())
-    }
-
-    /// Calls `get-interested-users`, in `slice` if there is one.
-    pub(crate) fn get_interested_users(
-        &self,
-        user_id: &str,
-        slice: Option<&Slice>,
-    ) -> SliceOutcome<CheckedInterest> {
-        let callback = Callback::GetInterestedUsers;
-        let mut lease = match self.lease(slice, callback)? {
-            Ok(lease) => lease,
-            Err(failure) => return Ok(Err(failure)),
-        };
-        let result = lease.instance().get_interested_users(user_id);
-        self.finish(lease, result, callback, 1)
+        let result = call.call(lease.instance());
+        self.finish(lease, result, call)
     }
 
     /// Whether a call now would skip this router (it is suspended): a skip
@@ -374,17 +274,18 @@ impl Router {
     /// Takes a warm instance from the pool, or makes a fresh one, within
     /// `limits.max_instances` (waiting for a slot while all are out on
     /// calls on other threads). A call in a slice takes only a warm
-    /// instance, and waits for nothing: without one it is abandoned.
-    fn lease(
+    /// instance, and waits for nothing: without one it is abandoned. No
+    /// lease: what the call came to already.
+    fn lease<T>(
         &self,
         slice: Option<&Slice>,
         callback: Callback,
-    ) -> Result<Result<Lease<'_>, RouterFailure>, SliceUsedUp> {
+    ) -> Result<Lease<'_>, RouterOutcome<T>> {
         let admission = match self.admit() {
             Ok(admission) => admission,
             Err(failure) => {
                 self.metrics.skipped(callback);
-                return Ok(Err(failure));
+                return Err(RouterOutcome::Failed(failure));
             }
         };
         let max = self.info.limits.max_instances;
@@ -396,7 +297,7 @@ impl Router {
                     break Some(instance);
                 }
                 if slice.is_some() {
-                    return Err(SliceUsedUp { ran: false });
+                    return Err(RouterOutcome::SliceUsedUp { ran: false });
                 }
                 if pool.leased < max {
                     pool.leased += 1;
@@ -430,18 +331,18 @@ impl Router {
                         started.elapsed(),
                         CallOutcome::Failed(failure.kind),
                     );
-                    return Ok(Err(self.failure(admission, failure)));
+                    return Err(RouterOutcome::Failed(self.failure(admission, failure)));
                 }
             },
         };
-        Ok(Ok(Lease {
+        Ok(Lease {
             slot: Slot {
                 router: self,
                 instance: Some(instance),
             },
             admission,
             started,
-        }))
+        })
     }
 
     /// Gives a leased slot back to the pool, with its instance if that can
@@ -470,13 +371,13 @@ impl Router {
     /// Ends a call: passes on what the guest logged, puts a healthy instance
     /// back (a trapped store can't be entered again, so it is dropped), and
     /// attributes a failure to this router.
-    fn finish<T: AnswerEntries>(
+    fn finish<C: RouterCall>(
         &self,
         mut lease: Lease<'_>,
-        result: Result<(T, CallUsage), Failure>,
-        callback: Callback,
-        batch: usize,
-    ) -> SliceOutcome<T> {
+        result: Result<(C::Answer, CallUsage), Failure>,
+        call: &C,
+    ) -> RouterOutcome<C::Answer> {
+        let callback = C::CALLBACK;
         let mut instance = lease.slot.instance.take();
         let effects = instance
             .as_mut()
@@ -489,7 +390,7 @@ impl Router {
         if matches!(&result, Err(failure) if failure.slice_used_up) {
             // Made again with full limits: what this try logged and sent is
             // dropped, and its admission counts as nothing.
-            return Err(SliceUsedUp { ran: true });
+            return RouterOutcome::SliceUsedUp { ran: true };
         }
         let sends = self.pass_on(effects);
         let (answer, usage) = match result {
@@ -500,22 +401,20 @@ impl Router {
                     lease.started.elapsed(),
                     CallOutcome::Failed(failure.kind),
                 );
-                return Ok(Err(self.failure(lease.admission, failure)));
+                return RouterOutcome::Failed(self.failure(lease.admission, failure));
             }
         };
         let answer_entries = answer.answer_entries();
         // What handing the answer on will cost the embedder is the
         // router's too: at most its credit, earned per batch routed (an
         // interest call, whose rate a user controls, earns none).
-        let spent = match callback {
-            Callback::GetUsersForStates => {
-                let cost = answer.hand_on_cost(batch, answer_entries);
-                self.lock_budgets()
-                    .hand_on
-                    .spend(cost)
-                    .map_err(|left| (cost, left))
-            }
-            Callback::GetInterestedUsers => Ok(()),
+        let spent = match call.hand_on_cost(&answer, answer_entries) {
+            Some(cost) => self
+                .lock_budgets()
+                .hand_on
+                .spend(cost)
+                .map_err(|left| (cost, left)),
+            None => Ok(()),
         };
         if let Err((cost, available)) = spent {
             self.metrics.call(
@@ -531,7 +430,7 @@ impl Router {
                 self.info.limits.answer_entries_for_batch(1),
                 crate::host_budget::HandOnCredit::BURST_CALLS
             ));
-            return Ok(Err(self.failure(lease.admission, failure)));
+            return RouterOutcome::Failed(self.failure(lease.admission, failure));
         }
         self.metrics.call(
             callback,
@@ -551,11 +450,11 @@ impl Router {
             answer_entries,
             elapsed: usage.elapsed,
         };
-        Ok(Ok(RouterAnswer {
+        RouterOutcome::Answered(RouterAnswer {
             answer,
             sends,
             stats,
-        }))
+        })
     }
 
     /// Fills the pool to `limits.max_instances` warm instances (fewer if
@@ -789,58 +688,5 @@ fn fresh_instance_failure(error: InstanceError) -> Failure {
             instance_lost: true,
             slice_used_up: false,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn routes(list: &[(&str, Vec<u32>)]) -> CheckedRoutes {
-        list.iter()
-            .map(|(user, indices)| (user.to_string(), indices.clone()))
-            .collect()
-    }
-
-    #[test]
-    fn the_hand_on_cost_is_that_of_the_answer_the_embedder_gets() {
-        let half: Vec<u32> = (0..100).collect();
-        // Repeated indices are one state: a half listed twice is a half.
-        let twice: Vec<u32> = half.iter().chain(&half).copied().collect();
-        let users: Vec<(String, Vec<u32>)> = (0..10)
-            .map(|i| {
-                (
-                    format!("@u{i}:x"),
-                    twice.iter().map(|s| (s + i) % 200).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            users.hand_on_cost(200, users.answer_entries()),
-            10 + 10 * 100
-        );
-        // A user's routes are merged before the sets are built: one shared
-        // half plus one index each is a distinct set per user.
-        let mut split = Vec::new();
-        for i in 0..10u32 {
-            split.push((format!("@u{i}:x"), half.clone()));
-            split.push((format!("@u{i}:x"), vec![150 + i]));
-        }
-        assert_eq!(
-            split.hand_on_cost(200, split.answer_entries()),
-            10 + 10 * 99
-        );
-        // The same set for everyone costs once; the whole batch is free.
-        let shared: CheckedRoutes = (0..300)
-            .map(|i| (format!("@u{i}:x"), half.clone()))
-            .collect();
-        assert_eq!(shared.hand_on_cost(200, shared.answer_entries()), 300 + 100);
-        let all: Vec<u32> = (0..200).collect();
-        let everyone = routes(&[("@a:x", all.clone()), ("@b:x", all)]);
-        assert_eq!(everyone.hand_on_cost(200, everyone.answer_entries()), 2);
-        // A small answer is taken at its entries, an upper bound.
-        let small: Vec<u32> = (0..100).collect();
-        let few = routes(&[("@a:x", small.clone()), ("@b:x", small)]);
-        assert_eq!(few.hand_on_cost(100, few.answer_entries()), 202);
     }
 }

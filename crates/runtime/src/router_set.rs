@@ -1,8 +1,7 @@
 //! The routers of one configuration, called together the way Synapse calls
 //! its presence routers, and their answers merged.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +11,13 @@ use presence_router_model::{
 };
 
 use crate::cache::CacheSetting;
+use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
+use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
-use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool, error_text};
+use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool};
 use crate::module_api::ModuleApi;
-use crate::router::{Router, RouterAnswer, RouterInfo, SliceUsedUp, component_digest};
+use crate::router::{Router, RouterInfo, component_digest};
 use crate::slice::{Part, RouterPart, Slice, Unfinished};
 use crate::stats::{Callback, RouterStats};
 
@@ -42,7 +43,7 @@ pub struct LoadOptions {
 ///
 /// A guest call runs to its end on the thread that polls it, without
 /// yielding (its time budget is that thread's CPU time, see
-/// ARCHITECTURE.md): a call holds its executor thread for as long as its
+/// SECURITY.md, "Why a time budget"): a call holds its executor thread for as long as its
 /// routers compute, at most their `timeout`s. On an executor shared with
 /// latency-sensitive work, call from `spawn_blocking` or a runtime of its
 /// own.
@@ -53,9 +54,10 @@ pub struct RouterSet {
     module_api: Arc<dyn ModuleApi>,
 }
 
-/// The next version of a router set, from [`RouterSet::reload`].
-pub struct Reloaded {
-    pub set: RouterSet,
+/// What a reload did to each router, by name (from
+/// [`crate::LiveRouterSet::reload`], and in a [`Reloaded`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
     /// Routers loaded anew: their component file or configuration changed.
     pub reloaded: Vec<String>,
     /// Routers taken over as they were (warm instances, health, figures).
@@ -65,10 +67,24 @@ pub struct Reloaded {
     pub removed: Vec<String>,
 }
 
-impl Reloaded {
+impl ReloadReport {
     /// Whether the new version differs from the old in any router.
     pub fn changed(&self) -> bool {
         !(self.reloaded.is_empty() && self.added.is_empty() && self.removed.is_empty())
+    }
+}
+
+/// The next version of a router set, from [`RouterSet::reload`], with what
+/// the reload did.
+pub struct Reloaded {
+    pub set: RouterSet,
+    pub report: ReloadReport,
+}
+
+impl Reloaded {
+    /// Whether the new version differs from the old in any router.
+    pub fn changed(&self) -> bool {
+        self.report.changed()
     }
 }
 
@@ -97,12 +113,12 @@ impl RouterSet {
         module_api: Arc<dyn ModuleApi>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        let engine = engine_for(config.routers.iter(), options)?;
+        let compiler = compiler_for(config.routers.iter(), options)?;
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
             routers.push(Arc::new(
                 Router::load(
-                    engine.clone(),
+                    compiler.clone(),
                     module_api.clone(),
                     router,
                     &config.source,
@@ -173,40 +189,40 @@ impl RouterSet {
             .filter(|(_, kept)| kept.is_none())
             .map(|(router, _)| router)
             .collect();
-        // The new routers get an engine of their own, sized for them: the
-        // old version's instances hold their slots until its last call ends.
-        let engine = if to_load.is_empty() {
-            None
-        } else {
-            Some(engine_for(to_load.iter().copied(), options)?)
+        // The new routers get an engine of their own, sized for them (made
+        // for the first of them): the old version's instances hold their
+        // slots until its last call ends.
+        let mut compiler: Option<Arc<Compiler>> = None;
+        let mut set = RouterSet {
+            routers: Vec::with_capacity(config.routers.len()),
+            module_api: self.module_api.clone(),
         };
-        let mut reloaded = Reloaded {
-            set: RouterSet {
-                routers: Vec::with_capacity(config.routers.len()),
-                module_api: self.module_api.clone(),
-            },
-            reloaded: Vec::new(),
-            kept: Vec::new(),
-            added: Vec::new(),
+        let mut report = ReloadReport {
             removed: self
                 .routers
                 .iter()
                 .map(|r| r.name().to_owned())
                 .filter(|name| !config.routers.iter().any(|r| r.name == *name))
                 .collect(),
+            ..ReloadReport::default()
         };
         for (router, kept) in config.routers.iter().zip(kept_routers) {
             if let Some(kept) = kept {
-                reloaded.kept.push(router.name.clone());
-                reloaded.set.routers.push(kept);
+                report.kept.push(router.name.clone());
+                set.routers.push(kept);
                 continue;
             }
-            let engine = engine
-                .clone()
-                .unwrap_or_else(|| unreachable!("an engine is made when a router is loaded"));
+            let compiler = match compiler.clone() {
+                Some(compiler) => compiler,
+                None => {
+                    let made = compiler_for(to_load.iter().copied(), options)?;
+                    compiler = Some(made.clone());
+                    made
+                }
+            };
             let old = self.routers.iter().find(|r| r.name() == router.name);
             let loaded = Router::load(
-                engine,
+                compiler,
                 self.module_api.clone(),
                 router,
                 &config.source,
@@ -214,19 +230,19 @@ impl RouterSet {
             )
             .await?;
             match old {
-                Some(_) => reloaded.reloaded.push(router.name.clone()),
-                None => reloaded.added.push(router.name.clone()),
+                Some(_) => report.reloaded.push(router.name.clone()),
+                None => report.added.push(router.name.clone()),
             }
-            reloaded.set.routers.push(Arc::new(loaded));
+            set.routers.push(Arc::new(loaded));
         }
         // Counted once the whole new version loaded: a reload that fails on
         // a later router reloaded none.
-        for router in &reloaded.set.routers {
-            if reloaded.reloaded.iter().any(|name| name == router.name()) {
+        for router in &set.routers {
+            if report.reloaded.iter().any(|name| name == router.name()) {
                 router.metrics().reloaded();
             }
         }
-        Ok(reloaded)
+        Ok(Reloaded { set, report })
     }
 
     /// This set with one router loaded anew: the router of the same name is
@@ -242,10 +258,10 @@ impl RouterSet {
     ) -> Result<RouterSet, LoadError> {
         let old = self.routers.iter().position(|r| r.name() == router.name);
         let metrics = old.map(|i| self.routers[i].metrics().clone());
-        let loaded = match engine_for(std::iter::once(router), options) {
-            Ok(engine) => {
+        let loaded = match compiler_for(std::iter::once(router), options) {
+            Ok(compiler) => {
                 Router::load(
-                    engine,
+                    compiler,
                     self.module_api.clone(),
                     router,
                     source,
@@ -362,8 +378,7 @@ impl RouterSet {
         &self,
         states: &[UserPresenceState],
     ) -> Routed<UsersForStates> {
-        let done = Unfinished::new(self.routers.len());
-        self.finish_get_users_for_states(states, done)
+        self.call_whole(&GetUsersForStates(states))
     }
 
     /// Tries [`RouterSet::get_users_for_states`] within `slice` per router
@@ -387,30 +402,7 @@ impl RouterSet {
         slice: &Slice,
         try_router: impl Fn(usize) -> bool,
     ) -> Result<Routed<UsersForStates>, Unfinished<CheckedRoutes>> {
-        let mut done = Unfinished::new(self.routers.len());
-        for (i, router) in self.routers.iter().enumerate() {
-            // A suspended router is skipped wherever it is asked: asking
-            // it here costs nothing and sends no part elsewhere.
-            let part = if try_router(i) || router.suspended_now() {
-                router.get_users_for_states(states, Some(slice))
-            } else {
-                Err(SliceUsedUp { ran: false })
-            };
-            done.parts.push(match part {
-                Ok(answer) => Part::Done(answer),
-                Err(SliceUsedUp { ran }) => {
-                    if ran {
-                        done.used_up.push(i);
-                    }
-                    Part::Pending
-                }
-            });
-        }
-        if !done.has_pending(self.routers.len()) {
-            Ok(self.merge_routes(done))
-        } else {
-            Err(done)
-        }
+        self.call_in_slice(&GetUsersForStates(states), slice, try_router)
     }
 
     /// Completes a call begun by [`RouterSet::get_users_for_states_in_slice`]
@@ -419,13 +411,9 @@ impl RouterSet {
     pub fn finish_get_users_for_states(
         &self,
         states: &[UserPresenceState],
-        mut done: Unfinished<CheckedRoutes>,
+        done: Unfinished<CheckedRoutes>,
     ) -> Routed<UsersForStates> {
-        for i in done.pending(self.routers.len()) {
-            let part = self.call_router_for_states(i, states);
-            done.complete(i, part);
-        }
-        self.merge_routes(done)
+        self.finish(&GetUsersForStates(states), done)
     }
 
     /// Runs router `router` (by position) on `states` with its full
@@ -435,76 +423,7 @@ impl RouterSet {
         router: usize,
         states: &[UserPresenceState],
     ) -> RouterPart<CheckedRoutes> {
-        self.call_router(router, |r| r.get_users_for_states(states, None))
-    }
-
-    /// The routers' number.
-    pub fn len(&self) -> usize {
-        self.routers.len()
-    }
-
-    /// Whether the set has no router.
-    pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
-    }
-
-    /// Router `router`'s part of a call, failed without running it (the
-    /// embedder could not run it in time: it waited behind its own calls,
-    /// or used more than its share of the embedder's threads): counted
-    /// and reported like any failure, and by the failure policy.
-    pub fn fail_router<T>(
-        &self,
-        router: usize,
-        callback: Callback,
-        kind: FailureKind,
-        message: String,
-    ) -> RouterPart<T> {
-        match self.routers.get(router) {
-            Some(r) => RouterPart(Err(r.fail_unrun(callback, kind, message))),
-            None => RouterPart(Err(no_such_router(router))),
-        }
-    }
-
-    fn call_router<T>(
-        &self,
-        router: usize,
-        call: impl FnOnce(&Router) -> crate::router::SliceOutcome<T>,
-    ) -> RouterPart<T> {
-        match self.routers.get(router).map(|r| call(r)) {
-            Some(Ok(answer)) => RouterPart(answer),
-            Some(Err(SliceUsedUp { .. })) => {
-                unreachable!("a call without a slice can't use one up")
-            }
-            None => RouterPart(Err(no_such_router(router))),
-        }
-    }
-
-    fn merge_routes(&self, done: Unfinished<CheckedRoutes>) -> Routed<UsersForStates> {
-        // Indices are gathered per user, then sorted and de-duplicated once:
-        // a router's list is usually sorted already, which makes this one
-        // pass; inserting into sets one by one was a fifth of a large batch.
-        let mut merged = UsersForStates::new();
-        let mut report = Report::default();
-        for (router, part) in self.routers.iter().zip(done.parts) {
-            let Part::Done(answer) = part else { continue };
-            if let Some(routes) = report.take(router, answer) {
-                for (user_id, indices) in routes {
-                    match merged.entry(user_id) {
-                        Entry::Occupied(mut entry) => entry.get_mut().extend(indices),
-                        Entry::Vacant(entry) => {
-                            entry.insert(indices);
-                        }
-                    }
-                }
-            }
-        }
-        for indices in merged.values_mut() {
-            if !indices.is_sorted() {
-                indices.sort_unstable();
-            }
-            indices.dedup();
-        }
-        report.finish(merged, self.module_api.as_ref())
+        self.call_router(router, &GetUsersForStates(states))
     }
 
     /// Whose presence `user_id` should additionally see. Routers are asked in
@@ -519,8 +438,7 @@ impl RouterSet {
 
     /// [`RouterSet::get_interested_users`] on the calling thread.
     pub fn get_interested_users_blocking(&self, user_id: &str) -> Routed<InterestedUsers> {
-        let done = Unfinished::new(self.routers.len());
-        self.finish_get_interested_users(user_id, done)
+        self.call_whole(&GetInterestedUsers(user_id))
     }
 
     /// Tries [`RouterSet::get_interested_users`] within `slice` per router.
@@ -545,32 +463,7 @@ impl RouterSet {
         slice: &Slice,
         try_router: impl Fn(usize) -> bool,
     ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
-        let mut done = Unfinished::new(self.routers.len());
-        for (i, router) in self.routers.iter().enumerate() {
-            if decided(&done.parts) {
-                done.parts.push(Part::NotCalled);
-                continue;
-            }
-            let part = if try_router(i) || router.suspended_now() {
-                router.get_interested_users(user_id, Some(slice))
-            } else {
-                Err(SliceUsedUp { ran: false })
-            };
-            done.parts.push(match part {
-                Ok(answer) => Part::Done(answer),
-                Err(SliceUsedUp { ran }) => {
-                    if ran {
-                        done.used_up.push(i);
-                    }
-                    Part::Pending
-                }
-            });
-        }
-        if !done.has_pending(self.routers.len()) {
-            Ok(self.merge_interest(done))
-        } else {
-            Err(done)
-        }
+        self.call_in_slice(&GetInterestedUsers(user_id), slice, try_router)
     }
 
     /// Completes a call begun by [`RouterSet::get_interested_users_in_slice`]
@@ -578,17 +471,9 @@ impl RouterSet {
     pub fn finish_get_interested_users(
         &self,
         user_id: &str,
-        mut done: Unfinished<CheckedInterest>,
+        done: Unfinished<CheckedInterest>,
     ) -> Routed<InterestedUsers> {
-        for i in done.pending(self.routers.len()) {
-            // In order, so every router before `i` is done by now.
-            if decided(&done.parts[..i.min(done.parts.len())]) {
-                break;
-            }
-            let part = self.call_router_for_interest(i, user_id);
-            done.complete(i, part);
-        }
-        self.merge_interest(done)
+        self.finish(&GetInterestedUsers(user_id), done)
     }
 
     /// Runs router `router` (by position) for `user_id` with its full
@@ -598,73 +483,116 @@ impl RouterSet {
         router: usize,
         user_id: &str,
     ) -> RouterPart<CheckedInterest> {
-        self.call_router(router, |r| r.get_interested_users(user_id, None))
+        self.call_router(router, &GetInterestedUsers(user_id))
     }
 
-    fn merge_interest(&self, done: Unfinished<CheckedInterest>) -> Routed<InterestedUsers> {
-        let mut users = BTreeSet::new();
-        let mut report = Report::default();
-        let mut all = false;
-        for (router, part) in self.routers.iter().zip(done.parts) {
-            let Part::Done(answer) = part else { continue };
-            match report.take(router, answer) {
-                Some(None) => {
-                    // The first "all users" decides: whatever the routers
-                    // after it answered is left out.
-                    all = true;
-                    break;
-                }
-                Some(Some(named)) => users.extend(named),
-                None => {}
+    /// The routers' number.
+    pub fn len(&self) -> usize {
+        self.routers.len()
+    }
+
+    /// Whether the set has no router.
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty()
+    }
+
+    /// Router `router`'s part of a call, failed without running it (the
+    /// embedder could not run it in time: it waited behind its own calls,
+    /// or used more than its share of the embedder's threads): counted
+    /// and reported like any failure, and by the failure policy.
+    pub fn fail_router<T>(
+        &self,
+        router: usize,
+        callback: Callback,
+        kind: FailureKind,
+        message: String,
+    ) -> RouterPart<T> {
+        RouterPart(RouterOutcome::Failed(match self.routers.get(router) {
+            Some(r) => r.fail_unrun(callback, kind, message),
+            None => no_such_router(router),
+        }))
+    }
+
+    /// `call` made in one go: every router in order, with its full limits.
+    fn call_whole<C: RouterCall>(&self, call: &C) -> Routed<C::Merged> {
+        self.finish(call, Unfinished::not_started())
+    }
+
+    /// Tries `call` on every router (those `try_router` allows, and the
+    /// suspended ones, which are skipped) within `slice`: the answer, or the
+    /// call as far as it got. The routers after one whose answer decides
+    /// the call are not called.
+    fn call_in_slice<C: RouterCall>(
+        &self,
+        call: &C,
+        slice: &Slice,
+        try_router: impl Fn(usize) -> bool,
+    ) -> Result<Routed<C::Merged>, Unfinished<C::Answer>> {
+        let mut done = Unfinished::in_slice(self.routers.len());
+        for (i, router) in self.routers.iter().enumerate() {
+            if done.decided_before(i) {
+                done.not_called(i);
+                continue;
             }
+            // A suspended router is skipped wherever it is asked: asking
+            // it here costs nothing and sends no part elsewhere.
+            let outcome = if try_router(i) || router.suspended_now() {
+                router.call(call, Some(slice))
+            } else {
+                RouterOutcome::SliceUsedUp { ran: false }
+            };
+            done.record(i, outcome);
         }
-        let answer = if all {
-            InterestedUsers::All
+        if !done.has_pending(self.routers.len()) {
+            Ok(self.merge::<C>(done))
         } else {
-            InterestedUsers::Users(users)
-        };
-        report.finish(answer, self.module_api.as_ref())
+            Err(done)
+        }
     }
-}
 
-impl Unfinished<CheckedInterest> {
-    /// Marks the pending routers after a router that answered "all users"
-    /// as not to be called: their part no longer matters. An embedder
-    /// running parts side by side calls it after each
-    /// [`Unfinished::complete`].
-    pub fn drop_unneeded(&mut self) {
-        let Some(first_all) = self
-            .parts
-            .iter()
-            .position(|part| matches!(part, Part::Done(Ok(answer)) if answer.answer.is_none()))
-        else {
-            return;
-        };
-        // Only once every router before it is done: one of them may still
-        // answer "all users" itself, or be needed for its users.
-        if self.parts[..first_all]
-            .iter()
-            .any(|part| matches!(part, Part::Pending))
-        {
-            return;
+    /// Completes `done`, running its pending routers in order with their
+    /// full limits, up to a router whose answer decides the call.
+    fn finish<C: RouterCall>(
+        &self,
+        call: &C,
+        mut done: Unfinished<C::Answer>,
+    ) -> Routed<C::Merged> {
+        for i in done.pending(self.routers.len()) {
+            // In order, so every router before `i` is done by now.
+            if done.decided_before(i) {
+                break;
+            }
+            done.record(i, self.routers[i].call(call, None));
         }
-        for i in first_all + 1..self.parts.len() {
-            self.not_called(i);
-        }
+        self.merge::<C>(done)
     }
-}
 
-/// Whether the parts so far decide an interest call: a router answered
-/// "all users", and every router before it is done.
-fn decided(parts: &[Part<CheckedInterest>]) -> bool {
-    for part in parts {
-        match part {
-            Part::Pending => return false,
-            Part::Done(Ok(answer)) if answer.answer.is_none() => return true,
-            _ => {}
-        }
+    /// Router `router`'s part of `call`, made with its full limits.
+    fn call_router<C: RouterCall>(&self, router: usize, call: &C) -> RouterPart<C::Answer> {
+        RouterPart(match self.routers.get(router) {
+            Some(r) => r.call(call, None),
+            None => RouterOutcome::Failed(no_such_router(router)),
+        })
     }
-    false
+
+    /// The answers of the routers that answered, merged; the failures and
+    /// sends of the routers whose answers the merge took, reported.
+    fn merge<C: RouterCall>(&self, done: Unfinished<C::Answer>) -> Routed<C::Merged> {
+        let mut report = Report::default();
+        // Taken lazily, in order: once a router's answer decides the call,
+        // the merge takes no more, and the routers after it are left out
+        // of the report too, as if they had not been called.
+        let answers = self
+            .routers
+            .iter()
+            .zip(done.parts)
+            .filter_map(|(router, part)| match part {
+                Part::Done(answer) => report.take(router, answer),
+                Part::Pending | Part::NotCalled => None,
+            });
+        let merged = C::merge(answers);
+        report.finish(merged, self.module_api.as_ref())
+    }
 }
 
 fn no_such_router(router: usize) -> RouterFailure {
@@ -676,13 +604,14 @@ fn no_such_router(router: usize) -> RouterFailure {
     }
 }
 
-/// The engine for `routers`: its pooling allocator has a slot for each of
-/// their instances (and one for a fresh instance made while a trapped one
-/// is dropped), each as large as the largest memory limit.
-fn engine_for<'a>(
+/// The engine for `routers`, with its compiler and cache: its pooling
+/// allocator has a slot for each of their instances (and one for a fresh
+/// instance made while a trapped one is dropped), each as large as the
+/// largest memory limit.
+fn compiler_for<'a>(
     routers: impl Iterator<Item = &'a presence_router_model::RouterConfig> + Clone,
     options: &LoadOptions,
-) -> Result<Arc<GuestEngine>, LoadError> {
+) -> Result<Arc<Compiler>, LoadError> {
     let pool = InstancePool {
         instances: routers
             .clone()
@@ -694,10 +623,9 @@ fn engine_for<'a>(
             .fold(0, u32::saturating_add),
         max_memory_bytes: routers.map(|r| r.limits.memory).max().unwrap_or(0),
     };
-    Ok(Arc::new(
-        GuestEngine::new(&options.cache, &pool, !options.compile_on_calling_thread)
-            .map_err(|e| LoadError::Engine(error_text(&e)))?,
-    ))
+    let engine =
+        GuestEngine::new(&pool, !options.compile_on_calling_thread).map_err(LoadError::Engine)?;
+    Ok(Arc::new(Compiler::new(engine, &options.cache)))
 }
 
 /// Collects failures and sends over the routers of one call.

@@ -14,47 +14,13 @@
 //! A call finished that way answers exactly what a call made in one go
 //! would have.
 
-use std::time::Duration;
-
-use crate::router::RouterAnswer;
 use presence_router_model::RouterFailure;
 
-/// How much a call may do before it is abandoned, per router: the smaller
-/// of this and the router's own limits applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slice {
-    /// Fuel (roughly, wasm instructions) a router may use.
-    pub fuel: u64,
-    /// Time a router's call may take, the clock waits it asked for
-    /// included: waits are checked as they are made; should another call's
-    /// watchdog tick while it runs, the wall time since it started is
-    /// checked too (a call in a slice reads no CPU clock). Fuel, which host
-    /// work is charged to as well, is what bounds a call in a slice; how
-    /// long a call that answered took by the wall clock is the embedder's
-    /// to weigh (`CallStats::elapsed`).
-    pub time: Duration,
-    /// Answer entries (routes, state indices, users) a router may answer:
-    /// lifting an answer and, in an embedder, converting it are host work
-    /// that fuel doesn't see. wasmtime lifts at most 48 bytes per entry
-    /// (so at most this many routes, or 12 times as many 4-byte indices,
-    /// are copied), and the entries are counted exactly before the answer
-    /// is believed or handed on: an answer with more uses the slice up.
-    pub answer_entries: usize,
-}
+use crate::call::{CheckedAnswer, RouterAnswer, RouterOutcome};
+use crate::guest::CheckedInterest;
 
-impl Slice {
-    /// What the Synapse module gives a call on the reactor: 0.2 to 0.4 ms
-    /// of wasm at most, far more than a batch of 200 states needs with a
-    /// compiled router (the example router uses 700 fuel per state), far
-    /// less than anything a user would notice.
-    pub const REACTOR: Slice = Slice {
-        fuel: 200_000,
-        time: Duration::from_millis(5),
-        // Ten users routed a 200-state batch fit; turning 2,048 entries
-        // into Synapse's Python sets takes a few hundred microseconds.
-        answer_entries: 2048,
-    };
-}
+/// The sandbox applies it (it is plain data, defined where it is used).
+pub use crate::guest::Slice;
 
 /// One router's part of a call.
 pub(crate) enum Part<T> {
@@ -69,12 +35,12 @@ pub(crate) enum Part<T> {
 /// A router's part of a call made on its own (for an embedder that runs
 /// the pending routers of an [`Unfinished`] call side by side): its answer
 /// or failure, to be handed to [`Unfinished::complete`].
-pub struct RouterPart<T>(pub(crate) Result<RouterAnswer<T>, RouterFailure>);
+pub struct RouterPart<T>(pub(crate) RouterOutcome<T>);
 
 impl<T> RouterPart<T> {
     /// Whether the router answered (rather than failed or was skipped).
     pub fn answered(&self) -> bool {
-        self.0.is_ok()
+        matches!(self.0, RouterOutcome::Answered(_))
     }
 }
 
@@ -91,7 +57,9 @@ pub struct Unfinished<T> {
 }
 
 impl<T> Unfinished<T> {
-    pub(crate) fn new(routers: usize) -> Self {
+    /// A call about to be tried in a slice, router by router, in a set of
+    /// `routers`.
+    pub(crate) fn in_slice(routers: usize) -> Self {
         Unfinished {
             parts: Vec::with_capacity(routers),
             used_up: Vec::new(),
@@ -100,7 +68,10 @@ impl<T> Unfinished<T> {
 
     /// A call not tried at all: finishing it makes the whole call.
     pub fn not_started() -> Self {
-        Unfinished::new(0)
+        Unfinished {
+            parts: Vec::new(),
+            used_up: Vec::new(),
+        }
     }
 
     /// Whether a router used its slice up. If not, the call was left
@@ -143,20 +114,94 @@ impl<T> Unfinished<T> {
     /// Hands in the part of router `router`, made on its own. A part for a
     /// router that is no longer pending is ignored.
     pub fn complete(&mut self, router: usize, part: RouterPart<T>) {
+        self.record(router, part.0);
+    }
+
+    /// What router `router`'s call came to, if it is still pending:
+    /// answered or failed, it is done; having used a slice up, it stays
+    /// pending (and counts as used up if it ran).
+    pub(crate) fn record(&mut self, router: usize, outcome: RouterOutcome<T>) {
         while self.parts.len() <= router {
             self.parts.push(Part::Pending);
         }
-        if matches!(self.parts[router], Part::Pending) {
-            self.parts[router] = Part::Done(part.0);
+        if !matches!(self.parts[router], Part::Pending) {
+            return;
         }
+        self.parts[router] = match outcome {
+            RouterOutcome::Answered(answer) => Part::Done(Ok(answer)),
+            RouterOutcome::Failed(failure) => Part::Done(Err(failure)),
+            RouterOutcome::SliceUsedUp { ran } => {
+                if ran {
+                    self.used_up.push(router);
+                }
+                Part::Pending
+            }
+        };
     }
 
     /// Router `router` is not to be run after all (its part is no longer
     /// wanted: a router before it answered "all users").
     pub(crate) fn not_called(&mut self, router: usize) {
-        if let Some(part @ Part::Pending) = self.parts.get_mut(router) {
-            *part = Part::NotCalled;
+        while self.parts.len() <= router {
+            self.parts.push(Part::Pending);
         }
+        if matches!(self.parts[router], Part::Pending) {
+            self.parts[router] = Part::NotCalled;
+        }
+    }
+}
+
+// The bound is on each method: a crate-private trait can't bound an impl
+// of a public type.
+impl<T> Unfinished<T> {
+    /// Whether the routers before `router` decide the call: one of them
+    /// answered "all users", and every router before that one is done.
+    pub(crate) fn decided_before(&self, router: usize) -> bool
+    where
+        T: CheckedAnswer,
+    {
+        for part in &self.parts[..router.min(self.parts.len())] {
+            match part {
+                Part::Pending => return false,
+                Part::Done(Ok(answer)) if answer.answer.decides_call() => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// Marks the pending routers after the router whose answer decided the
+    /// call as not to be called.
+    fn drop_after_decision(&mut self)
+    where
+        T: CheckedAnswer,
+    {
+        let Some(deciding) = self.parts.iter().position(
+            |part| matches!(part, Part::Done(Ok(answer)) if answer.answer.decides_call()),
+        ) else {
+            return;
+        };
+        // Only once every router before it is done: one of them may still
+        // decide the call itself, or be needed for its answer.
+        if self.parts[..deciding]
+            .iter()
+            .any(|part| matches!(part, Part::Pending))
+        {
+            return;
+        }
+        for i in deciding + 1..self.parts.len() {
+            self.not_called(i);
+        }
+    }
+}
+
+impl Unfinished<CheckedInterest> {
+    /// Marks the pending routers after a router that answered "all users"
+    /// as not to be called: their part no longer matters. An embedder
+    /// running parts side by side calls it after each
+    /// [`Unfinished::complete`].
+    pub fn drop_unneeded(&mut self) {
+        self.drop_after_decision();
     }
 }
 

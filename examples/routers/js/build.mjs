@@ -1,22 +1,24 @@
-// Builds router.js into a component: `node build.mjs OUT_DIR` writes
-// OUT_DIR/example_router_js.wasm. Normally run through ./build.sh, which
-// installs the pinned toolchain first.
+// Builds router.js into a component: `node build.mjs OUT.wasm`. Run through
+// ./build.sh, which installs the pinned toolchain first.
 //
-// This uses componentize-js's JavaScript API rather than the
-// `jco componentize` command, which failed here with "failed to get path
-// metadata".
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+// componentize-js's JavaScript API rather than the `jco componentize`
+// command, which failed with "failed to get path metadata" for the example
+// router this project started from.
+import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { componentize } from '@bytecodealliance/componentize-js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const outDir = resolve(process.argv[2] ?? join(here, 'dist'));
-const out = join(outDir, 'example_router_js.wasm');
+if (process.argv.length !== 3) {
+  console.error('usage: node build.mjs OUT.wasm');
+  process.exit(2);
+}
+const out = resolve(process.argv[2]);
 
 const { component } = await componentize({
   sourcePath: join(here, 'router.js'),
-  witPath: join(here, '..', '..', '..', 'wit'),
+  witPath: join(here, 'wit'),
   worldName: 'presence-router',
   // The router needs none of the engine's optional WASI-backed features
   // (console output, Math.random, clocks and timers, fetch), so the
@@ -26,10 +28,5 @@ const { component } = await componentize({
   disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
 });
 
-await mkdir(outDir, { recursive: true });
-// Write then rename, so that an interrupted build never leaves a truncated
-// component where the runtime would load it.
-const tmp = `${out}.tmp-${process.pid}`;
-await writeFile(tmp, component);
-await rename(tmp, out);
+await writeFile(out, component);
 console.log(`${out} (${component.byteLength} bytes)`);

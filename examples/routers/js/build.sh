@@ -1,57 +1,36 @@
 #!/usr/bin/env bash
-# Builds the JavaScript example router into a component:
-#   examples/routers/js/build.sh OUT_DIR   ->   OUT_DIR/example_router_js.wasm
+# Builds this router (router.js) into a component:
 #
-# Needs only node (20+) and npm: installs the pinned toolchain from
-# package-lock.json when node_modules is missing or stale, and skips the
-# build (about 25 s) when none of its inputs changed since the last one.
-set -euo pipefail
+#     ./build.sh [OUT_DIR]   # -> build/example_router.wasm, or OUT_DIR/example_router.wasm
+#
+# Needs node and the toolchain ./setup.sh installs (componentize-js, in
+# .toolchain/componentize-js or PRESENCE_ROUTER_TOOLCHAINS/componentize-js),
+# reached through the node_modules link here; installs nothing (exit status
+# 3 when something is missing). Skips the build when none of its inputs
+# changed since the last one. Prints the component's path last.
+component=example_router.wasm
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+start_build "$@"
+if ! command -v node >/dev/null; then
+  missing_toolchain "node is missing" "install Node.js 20 or later (node and npm)"
+fi
+toolchain="$toolchains/componentize-js"
+# Its programs run as you: never a toolchain (or a link to one) that
+# someone else could change.
+trusted_if_there "$toolchains" "$toolchain"
+if ! js_toolchain_ready "$toolchain"; then
+  missing_toolchain "the componentize-js of package-lock.json is not installed in $toolchain"
+fi
+need_trusted_dir "$toolchain/node_modules"
+if [ -d node_modules ] && [ ! -L node_modules ]; then
+  echo "$0: node_modules/ here is a directory: remove it (the build reaches its toolchain, $toolchain, through a link of that name)" >&2
+  exit 1
+fi
+ln -sfn "$toolchain/node_modules" node_modules
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 OUT_DIR" >&2
-  exit 2
-fi
-mkdir -p "$1"
-out_dir="$(cd "$1" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here"
-# One build at a time (parallel test builds would otherwise run `npm ci`
-# over each other): lock this script itself, so no lock file is left around.
-if command -v flock >/dev/null; then
-  exec 9<"$here/build.sh"
-  flock 9
-fi
-out="$out_dir/example_router_js.wasm"
-root="$(cd "$here/../../.." && pwd)"
-
-hash() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
-
-# The toolchain's programs run as you: never from a directory someone else
-# could change.
-# shellcheck source=../crates/guest-build/trusted-dir.sh
-source "$root/crates/guest-build/trusted-dir.sh"
-if [ -e node_modules ] || [ -L node_modules ]; then
-  need_trusted_dir node_modules
-fi
-# The toolchain: reinstall exactly what the lockfile says whenever it changed
-# (or node_modules is missing or half-installed). The stamp is written only
-# after `npm ci` succeeded.
-lock_stamp="node_modules/.build-sh-lock"
-lock_hash="$(hash package.json package-lock.json)"
-if [ ! -f "$lock_stamp" ] || [ "$(cat "$lock_stamp")" != "$lock_hash" ]; then
-  npm ci --no-audit --no-fund --loglevel=error >&2
-  need_trusted_dir node_modules
-  echo "$lock_hash" >"$lock_stamp"
-fi
-
-# The component depends on the router, the build script, the WIT and the
-# toolchain; when none changed and the component is there, it is up to date.
-inputs_stamp="$out.inputs"
-inputs_hash="$(hash router.js build.mjs package-lock.json "$root"/wit/*.wit)"
-if [ -f "$out" ] && [ -f "$inputs_stamp" ] && [ "$(cat "$inputs_stamp")" = "$inputs_hash" ]; then
-  echo "$out is up to date" >&2
-  exit 0
-fi
-rm -f "$inputs_stamp"
-node build.mjs "$out_dir" >&2
-echo "$inputs_hash" >"$inputs_stamp"
+up_to_date "$( (hash router.js build.mjs build.sh lib.sh package-lock.json wit/*.wit; node --version) |
+  sha256sum | cut -d' ' -f1)"
+node build.mjs "$out.partial" >&2
+mv "$out.partial" "$out"
+built

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
 from synapse.module_api.errors import ConfigError
@@ -139,8 +139,8 @@ class WasmPresenceRouter:
         self._api = module_api
         if config.loaded_by_pid != os.getpid():
             # Synapse forked (it daemonizes after reading its config): the
-            # routers' compiler threads and deadline clock stayed in the
-            # parent. Load again here, compiling on this thread only.
+            # routers' compiler threads and time-budget watchdog stayed in
+            # the parent. Load again here, compiling on this thread only.
             config.routers = config.load(compile_on_calling_thread=True)
             config.loaded_by_pid = os.getpid()
         self._routers = config.routers
@@ -219,22 +219,11 @@ class WasmPresenceRouter:
         # Kept lean: this runs on the reactor for every presence batch, and
         # costs what a Python router would.
         states = list(state_updates)
-        routes: Dict[str, Set[UserPresenceState]] = {}
-        try:
-            answer = self._routers.route_states(states)
-            if answer.__class__ is _native.Pending:
-                answer = await self._jobs.finish(answer)
-            routes = answer.routes
-            if answer.events:
-                _log_call_events(answer.events)
-            if answer.sends:
-                self._send_presence_later(answer.sends)
-        except CancelledError:
-            raise  # Synapse gave up on the request: not a router's failure.
-        except Exception:
-            # Not raised to Synapse: it would skip this module, and its
-            # `ALL_USERS` path would then miss the entries below.
-            logger.exception("routing a batch of %d presence states failed", len(states))
+        answer = await self._call(
+            self._routers.route_states, states,
+            "routing a batch of %d presence states failed", len(states),
+        )
+        routes: Dict[str, Set[UserPresenceState]] = answer.routes if answer is not None else {}
         if self._all_users_by_request:
             receivers = self._all_users_by_request.get(_current_request())
             if receivers:
@@ -246,23 +235,44 @@ class WasmPresenceRouter:
         return routes
 
     async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
-        try:
-            answer = self._routers.route_interest(user_id)
-            if answer.__class__ is _native.Pending:
-                answer = await self._jobs.finish(answer)
-            if answer.events:
-                _log_call_events(answer.events)
-            if answer.sends:
-                self._send_presence_later(answer.sends)
-        except CancelledError:
-            raise
-        except Exception:
-            logger.exception("asking whose presence %s is interested in failed", user_id)
+        answer = await self._call(
+            self._routers.route_interest, user_id,
+            "asking whose presence %s is interested in failed", user_id,
+        )
+        if answer is None:
             return set()
         if answer.all_users:
             self._remember_all_users(user_id)
             return PRESENCE_ALL_USERS
         return answer.users
+
+    async def _call(self, route: Callable[[Any], Any], argument: Any,
+                    failed: str, *failed_args: Any) -> Optional[Any]:
+        """One call of either callback: tried on the reactor (`route`), and
+        finished off it if a router needs more; what it reported is logged
+        and its sends scheduled. None if it failed, which is logged with
+        `failed % failed_args` and not raised to Synapse: Synapse would skip
+        this module, and its `ALL_USERS` path would then miss the entries
+        `_get_users_for_states` adds."""
+        try:
+            answer = route(argument)
+            if answer.__class__ is _native.Pending:
+                answer = await self._jobs.finish(answer)
+        except CancelledError:
+            raise  # Synapse gave up on the request: not a router's failure.
+        except Exception:
+            logger.exception(failed, *failed_args)
+            return None
+        try:
+            if answer.events:
+                _log_call_events(answer.events)
+            if answer.sends:
+                self._send_presence_later(answer.sends)
+        except Exception:
+            # The answer stands: only what the call reported or asked to
+            # send is lost.
+            logger.exception(failed, *failed_args)
+        return answer
 
     def _remember_all_users(self, user_id: str) -> None:
         """`user_id` was answered "all users" in this request: its routing

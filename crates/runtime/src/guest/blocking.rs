@@ -34,11 +34,11 @@ use wasmtime_wasi::p2::bindings::io::streams::{HostInputStream as _, HostOutputS
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, UdpSocket};
 
-use super::deadline::BudgetUsedUp;
 use super::state::{
     BrokenRule, FUEL_PER_BYTE, FUEL_PER_ENTRY, GuestState, MAX_GUEST_RESOURCES, WASI_STREAMS,
     charge_fuel, stream_result,
 };
+use super::time_budget::BudgetUsedUp;
 
 const WASI_POLL: &str = "wasi:io/poll@0.2.12";
 const WASI_UDP_CREATE: &str = "wasi:sockets/udp-create-socket@0.2.12";
@@ -68,8 +68,8 @@ type Store<'a> = StoreContextMut<'a, GuestState>;
 /// loop of short sleeps can't run on for free.
 fn after_wait<T>(store: &mut Store<'_>, output: T) -> wasmtime::Result<T> {
     let state = store.data_mut();
-    if state.call_clock.waits_overspent(&state.waits) {
-        state.timed_out = true;
+    if state.time_budget.waits_overspent(&state.waits) {
+        state.budget_used_up = true;
         return Err(wasmtime::Error::new(BudgetUsedUp));
     }
     Ok(output)

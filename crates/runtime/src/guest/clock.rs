@@ -5,7 +5,7 @@
 //! it could wait for is time: a WASI monotonic-clock subscription, which is
 //! what `std::thread::sleep` and `poll` with a timeout use. Such a
 //! subscription is ready at once here. Waiting on it charges its duration to
-//! the call's time budget (`deadline.rs`) as if the router had computed
+//! the call's time budget (`time_budget.rs`) as if the router had computed
 //! through it, and moves the router's monotonic clock forward by as much, so
 //! that code which sleeps until a time sees that time come. A router that
 //! sleeps past its budget fails as `timeout` at once, without holding a
@@ -13,48 +13,20 @@
 //!
 //! Anything else that would make a call wait is a bug in this reasoning: a
 //! call that does wait is failed at once as `timeout` (see
-//! `instance::NeverWaits`).
+//! `blocking::WouldWait`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
-use super::deadline::Waits;
 use super::state::GuestState;
+use super::waits::Waits;
 
 /// The WASI 0.2 monotonic-clock interface as `wasmtime-wasi` 48 defines it
 /// (guests importing any 0.2.x version are matched to it).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
-
-/// The guest's monotonic clock: the host's, plus every wait the guest was
-/// charged for.
-#[derive(Clone)]
-pub(crate) struct GuestMonotonicClock {
-    origin: Instant,
-    waits: Waits,
-}
-
-impl GuestMonotonicClock {
-    pub(crate) fn new(waits: Waits) -> Self {
-        GuestMonotonicClock {
-            origin: Instant::now(),
-            waits,
-        }
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for GuestMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-
-    fn now(&self) -> u64 {
-        let elapsed = self.origin.elapsed().saturating_add(self.waits.total());
-        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-    }
-}
 
 /// A clock subscription: ready at once; waiting on it charges its wait.
 struct ChargedWait {

@@ -1,18 +1,32 @@
 //! The wasmtime engine shared by the routers of a set: its configuration,
 //! the pooling allocator (with an on-demand fallback), the linker with
-//! every host function a router may import, and loading a component.
+//! every host function a router may import, and link-checking a compiled
+//! component (compiling it is `compile.rs`'s).
 
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::deadline::Watchdog;
-use super::limiter::MemoryLimiter;
-use super::state::GuestState;
-use super::{
-    ExportIndices, GET_INTERESTED_USERS, GET_USERS_FOR_STATES, PARSE_CONFIG, blocking, clock,
-    error_text, state,
+use super::compile::{self, CompiledComponent};
+use super::failure::error_text;
+use super::limiter::{
+    CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, MemoryLimiter, TABLES_PER_COMPONENT,
 };
-use crate::cache::{CacheSetting, CompileSource, ComponentCache};
+use super::state::GuestState;
+use super::time_budget::Watchdog;
+use super::{blocking, clock, state};
+
+/// The exports every presence router must have, in WIT spelling.
+pub(super) const PARSE_CONFIG: &str = "parse-config";
+pub(super) const GET_USERS_FOR_STATES: &str = "get-users-for-states";
+pub(super) const GET_INTERESTED_USERS: &str = "get-interested-users";
+
+/// Where a component's exports are, found once when it is loaded.
+#[derive(Clone, Copy)]
+pub(super) struct ExportIndices {
+    pub(super) parse_config: ComponentExportIndex,
+    pub(super) get_users_for_states: ComponentExportIndex,
+    pub(super) get_interested_users: ComponentExportIndex,
+}
 
 /// How many instances of which size the pooling allocator keeps slots for:
 /// enough for every router of the set at its `max_instances` at once, plus
@@ -23,13 +37,6 @@ pub(crate) struct InstancePool {
 }
 
 impl InstancePool {
-    /// Per component: room for components built with a language runtime
-    /// inside (several core instances, tables and memories). The memory
-    /// limiter enforces the same numbers when instances are allocated on
-    /// demand, and SECURITY.md states them.
-    pub(crate) const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
-    pub(crate) const MEMORIES_PER_COMPONENT: u32 = 4;
-    pub(crate) const TABLES_PER_COMPONENT: u32 = 32;
     const MIN_SLOT_BYTES: u64 = 1 << 30;
     /// A freed slot keeps up to this much of its memory mapped and is reset
     /// with `memset` (only the pages the guest dirtied, where the kernel has
@@ -41,17 +48,19 @@ impl InstancePool {
     fn config(&self) -> PoolingAllocationConfig {
         let instances = self.instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
+        // The per-component bounds are the memory limiter's, which enforces
+        // them when instances are allocated on demand.
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(Self::CORE_INSTANCES_PER_COMPONENT))
-            .max_core_instances_per_component(Self::CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(instances.saturating_mul(Self::MEMORIES_PER_COMPONENT))
-            .max_memories_per_component(Self::MEMORIES_PER_COMPONENT)
-            .max_memories_per_module(Self::MEMORIES_PER_COMPONENT)
-            .total_tables(instances.saturating_mul(Self::TABLES_PER_COMPONENT))
-            .max_tables_per_component(Self::TABLES_PER_COMPONENT)
+            .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_memories_per_module(MEMORIES_PER_COMPONENT)
+            .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+            .max_tables_per_component(TABLES_PER_COMPONENT)
             // wasmtime's default is one table per core module; the limiter
             // counts per instance, so the pool must too.
-            .max_tables_per_module(Self::TABLES_PER_COMPONENT)
+            .max_tables_per_module(TABLES_PER_COMPONENT)
             .table_elements(MemoryLimiter::MAX_TABLE_ELEMENTS)
             .total_stacks(instances)
             .linear_memory_keep_resident(Self::KEEP_RESIDENT_BYTES)
@@ -108,44 +117,11 @@ fn on_demand_engine(mut config: Config) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Refuses a component that would hand the host strings in UTF-16 or
-/// Latin-1: the host reads a `log` line or a user ID lazily from guest
-/// memory, bounded before it is copied, and only a UTF-8 string can be read
-/// that way (wasmtime converts any other encoding whole into a new string
-/// first). Every toolchain we know of uses UTF-8.
-fn refuse_other_string_encodings(bytes: &[u8]) -> Result<(), String> {
-    use wasmparser::{CanonicalFunction, CanonicalOption, Payload};
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        // A malformed component is wasmtime's to refuse, in its words.
-        let Ok(Payload::ComponentCanonicalSection(functions)) = payload else {
-            continue;
-        };
-        for function in functions.into_iter().flatten() {
-            if let CanonicalFunction::Lower { options, .. } = function
-                && options.iter().any(|option| {
-                    matches!(
-                        option,
-                        CanonicalOption::UTF16 | CanonicalOption::CompactUTF16
-                    )
-                })
-            {
-                return Err(
-                    "the component passes strings to the host in UTF-16 or Latin-1: a router \
-                     must use UTF-8 strings for the functions it imports"
-                        .to_owned(),
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 /// One wasmtime engine and linker, shared by all routers of a set, with the
 /// watchdog that enforces time budgets.
 pub(crate) struct GuestEngine {
     pub(super) engine: Engine,
     linker: Linker<GuestState>,
-    cache: Option<ComponentCache>,
     pub(super) watchdog: Watchdog,
 }
 
@@ -157,11 +133,13 @@ pub(crate) struct LoadedComponent {
 }
 
 impl GuestEngine {
-    pub(crate) fn new(
-        cache: &CacheSetting,
-        pool: &InstancePool,
-        parallel_compilation: bool,
-    ) -> wasmtime::Result<Self> {
+    /// The engine, its linker and its watchdog; the error is wasmtime's, as
+    /// one line.
+    pub(crate) fn new(pool: &InstancePool, parallel_compilation: bool) -> Result<Self, String> {
+        Self::make(pool, parallel_compilation).map_err(|e| error_text(&e))
+    }
+
+    fn make(pool: &InstancePool, parallel_compilation: bool) -> wasmtime::Result<Self> {
         let config = base_config(parallel_compilation);
         let engine = match pooled_engine(&config, pool) {
             Ok(engine) => engine,
@@ -187,33 +165,43 @@ impl GuestEngine {
         state::add_to_linker(&mut linker)?;
 
         let watchdog = Watchdog::start(engine.weak());
-        let cache = ComponentCache::open(cache, &engine);
         Ok(GuestEngine {
             engine,
             linker,
-            cache,
             watchdog,
         })
     }
 
-    /// Compiles a component and checks its imports against what the host
+    /// What an artifact must have been compiled with to be loaded by this
+    /// engine, as a number the cache names its artifacts by.
+    pub(crate) fn compatibility_hash(&self) -> u64 {
+        compile::compatibility_hash(&self.engine)
+    }
+
+    /// Compiles a component for this engine; the error is wasmtime's, as
+    /// one line.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, String> {
+        CompiledComponent::compile(&self.engine, bytes)
+    }
+
+    /// Loads a native artifact of a component compiled for an engine like
+    /// this one.
+    ///
+    /// # Safety
+    ///
+    /// `artifact` must be bytes this runtime serialized
+    /// ([`CompiledComponent::serialize`]) with an engine of the same
+    /// [`GuestEngine::compatibility_hash`], unchanged since: wasmtime runs
+    /// an artifact's native code as it is, without verifying it.
+    pub(crate) unsafe fn deserialize(&self, artifact: &[u8]) -> Result<CompiledComponent, String> {
+        // SAFETY: the caller vouches for the bytes, as above.
+        unsafe { CompiledComponent::deserialize(&self.engine, artifact) }
+    }
+
+    /// Checks a compiled component's imports against what the host
     /// provides and its exports against the presence-router world.
-    pub(crate) fn load(&self, bytes: &[u8]) -> Result<(LoadedComponent, CompileSource), String> {
-        // A core module's header is `\0asm` then version 1; a component's
-        // has a different version and layer. Say which mistake this is.
-        if bytes.starts_with(b"\0asm\x01\0\0\0") {
-            return Err(
-                "this is a core WebAssembly module, not a component: build the router \
-                        for wasm32-wasip2, or wrap the module with `wasm-tools component new`"
-                    .to_owned(),
-            );
-        }
-        refuse_other_string_encodings(bytes)?;
-        let (component, source) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes),
-            None => Component::new(&self.engine, bytes).map(|c| (c, CompileSource::Compiled)),
-        }
-        .map_err(|e| format!("not a valid WebAssembly component: {}", error_text(&e)))?;
+    pub(crate) fn link(&self, compiled: &CompiledComponent) -> Result<LoadedComponent, String> {
+        let component = &compiled.0;
         let export = |name: &str| {
             component.get_export_index(None, name).ok_or_else(|| {
                 format!(
@@ -228,14 +216,14 @@ impl GuestEngine {
             get_users_for_states: export(GET_USERS_FOR_STATES)?,
             get_interested_users: export(GET_INTERESTED_USERS)?,
         };
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
             format!(
                 "the component imports something this host does not provide \
                  (a router may import only matrix:presence-router/module-api and WASI 0.2): {}",
                 error_text(&e)
             )
         })?;
-        Ok((LoadedComponent { pre, exports }, source))
+        Ok(LoadedComponent { pre, exports })
     }
 }
 
@@ -320,7 +308,7 @@ mod tests {
     #[test]
     fn tables_per_module_are_bounded_alike() {
         assert_eq!(instantiates(2, 0), [("pooled", true), ("on demand", true)]);
-        let max = InstancePool::TABLES_PER_COMPONENT;
+        let max = TABLES_PER_COMPONENT;
         assert_eq!(
             instantiates(max, 0),
             [("pooled", true), ("on demand", true)]
@@ -331,37 +319,9 @@ mod tests {
         );
     }
 
-    /// A component whose only content lowers function 0 with `options`.
-    fn lowering_with(options: &[wasm_encoder::CanonicalOption]) -> Vec<u8> {
-        let mut component = ComponentBytes::new();
-        let mut canon = wasm_encoder::CanonicalFunctionSection::new();
-        canon.lower(0, options.iter().copied());
-        component.section(&canon);
-        component.finish()
-    }
-
-    #[test]
-    fn strings_handed_to_the_host_must_be_utf8() {
-        use wasm_encoder::CanonicalOption;
-        assert_eq!(
-            refuse_other_string_encodings(&lowering_with(&[CanonicalOption::UTF8])),
-            Ok(())
-        );
-        assert_eq!(refuse_other_string_encodings(&lowering_with(&[])), Ok(()));
-        for encoding in [CanonicalOption::UTF16, CanonicalOption::CompactUTF16] {
-            let refused = refuse_other_string_encodings(&lowering_with(&[encoding]));
-            assert!(
-                refused
-                    .as_ref()
-                    .is_err_and(|e| e.contains("must use UTF-8")),
-                "{refused:?}"
-            );
-        }
-    }
-
     #[test]
     fn memories_are_bounded_alike() {
-        let max = InstancePool::MEMORIES_PER_COMPONENT;
+        let max = MEMORIES_PER_COMPONENT;
         assert_eq!(
             instantiates(0, max),
             [("pooled", true), ("on demand", true)]

@@ -16,17 +16,15 @@ use super::bindings::matrix::presence_router::types::{
     InterestedUsers as RawInterestedUsers, Route as RawRoute,
 };
 use super::blocking::WouldWait;
-use super::deadline::{BudgetUsedUp, CallClock};
-use super::engine::{GuestEngine, LoadedComponent};
+use super::engine::{
+    GET_INTERESTED_USERS, GET_USERS_FOR_STATES, GuestEngine, LoadedComponent, PARSE_CONFIG,
+};
+use super::failure::{Failure, error_text};
 use super::state::{
     BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, LiftBytes, MAX_GUEST_RESOURCES,
     SliceLimits, charge_fuel,
 };
-use super::{
-    CheckedInterest, CheckedRoutes, Failure, GET_INTERESTED_USERS, GET_USERS_FOR_STATES,
-    PARSE_CONFIG, error_text,
-};
-use crate::slice::Slice;
+use super::time_budget::{BudgetUsedUp, TimeBudget};
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
@@ -57,6 +55,51 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 /// instance that ends a call holding more is dropped after it, so that
 /// nothing a call leaves behind accumulates from call to call.
 const RESOURCE_SLACK: usize = 16;
+
+/// How much a call may do before it is abandoned, per router: the smaller
+/// of this and the router's own limits applies (see `crate::slice` for
+/// what an abandoned call becomes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Fuel (roughly, wasm instructions) a router may use.
+    pub fuel: u64,
+    /// Time a router's call may take, the clock waits it asked for
+    /// included: waits are checked as they are made; should another call's
+    /// watchdog tick while it runs, the wall time since it started is
+    /// checked too (a call in a slice reads no CPU clock). Fuel, which host
+    /// work is charged to as well, is what bounds a call in a slice; how
+    /// long a call that answered took by the wall clock is the embedder's
+    /// to weigh (`CallStats::elapsed`).
+    pub time: Duration,
+    /// Answer entries (routes, state indices, users) a router may answer:
+    /// lifting an answer and, in an embedder, converting it are host work
+    /// that fuel doesn't see. wasmtime lifts at most 48 bytes per entry
+    /// (so at most this many routes, or 12 times as many 4-byte indices,
+    /// are copied), and the entries are counted exactly before the answer
+    /// is believed or handed on: an answer with more uses the slice up.
+    pub answer_entries: usize,
+}
+
+impl Slice {
+    /// What the Synapse module gives a call on the reactor: 0.2 to 0.4 ms
+    /// of wasm at most, far more than a batch of 200 states needs with a
+    /// compiled router (the example router uses 700 fuel per state), far
+    /// less than anything a user would notice.
+    pub const REACTOR: Slice = Slice {
+        fuel: 200_000,
+        time: Duration::from_millis(5),
+        // Ten users routed a 200-state batch fit; turning 2,048 entries
+        // into Synapse's Python sets takes a few hundred microseconds.
+        answer_entries: 2048,
+    };
+}
+
+/// One router's checked `get-users-for-states` answer: (user, indices)
+/// pairs (what an [`Unfinished`](crate::Unfinished) call holds).
+pub type CheckedRoutes = Vec<(String, Vec<u32>)>;
+
+/// A checked `get-interested-users` answer: `None` is `all-users`.
+pub type CheckedInterest = Option<Vec<String>>;
 
 /// When a call's time budget started: as soon as it had an instance slot, so
 /// a fresh instance, its `parse-config` and the call share one budget.
@@ -148,12 +191,12 @@ impl GuestInstance {
         });
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
-            if state.call_clock.on_tick(&state.waits) {
-                state.timed_out = true;
+            if state.time_budget.on_tick(&state.waits) {
+                state.budget_used_up = true;
                 return Err(wasmtime::Error::new(BudgetUsedUp));
             }
             // No yield to the executor: a call runs to its end on one thread,
-            // so that its thread's CPU time is its own (deadline.rs).
+            // so that its thread's CPU time is its own (time_budget.rs).
             Ok(UpdateDeadline::Continue(1))
         });
         begin_budget(&mut store, limits, start, None);
@@ -407,28 +450,28 @@ impl GuestInstance {
             Ok(answer) => answer,
             Err(e) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
         };
-        let elapsed = self.store.data().call_clock.started().elapsed();
+        let elapsed = self.store.data().time_budget.started().elapsed();
         let state = self.store.data_mut();
         if state.slice.is_some() {
             // Slept past the slice: used up. The instance ran the batch: a
             // fresh one runs it again. (How long the call took by the wall
             // clock is for the embedder to weigh: a thread the system left
             // waiting is no reason to throw an answer away.)
-            if state.call_clock.waits_overspent(&state.waits) {
+            if state.time_budget.waits_overspent(&state.waits) {
                 return Err(Failure::slice_used_up(true));
             }
-        } else if self.engine.watchdog.ticks() != ticks && state.call_clock.on_tick(&state.waits) {
+        } else if self.engine.watchdog.ticks() != ticks && state.time_budget.on_tick(&state.waits) {
             // It spent its budget in a host call, after which no wasm ran to
             // notice the tick: the answer came too late all the same.
-            let mut failure = timed_out(&self.limits, &what());
+            let mut failure = budget_used_up(&self.limits, &what());
             failure.instance_lost = false;
             return Err(failure);
         }
-        if state.call_clock.waits_overspent(&state.waits) {
+        if state.time_budget.waits_overspent(&state.waits) {
             // It slept past its budget and answered before the watchdog's
             // next tick: the answer came too late all the same. wasmtime's
             // call succeeded, so the instance itself is sound.
-            let mut failure = timed_out(&self.limits, &what());
+            let mut failure = budget_used_up(&self.limits, &what());
             failure.instance_lost = false;
             return Err(failure);
         }
@@ -493,7 +536,7 @@ fn begin_budget(
     slice: Option<&Slice>,
 ) {
     let state = store.data_mut();
-    state.call_clock = match slice {
+    state.time_budget = match slice {
         Some(slice) => {
             state.slice = Some(SliceLimits {
                 fuel: slice.fuel,
@@ -506,11 +549,11 @@ fn begin_budget(
                 // own budget, which the finished call measures.
                 time_cut: true,
             });
-            CallClock::in_slice(limits.timeout.min(slice.time), start.0, &state.waits)
+            TimeBudget::in_slice(limits.timeout.min(slice.time), start.0, &state.waits)
         }
         None => {
             state.slice = None;
-            CallClock::new(limits.timeout, start.0, &state.waits)
+            TimeBudget::new(limits.timeout, start.0, &state.waits)
         }
     };
 }
@@ -537,11 +580,13 @@ fn waited(what: &str) -> Failure {
     }
 }
 
-fn timed_out(limits: &Limits, what: &str) -> Failure {
+/// The failure of a call that used its time budget up (the failure kind
+/// `timeout`, as the configuration calls the budget).
+fn budget_used_up(limits: &Limits, what: &str) -> Failure {
     Failure {
         kind: FailureKind::Timeout,
         message: format!(
-            "{what} ran past its {} deadline (its own CPU time plus the waits it asked for)",
+            "{what} used up its {} time budget (its own CPU time plus the waits it asked for)",
             humantime::format_duration(limits.timeout)
         ),
         instance_lost: true,
@@ -566,10 +611,10 @@ fn classify(
             Some(ResourceTableError::Full)
         )
     });
-    // A call that had already overspent its budget through its waits ran
-    // past its deadline, whatever it did after.
-    let overspent = state.call_clock.waits_overspent(&state.waits);
-    let out_of_time = state.timed_out || overspent || error.is::<BudgetUsedUp>();
+    // A call that had already overspent its budget through its waits used
+    // its time budget up, whatever it did after.
+    let overspent = state.time_budget.waits_overspent(&state.waits);
+    let out_of_time = state.budget_used_up || overspent || error.is::<BudgetUsedUp>();
     let out_of_fuel = error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel);
     // wasmtime's error type for this is private; its text is stable.
     let answer_too_big = error_text(error).contains(HOSTCALL_FUEL_EXHAUSTED);
@@ -581,7 +626,7 @@ fn classify(
         return Failure::slice_used_up(true);
     }
     let (kind, message) = if out_of_time {
-        return timed_out(limits, what);
+        return budget_used_up(limits, what);
     } else if error.is::<WouldWait>() {
         return waited(what);
     } else if let Some(BrokenRule(rule)) = broken_rule {

@@ -1,13 +1,20 @@
 //! The memory limiter: caps an instance's linear memories and tables, and
 //! remembers a refusal so that the abort it causes is reported as `memory`.
 //!
-//! Its per-instance bounds are the pooling allocator's per-component slots
-//! (`engine::InstancePool`), so that instances allocated on demand (where the
-//! pool can't be reserved) are refused exactly what pooled ones are.
+//! Its per-instance bounds are also the pooling allocator's per-component
+//! slots (`engine::InstancePool` sizes them from the constants here), so
+//! that instances allocated on demand (where the pool can't be reserved)
+//! are refused exactly what pooled ones are.
 
 use wasmtime::ResourceLimiter;
 
-use super::engine::InstancePool;
+/// Per component instance: room for components built with a language
+/// runtime inside (several core instances, tables and memories). Both the
+/// pool's slots and this limiter enforce these numbers, and SECURITY.md
+/// states them.
+pub(crate) const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub(crate) const MEMORIES_PER_COMPONENT: u32 = 4;
+pub(crate) const TABLES_PER_COMPONENT: u32 = 32;
 
 /// Caps an instance's linear memory, and remembers a refusal: a guest whose
 /// allocation fails usually aborts with a plain trap, which without this
@@ -62,14 +69,14 @@ impl ResourceLimiter for MemoryLimiter {
     // the pool refuses is refused as well when instances are allocated on
     // demand (where the pool can't be reserved).
     fn instances(&self) -> usize {
-        InstancePool::CORE_INSTANCES_PER_COMPONENT as usize
+        CORE_INSTANCES_PER_COMPONENT as usize
     }
 
     fn tables(&self) -> usize {
-        InstancePool::TABLES_PER_COMPONENT as usize
+        TABLES_PER_COMPONENT as usize
     }
 
     fn memories(&self) -> usize {
-        InstancePool::MEMORIES_PER_COMPONENT as usize
+        MEMORIES_PER_COMPONENT as usize
     }
 }

@@ -21,11 +21,10 @@ use presence_router_model::text::{MAX_GUEST_TEXT_BYTES, escape_untrusted};
 use presence_router_model::{Limits, answer};
 
 use super::bindings::matrix::presence_router::module_api::{self, LogLevel as WitLogLevel};
-use super::clock::GuestMonotonicClock;
-use super::deadline::{CallClock, Waits};
 use super::limiter::MemoryLimiter;
 use super::output::{CapturedOutput, WRITE_PERMIT};
-use crate::module_api::LogLevel;
+use super::time_budget::TimeBudget;
+use super::waits::{GuestMonotonicClock, Waits};
 
 /// WASI 0.2's random sources and name lookup, as `wasmtime-wasi` 48 names
 /// them.
@@ -120,6 +119,17 @@ pub(crate) struct LiftBytes {
     pub answer: usize,
 }
 
+/// Severity of a line a guest logged (the WIT `log-level`). Standard output
+/// lines are logged at `Info`, standard error lines at `Warn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
 /// What a guest did during one call besides answering.
 #[derive(Default)]
 pub(crate) struct CallEffects {
@@ -162,10 +172,12 @@ pub(crate) struct GuestState {
     pub(super) waits: Waits,
     pub(super) clock: GuestMonotonicClock,
     /// The time budget of the running call.
-    pub(super) call_clock: CallClock,
+    pub(super) time_budget: TimeBudget,
     /// The slice the running call was tried in, if any.
     pub(super) slice: Option<SliceLimits>,
-    pub(super) timed_out: bool,
+    /// The running call's time budget was found used up (at a tick, or
+    /// after a wait).
+    pub(super) budget_used_up: bool,
     /// The fuel the current call started with, for failure messages.
     pub(super) fuel_budget: u64,
     /// The batch size of the current call, which its answer's bound
@@ -217,9 +229,9 @@ impl GuestState {
             max_answer_entries: limits.max_answer_entries,
             waits,
             clock,
-            call_clock: CallClock::idle(),
+            time_budget: TimeBudget::idle(),
             slice: None,
-            timed_out: false,
+            budget_used_up: false,
             fuel_budget: 0,
             answer_batch: 1,
             answer_entries: limits.answer_entries_for_batch(1),
@@ -234,7 +246,7 @@ impl GuestState {
 
     /// Resets what a call gathers: every call starts afresh.
     pub(super) fn start_call(&mut self, fuel: u64) {
-        self.timed_out = false;
+        self.budget_used_up = false;
         self.fuel_budget = fuel;
         self.memory.refused = false;
         self.stderr_tail.clear();

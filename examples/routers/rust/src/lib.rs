@@ -11,7 +11,8 @@
 //! Both are optional lists of Matrix user IDs and default to empty; any other
 //! key, or a value of the wrong type, is refused with a message naming it.
 //!
-//! Build: `cargo build --release --target wasm32-wasip2`.
+//! Build: `./build.sh` (after `./setup.sh`), which runs `cargo build --release
+//! --target wasm32-wasip2`.
 
 use std::sync::OnceLock;
 
@@ -22,7 +23,7 @@ use serde::Deserialize;
 // interface types; the world `use`s `route`, `interested-users` and
 // `user-presence-state`, so they are in scope here.
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "wit",
     world: "presence-router",
 });
 

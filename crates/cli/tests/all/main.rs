@@ -1,0 +1,30 @@
+//! The `presence-router` executable end to end, a module per subject. The
+//! tests run the binary cargo built for this package
+//! (`CARGO_BIN_EXE_presence-router`), so they live here rather than in
+//! the tests package.
+//!
+//! `cargo test -p presence-router --test all -- diff::` runs one subject.
+
+/// Routers load under an address-space limit (`ulimit -v`).
+mod address_space;
+/// `check`'s report and its errors.
+mod check;
+/// `diff`: two configurations or components replayed side by side.
+mod diff;
+/// Guest text escaped and cut on the terminal and in the answers.
+mod guest_text;
+/// `test`'s leak report.
+mod leaks;
+/// `new`: each language's project builds and passes its tests; another
+/// user can't take it over.
+mod new;
+/// `route` and `run`: the JSON Lines contract.
+mod route;
+/// `route` and `run` as servers: `--stats`, reloading on SIGHUP.
+mod serve;
+/// What the modules share: running the binary, configurations.
+mod support;
+/// `test`: cases, the usage of limits, a failing case's diff.
+mod test_command;
+/// `trusted-dir`: the toolchain-directory check of the build scripts.
+mod trusted_dir;
