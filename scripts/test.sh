@@ -8,6 +8,9 @@ source scripts/phases.sh
 lint() {
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets -- -D warnings
+  # The binary that routes, as scripts/example.sh builds it: the line above
+  # has the CLI's tests, which turn its `authoring` feature on.
+  cargo clippy -p presence-router -- -D warnings
   # The guests are built for wasm32-wasip2, outside the workspace.
   for guests in examples/routers/rust tests/guests; do
     (cd "$guests" && cargo fmt --all -- --check &&

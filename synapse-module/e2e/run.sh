@@ -19,6 +19,10 @@ fi
 # The guests (example router, Synapse test router, hostile corpus) are built
 # by the tests crate's build script.
 cargo build --quiet -p presence-router-tests
+# The CLI: for the record-and-diff test (`presence-router diff`), and for the
+# example routers' builds below (it checks their toolchain directory).
+cargo build --quiet -p presence-router
+export PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$REPO/target}/debug/presence-router"
 # The example router in JavaScript and Python (test_e2e.py's `wasm-js` and
 # `wasm-python` forms), each by its own build.sh, with the toolchains
 # scripts/setup.sh installed; a build skips when nothing changed.
@@ -29,8 +33,6 @@ for language in js python; do
     exit 1
   }
 done
-# The CLI, for the record-and-diff test (`presence-router diff`).
-cargo build --quiet -p presence-router
 # The dev profile shares the workspace's compiled wasmtime (an operator's
 # `pip install ./synapse-module` builds the release profile).
 # A directory of its own: two runs at once (a developer's and a helper's)
