@@ -8,9 +8,11 @@ source scripts/phases.sh
 lint() {
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets -- -D warnings
-  # The binary that routes, as scripts/example.sh builds it: the line above
-  # has the CLI's tests, which turn its `authoring` feature on.
-  cargo clippy -p presence-router -- -D warnings
+  # The binary that routes, without `authoring` (the line above builds the
+  # CLI's tests, which turn it on). With the whole workspace, so that its
+  # dependencies are those already checked: `-p presence-router` alone
+  # would unify other features and check wasmtime again.
+  cargo clippy --workspace --bins -- -D warnings
   # The guests are built for wasm32-wasip2, outside the workspace.
   for guests in examples/routers/rust tests/guests; do
     (cd "$guests" && cargo fmt --all -- --check &&

@@ -16,12 +16,14 @@ if ! bash "$HERE/setup.sh" --check >/dev/null; then
   echo "run.sh: the Synapse virtualenv ($VENV) is missing or stale: run \`bash scripts/setup.sh\`" >&2
   exit 1
 fi
-# The guests (example router, Synapse test router, hostile corpus) are built
-# by the tests crate's build script.
-cargo build --quiet -p presence-router-tests
-# The CLI: for the record-and-diff test (`presence-router diff`), and for the
-# example routers' builds below (it checks their toolchain directory).
-cargo build --quiet -p presence-router
+# The guests (example router, Synapse test router, hostile corpus: the tests
+# crate's build script) and the CLI (for the record-and-diff test,
+# `presence-router diff`, and for the example routers' builds below: it
+# checks their toolchain directory). Built as the whole workspace, so that
+# dependencies have the features `cargo test --workspace` compiled them with:
+# one package alone (`-p`) would unify other features and compile wasmtime
+# again.
+cargo build --quiet --workspace
 export PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$REPO/target}/debug/presence-router"
 # The example router in JavaScript and Python (test_e2e.py's `wasm-js` and
 # `wasm-python` forms), each by its own build.sh, with the toolchains
