@@ -109,7 +109,17 @@ step "Rust's components" rust_components
 # Every example router's toolchain, where the tests build them
 # (tests/src/example_routers.rs) and e2e/run.sh too.
 export PRESENCE_ROUTER_TOOLCHAINS="$root/target/toolchains"
-for example in rust js python c cpp zig go; do
+step "examples/routers/rust/setup.sh" bash examples/routers/rust/setup.sh "${check[@]}"
+# The other examples' setup.sh check their toolchain directory with the
+# CLI's `trusted-dir` (the one ownership rule): this checkout's CLI, built
+# with the whole workspace's binaries, so that the test build reuses what
+# this compiles (it needs the wasm32-wasip2 target the step above added).
+if [ -z "${PRESENCE_ROUTER:-}" ]; then
+  echo "setup: building this checkout's presence-router, which checks toolchain directories (cargo build --workspace --bins)" >&2
+  cargo build --quiet --workspace --bins
+  export PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$root/target}/debug/presence-router"
+fi
+for example in js python c cpp zig go; do
   step "examples/routers/$example/setup.sh" bash "examples/routers/$example/setup.sh" "${check[@]}"
 done
 step "PostgreSQL and Redis" services
