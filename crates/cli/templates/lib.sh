@@ -259,12 +259,33 @@ use_debian_packages() {
 # toolchain directories: the one PRESENCE_ROUTER names, or the one on PATH.
 # Sets PRESENCE_ROUTER to its path; WHY, if given, says what it is needed
 # for when it is missing.
+#
+# It is looked up from the caller's directory, not this one (a relative
+# PATH entry or PRESENCE_ROUTER means what the caller meant, never a file
+# in this project or its toolchain), must be a program (a shell builtin
+# such as `true` would pass every check), and its own directory must pass
+# the ownership rule it applies to others.
 use_presence_router() {
-  local named="${PRESENCE_ROUTER:-presence-router}"
-  if ! PRESENCE_ROUTER="$(command -v "$named")"; then
+  local named="${PRESENCE_ROUTER:-presence-router}" found said
+  [ -z "${presence_router_checked:-}" ] || return 0
+  if ! found="$(cd "$caller_dir" && command -v -- "$named")"; then
     missing_toolchain "cannot find $named${1:+, $1}" \
       "put presence-router on PATH, or set PRESENCE_ROUTER to its path"
   fi
+  case "$found" in
+    /*) ;;
+    */*) found="$caller_dir/$found" ;;
+    *)
+      echo "$0: $named is not a program (a shell builtin or function): set PRESENCE_ROUTER to the path of presence-router" >&2
+      exit 1
+      ;;
+  esac
+  if ! said="$("$found" trusted-dir -- "$(dirname -- "$found")" 2>&1 >/dev/null)"; then
+    echo "$0: refused $found: ${said:-its trusted-dir check failed}" >&2
+    exit 1
+  fi
+  PRESENCE_ROUTER="$found"
+  presence_router_checked=1
 }
 
 hash() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
