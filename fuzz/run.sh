@@ -1,11 +1,39 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS seconds each (default 60), from the
-# committed seeds. Needs a nightly toolchain and `cargo install cargo-fuzz`.
+# Runs every fuzz target for SECONDS seconds (default 60), from the
+# committed seeds, all at once: one libFuzzer process uses one core, so
+# one after another would leave the other cores idle for three times as
+# long. Needs a nightly toolchain and `cargo install cargo-fuzz`.
+#
+# Each target's output goes to corpus/<target>.log; a target that fails
+# (a crash, a leak, a timeout) has its log printed, and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
-for target in config jsonl_request answer; do
+targets=(config jsonl_request answer)
+# Built once, before the runs start (they would wait on each other's build).
+cargo +nightly fuzz build -O
+pids=()
+for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1
+    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
+    >"corpus/$target.log" 2>&1 &
+  pids+=($!)
 done
+failed=()
+for i in "${!targets[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    failed+=("${targets[$i]}")
+  fi
+done
+for target in "${targets[@]}"; do
+  # The final stats: runs and coverage, for the log of whoever ran this.
+  echo "fuzz: $target: $(grep -E '^stat::number_of_executed_units' "corpus/$target.log" || echo 'no stats')"
+done
+if ((${#failed[@]})); then
+  for target in "${failed[@]}"; do
+    echo "fuzz: $target failed; its output (fuzz/corpus/$target.log):" >&2
+    cat "corpus/$target.log" >&2
+  done
+  exit 1
+fi

@@ -6,6 +6,9 @@
 #
 #   bash scripts/setup.sh            # as root, to install Debian packages
 #   bash scripts/setup.sh --check    # install nothing; exit 3 if anything is missing
+#   bash scripts/setup.sh --rust     # only what the workspace's build needs (the
+#                                    # first steps below), so that it can start
+#                                    # while the rest installs
 #
 # - Rust's wasm32-wasip2 target (the Rust example router's setup.sh),
 #   rustfmt and clippy;
@@ -19,11 +22,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
+rust_only=
 case "${1:-}" in
   "") check=() ;;
   --check) check=(--check) ;;
+  --rust) check=() rust_only=1 ;;
   *)
-    echo "usage: $0 [--check]" >&2
+    echo "usage: $0 [--check | --rust]" >&2
     exit 2
     ;;
 esac
@@ -111,22 +116,27 @@ step "Rust's components" rust_components
 export PRESENCE_ROUTER_TOOLCHAINS="$root/target/toolchains"
 step "examples/routers/rust/setup.sh" bash examples/routers/rust/setup.sh "${check[@]}"
 # The other examples' setup.sh check their toolchain directory with the
-# CLI's `trusted-dir` (the one ownership rule): this checkout's CLI, built
-# with the whole workspace's binaries, so that the test build reuses what
-# this compiles (it needs the wasm32-wasip2 target the step above added).
+# CLI's `trusted-dir` (the one ownership rule): here the ownership crate's
+# own binary of that command, which builds in seconds, so that setup need
+# not wait for the CLI (and wasmtime) to build.
 if [ -z "${PRESENCE_ROUTER:-}" ]; then
-  echo "setup: building this checkout's presence-router, which checks toolchain directories (cargo build --workspace --bins)" >&2
-  cargo build --quiet --workspace --bins
-  export PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$root/target}/debug/presence-router"
+  cargo build --quiet -p presence-router-ownership --bin presence-router-ownership
+  export PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$root/target}/debug/presence-router-ownership"
 fi
-for example in js python c cpp zig go; do
-  step "examples/routers/$example/setup.sh" bash "examples/routers/$example/setup.sh" "${check[@]}"
-done
-step "PostgreSQL and Redis" services
-step "synapse-module/e2e/setup.sh" bash synapse-module/e2e/setup.sh "${check[@]}"
+if [ -z "$rust_only" ]; then
+  for example in js python c cpp zig go; do
+    step "examples/routers/$example/setup.sh" bash "examples/routers/$example/setup.sh" "${check[@]}"
+  done
+  step "PostgreSQL and Redis" services
+  step "synapse-module/e2e/setup.sh" bash synapse-module/e2e/setup.sh "${check[@]}"
+fi
 
 echo
-echo "setup: what the tests need:"
+if [ -n "$rust_only" ]; then
+  echo "setup: what the workspace's build needs:"
+else
+  echo "setup: what the tests need:"
+fi
 for kind in installed found missing; do
   for line in "${summary[@]}"; do
     case "$line" in

@@ -20,11 +20,26 @@ lint() {
   done
 }
 
-phase setup bash scripts/setup.sh
+# Everything the tests run, compiled once (the test binaries, the CLI, the
+# guests by the tests crate's build script, the Synapse module's library),
+# while the toolchains, services and Synapse download and install: the
+# build wants both cores, the installs mostly wait on the network. The
+# build needs only the Rust steps of the setup; the other steps' scripts
+# check their toolchain directories with the ownership crate's binary,
+# built by those first steps (a cargo run would wait for the build's lock).
+setup_and_build() {
+  local build status=0
+  bash scripts/setup.sh --rust
+  cargo test --workspace --no-run --quiet &
+  build=$!
+  PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$PWD/target}/debug/presence-router-ownership" \
+    bash scripts/setup.sh || status=$?
+  wait "$build" || status=$?
+  return "$status"
+}
+
+phase "setup, build" setup_and_build
 phase lint lint
-# Everything the tests run, compiled once: the test binaries, the CLI, the
-# guests (the tests crate's build script) and the Synapse module's library.
-phase build cargo test --workspace --no-run
 phase "Rust tests" cargo test --workspace
 # The Synapse module: its Python tests, and a real Synapse on loopback with
 # wasm routers (the wheel is built from the workspace's target directory).

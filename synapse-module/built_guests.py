@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
               or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
 # Under target/, not in the home directory (the module's default).
-CACHE_DIR = str(REPO / "target" / "e2e-cache")
+# The cache the Rust tests fill (tests/src/guests.rs): the same
+# components, compiled once.
+CACHE_DIR = str(REPO / "target" / "guests" / "component-cache")
 
 
 def example_router_in(language: str) -> str:
