@@ -1,46 +1,80 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs every check and test. CI runs exactly this.
 # Prints the time each phase took at the end.
+#
+# The machine has two cores and CI a time limit, so no work is done twice
+# and nothing waits that need not: the workspace is compiled once, clippy's
+# lints included, while the toolchains install; then the Rust tests, the
+# Synapse tests and the remaining checks run side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/phases.sh
 
-lint() {
+# Rust's components and the wasm32-wasip2 target: what the build needs.
+phase "setup (Rust)" bash scripts/setup.sh --rust
+
+# Clippy's lints (`cargo clippy --all-targets -- -D warnings`) on this
+# workspace's own crates, as `cargo clippy` runs them: clippy-driver in
+# place of rustc for the workspace's crates, here while they are compiled
+# for the tests, instead of a second pass of its own over every dependency.
+# A lint fails the build. Every cargo command below runs with this, so that
+# none recompiles what another compiled.
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# The Synapse module's native library is an extension module, not linked to
+# a libpython, in every build (synapse-module/e2e/run.sh says why).
+export PYO3_BUILD_EXTENSION_MODULE=1
+
+# Everything the tests run, compiled once (the test binaries, benchmarks and
+# examples, the CLI, the guests by the tests crate's build script), while
+# the toolchains, services and Synapse download and install: the build
+# wants both cores, the installs mostly wait on the network. The other
+# setup steps' scripts check their toolchain directories with the ownership
+# crate's binary, which `setup.sh --rust` built (a cargo run would wait for
+# the build's lock). Then what the Synapse tests import (the module, the
+# CLI without `authoring`, the JavaScript and Python example routers).
+setup_and_build() {
+  local build status=0
+  cargo test --workspace --all-targets --no-run --quiet &
+  build=$!
+  PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$PWD/target}/debug/presence-router-ownership" \
+    bash scripts/setup.sh || status=$?
+  wait "$build" || status=$?
+  ((status)) && return "$status"
+  bash synapse-module/e2e/run.sh --prepare-only
+}
+
+# What clippy in the build does not see: formatting, and the guests, built
+# for wasm32-wasip2 outside the workspace.
+other_checks() {
   cargo fmt --all -- --check
-  cargo clippy --workspace --all-targets -- -D warnings
-  # The binary that routes, without `authoring` (the line above builds the
-  # CLI's tests, which turn it on). With the whole workspace, so that its
-  # dependencies are those already checked: `-p presence-router` alone
-  # would unify other features and check wasmtime again.
-  cargo clippy --workspace --bins -- -D warnings
-  # The guests are built for wasm32-wasip2, outside the workspace.
   for guests in examples/routers/rust tests/guests; do
     (cd "$guests" && cargo fmt --all -- --check &&
       cargo clippy --target wasm32-wasip2 --target-dir "$OLDPWD/target/guests" -- -D warnings)
   done
 }
 
-# Everything the tests run, compiled once (the test binaries, the CLI, the
-# guests by the tests crate's build script, the Synapse module's library),
-# while the toolchains, services and Synapse download and install: the
-# build wants both cores, the installs mostly wait on the network. The
-# build needs only the Rust steps of the setup; the other steps' scripts
-# check their toolchain directories with the ownership crate's binary,
-# built by those first steps (a cargo run would wait for the build's lock).
-setup_and_build() {
-  local build status=0
-  bash scripts/setup.sh --rust
-  cargo test --workspace --no-run --quiet &
-  build=$!
-  PRESENCE_ROUTER="${CARGO_TARGET_DIR:-$PWD/target}/debug/presence-router-ownership" \
-    bash scripts/setup.sh || status=$?
-  wait "$build" || status=$?
+# The Rust tests in the foreground; the Synapse module's tests (its Python
+# tests, and a real Synapse on loopback with wasm routers) and the other
+# checks beside them, each into a log printed when it ends. The tests hold
+# on a busy machine by design (no test depends on wall-clock luck).
+tests() {
+  local logs=target/test-logs status=0 synapse checks
+  mkdir -p "$logs"
+  E2E_PREPARED=1 bash synapse-module/e2e/run.sh -q >"$logs/synapse.log" 2>&1 &
+  synapse=$!
+  (other_checks) >"$logs/checks.log" 2>&1 &
+  checks=$!
+  cargo test --workspace || status=$?
+  wait "$checks" || { echo "=== the other checks failed:" >&2; status=1; }
+  echo "=== other checks ($logs/checks.log):" >&2
+  cat "$logs/checks.log" >&2
+  wait "$synapse" || { echo "=== the Synapse tests failed:" >&2; status=1; }
+  echo "=== Synapse tests ($logs/synapse.log):" >&2
+  cat "$logs/synapse.log" >&2
   return "$status"
 }
 
 phase "setup, build" setup_and_build
-phase lint lint
-phase "Rust tests" cargo test --workspace
-# The Synapse module: its Python tests, and a real Synapse on loopback with
-# wasm routers (the wheel is built from the workspace's target directory).
-phase "Synapse tests" bash synapse-module/e2e/run.sh -q
+phase tests tests

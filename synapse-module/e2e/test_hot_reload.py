@@ -1,6 +1,7 @@
 """Hot reload in a real Synapse: replacing the example router's component
 file with a changed build changes routing within seconds, with no failed
-``/sync``; replacing it with junk keeps the running build routing.
+``/sync``; replacing it with junk, or with an unsigned build where a
+signature is required, keeps the running build routing.
 
 The changed build is ``tests/guests/example-v2``: the example router's
 configuration keys, but its blacklist holds nothing back, which a watcher
@@ -9,6 +10,7 @@ sees at once (the blacklisted user's presence starts reaching them)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from built_guests import guest
 from test_e2e import (
+    PRESENCE_ROUTER_CLI,
     ROUTER_CONFIG,
     register_and_login,
     running_synapse,
@@ -125,3 +128,59 @@ def test_a_changed_build_is_picked_up_and_junk_is_not(tmp_path: Path) -> None:
             syncer.join(timeout=60)
         assert syncer.failures == [], syncer.failures
         assert syncer.syncs > 0
+
+
+def test_an_unsigned_replacement_of_a_signed_router_keeps_the_signed_one_serving(
+        tmp_path: Path) -> None:
+    """With a signature required, a reload refuses a replacement nobody
+    trusted signed, naming why, and the signed build goes on routing; a
+    signed replacement is picked up."""
+    secret = tmp_path / "ops"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(secret)],
+                   check=True)
+
+    def signed(source: str, name: str) -> Path:
+        out = tmp_path / name
+        subprocess.run([str(PRESENCE_ROUTER_CLI), "sign", "--component", source,
+                        "--key", str(secret), "--output", str(out)],
+                       check=True, capture_output=True)
+        return out
+
+    component = tmp_path / "example.wasm"
+    shutil.copyfile(signed(guest("example_router"), "v1-signed.wasm"), component)
+    module = wasm_module({"name": "example", "component": str(component),
+                          "config": ROUTER_CONFIG, "signed_by": ["ops"]})
+    module["config"]["trusted_keys"] = {"ops": str(tmp_path / "ops.pub")}
+    module["config"]["reload"] = {"interval": 0.5}
+    with running_synapse("signed-reload", [module]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        u = register_and_login(http, ["watcher", "alice", "hidden"])
+        watcher, alice, hidden = u["watcher"], u["alice"], u["hidden"]
+        watcher.sync(0)
+        hidden.set_presence("online")
+        alice.set_presence("online")
+        watcher.wait_to_see(alice.user_id)
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
+        # The changed build, unsigned: refused, the signed v1 serving.
+        mark = len(synapse.log_text())
+        replace_file(component, Path(guest("example_v2")))
+        wait_for_log(synapse,
+                     "reloading the routers failed; the running version goes on serving", mark)
+        error_lines = [line for line in synapse.log_text()[mark:].splitlines()
+                       if "reloading the routers failed" in line]
+        assert "router `example`" in error_lines[0], error_lines
+        assert "is not signed; a signature by `ops` (" in error_lines[0], error_lines
+        # v1's blacklist still holds hidden back (v2 would let it through):
+        # by the time alice's later update is seen, hidden's would have been.
+        hidden.set_presence("unavailable", "still hidden")
+        alice.set_presence("unavailable")
+        watcher.wait_to_see(alice.user_id, "unavailable")
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
+        # The changed build, signed: picked up.
+        mark = len(synapse.log_text())
+        replace_file(component, signed(guest("example_v2"), "v2-signed.wasm"))
+        wait_for_log(synapse, "reloaded router(s) `example`", mark)
+        hidden.set_presence("online", "now visible")
+        watcher.wait_to_see(hidden.user_id, "online")

@@ -31,6 +31,14 @@ pub(crate) fn load_error(error: LoadError) -> PyErr {
                 path.display()
             ),
         ),
+        LoadError::Signature { at, path, refusal } => (
+            at.key.as_str(),
+            format!("router `{}`: {} {refusal}", at.router, path.display()),
+        ),
+        LoadError::TrustedKey { error, .. } => (
+            error.key.as_str(),
+            format!("{}: {}", error.path.display(), error.message),
+        ),
         LoadError::ConfigRefused { at, message } => (
             at.key.as_str(),
             format!(

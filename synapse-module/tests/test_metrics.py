@@ -54,6 +54,8 @@ def router_stats(name: str = "example", calls: int = 3, suspended: bool = True) 
             1, {}, 0, 0, ([1, 0, 0], 0.0005), ([1, 0, 0], 0.125)),
         "suspended": suspended, "suspensions": 1,
         "warm_instances": 1, "live_instances": 2, "reloads": 3, "failed_reloads": 1,
+        "signature_refusals": [["unsigned", 1], ["changed", 0], ["other_key", 0],
+                               ["unknown_key", 0], ["unreadable", 0]],
         "log_bytes": 2048,
         "dropped": [["log_lines_per_call", 1], ["log_lines_per_second", 2],
                     ["send_calls_per_call", 0], ["send_users_per_call", 3],
@@ -177,6 +179,13 @@ wasm_presence_router_instances{router="example",server_name="hs.one",state="live
 # TYPE wasm_presence_router_reloads_total counter
 wasm_presence_router_reloads_total{outcome="ok",router="example",server_name="hs.one"} 3.0
 wasm_presence_router_reloads_total{outcome="failed",router="example",server_name="hs.one"} 1.0
+# HELP wasm_presence_router_signature_refusals_total New versions of a router refused for their signature, per reason (of the failed reloads).
+# TYPE wasm_presence_router_signature_refusals_total counter
+wasm_presence_router_signature_refusals_total{reason="unsigned",router="example",server_name="hs.one"} 1.0
+wasm_presence_router_signature_refusals_total{reason="changed",router="example",server_name="hs.one"} 0.0
+wasm_presence_router_signature_refusals_total{reason="other_key",router="example",server_name="hs.one"} 0.0
+wasm_presence_router_signature_refusals_total{reason="unknown_key",router="example",server_name="hs.one"} 0.0
+wasm_presence_router_signature_refusals_total{reason="unreadable",router="example",server_name="hs.one"} 0.0
 # HELP wasm_presence_router_log_bytes_total Bytes of a router's log lines logged (escaped).
 # TYPE wasm_presence_router_log_bytes_total counter
 wasm_presence_router_log_bytes_total{router="example",server_name="hs.one"} 2048.0
@@ -210,7 +219,7 @@ def test_the_names_are_the_runtimes() -> None:
 
     stats_rs = Path(__file__).resolve().parents[2] / "crates" / "runtime" / "src" / "stats.rs"
     names = dict(re.findall(r'pub const (\w+): &str = "([a-z_]+)";', stats_rs.read_text()))
-    assert len(names) == 12, names
+    assert len(names) == 13, names
     for constant, name in names.items():
         assert getattr(_metrics, constant) == name, constant
 

@@ -42,6 +42,8 @@ mod reload;
 mod sandbox;
 /// Presence sends and log lines, and their caps.
 mod sends_and_logs;
+/// Signed routers: trusted keys, refusals, reload, the cache.
+mod signatures;
 /// Calls tried in a `Slice`.
 mod slice;
 /// Per-call and per-router figures.

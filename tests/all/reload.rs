@@ -243,7 +243,12 @@ async fn one_router_can_be_replaced_or_added_alone() {
     let live = live(&two_routers("a")).await;
     let b = config(&two_routers("b"));
     let report = live
-        .reload_router(&b.routers[1], &b.source, &test_load_options())
+        .reload_router(
+            &b.routers[1],
+            &b.source,
+            &b.trusted_keys,
+            &test_load_options(),
+        )
         .await
         .expect("loads");
     assert_eq!(report.reloaded, ["second"]);

@@ -13,6 +13,7 @@ mod diff;
 mod guest_build;
 #[cfg(feature = "authoring")]
 mod new;
+mod sign;
 mod stats;
 #[cfg(not(feature = "authoring"))]
 mod without_authoring;
@@ -78,6 +79,13 @@ enum Command {
     /// stdout, a summary on stderr; exit 0 if nothing differed, 1 if
     /// something did, 2 if the diff could not run.
     Diff(diff::DiffArgs),
+    /// Sign a component with an Ed25519 key: the signature goes inside it,
+    /// in the wasmsign2 tool's format (configurations can require one with
+    /// `trusted_keys` and `signed_by`).
+    Sign(sign::SignArgs),
+    /// Check that a component is signed by a key; exit 1 saying what was
+    /// found (no signature, changed since signing, another key) if not.
+    Verify(sign::VerifyArgs),
     /// Write a new router project into DIR: the example router in LANG, a
     /// setup.sh that installs its toolchain, a build.sh that builds it and
     /// prints the component's path last, test cases, a routers.yaml and a
@@ -222,6 +230,8 @@ async fn main() -> ExitCode {
         Command::Test(args) => test(args).await,
         Command::Run(args) => run(args).await,
         Command::Diff(args) => return diff::diff(args).await,
+        Command::Sign(args) => sign::sign(args),
+        Command::Verify(args) => sign::verify(args).await,
         Command::TrustedDir { dirs } => dirs.iter().try_for_each(|dir| {
             presence_router_ownership::check_toolchain_dir(dir).map_err(anyhow::Error::msg)
         }),

@@ -8,6 +8,10 @@
 //!     config: { always_send_to_users: ["@alice:example.com"] }
 //!     limits: { fuel: 5000000, fuel_per_state: 50000, memory: 64MiB, timeout: 100ms }
 //!     failure_policy: { suspend_after: 5, backoff: 1s, max_backoff: 5m }
+//!     signed_by: [ops]              # optional: a signature by one of these keys is required
+//! trusted_keys:                     # optional: name -> public key file (OpenSSH or wasmsign2's)
+//!   ops: keys/ops.pub
+//! require_signatures: true          # optional: every router needs a signature by a trusted key
 //! ```
 //!
 //! Every error names the file, the key path (`routers[1].limits.memory`) and
@@ -33,6 +37,22 @@ pub struct RouterSetConfig {
     /// Where the configuration came from, for error messages.
     pub source: PathBuf,
     pub routers: Vec<RouterConfig>,
+    /// The public keys a router's signature may be checked against, by
+    /// name, in the order of their names.
+    pub trusted_keys: Vec<TrustedKey>,
+}
+
+/// A public key the configuration trusts to sign routers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedKey {
+    /// The name routers' `signed_by` lists use.
+    pub name: String,
+    /// The key file (resolved against the configuration's directory): an
+    /// OpenSSH `ssh-ed25519` public key, or one in the wasmsign2 tool's
+    /// formats.
+    pub file: PathBuf,
+    /// Where it was written, `trusted_keys.<name>`, for error messages.
+    pub key: String,
 }
 
 /// One router of the configuration, with its defaults filled in.
@@ -47,6 +67,10 @@ pub struct RouterConfig {
     pub config_json: String,
     pub limits: Limits,
     pub failure_policy: FailurePolicy,
+    /// The names of the trusted keys one of which must have signed the
+    /// component (`signed_by`, or every trusted key under
+    /// `require_signatures`); `None` where no signature is required.
+    pub signed_by: Option<Vec<String>>,
     /// Where this router was written, `routers[i]`, for error messages.
     pub key: String,
 }
@@ -174,6 +198,16 @@ impl RouterSetConfig {
         let error = |key: String, router: Option<&str>, message: String| {
             ConfigError::new(source, &key, router, &message, None)
         };
+        let trusted_keys = trusted_keys(raw.trusted_keys, base_dir)
+            .map_err(|(key, message)| error(key, None, message))?;
+        let require_signatures = raw.require_signatures.unwrap_or(false);
+        if require_signatures && trusted_keys.is_empty() {
+            return Err(error(
+                "require_signatures".to_owned(),
+                None,
+                "needs `trusted_keys`: the public keys a router may be signed by".to_owned(),
+            ));
+        }
         let mut routers: Vec<RouterConfig> = Vec::with_capacity(raw.routers.len());
         for (i, raw) in raw.routers.into_iter().enumerate() {
             let key = format!("routers[{i}]");
@@ -232,20 +266,84 @@ impl RouterSetConfig {
                 .unwrap_or_default()
                 .into_policy(&format!("{key}.failure_policy"))
                 .map_err(|(key, message)| error(key, Some(&name), message))?;
+            let signed_by = signed_by(raw.signed_by, &trusted_keys, require_signatures, &key)
+                .map_err(|(key, message)| error(key, Some(&name), message))?;
             routers.push(RouterConfig {
                 name,
                 component: base_dir.join(&raw.component),
                 config_json,
                 limits,
                 failure_policy,
+                signed_by,
                 key,
             });
         }
         Ok(RouterSetConfig {
             source: source.to_owned(),
             routers,
+            trusted_keys,
         })
     }
+}
+
+/// The `trusted_keys` mapping, checked: plain names, key files resolved
+/// against `base_dir`. An error is `(key, message)`.
+fn trusted_keys(
+    raw: Option<std::collections::BTreeMap<String, PathBuf>>,
+    base_dir: &Path,
+) -> Result<Vec<TrustedKey>, (String, String)> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(name, file)| {
+            let key = format!("trusted_keys.{name}");
+            check_plain_name(&name, "key").map_err(|why| (key.clone(), why))?;
+            if file.as_os_str().is_empty() {
+                return Err((key, "expected the path of a public key file".to_owned()));
+            }
+            Ok(TrustedKey {
+                name,
+                file: base_dir.join(file),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// A router's `signed_by`, checked against the trusted keys: each name one
+/// of them, at least one name. Without one, every trusted key under
+/// `require_signatures`, else no signature required. An error is `(key,
+/// message)`.
+fn signed_by(
+    raw: Option<Vec<String>>,
+    trusted: &[TrustedKey],
+    required: bool,
+    router_key: &str,
+) -> Result<Option<Vec<String>>, (String, String)> {
+    let Some(names) = raw else {
+        return Ok(required.then(|| trusted.iter().map(|k| k.name.clone()).collect()));
+    };
+    let key = format!("{router_key}.signed_by");
+    if names.is_empty() {
+        return Err((
+            key,
+            "name at least one key of `trusted_keys` (or leave `signed_by` out)".to_owned(),
+        ));
+    }
+    for (j, name) in names.iter().enumerate() {
+        if !trusted.iter().any(|k| &k.name == name) {
+            let known = if trusted.is_empty() {
+                "there are no `trusted_keys`".to_owned()
+            } else {
+                let names: Vec<_> = trusted.iter().map(|k| format!("`{}`", k.name)).collect();
+                format!("the trusted keys are {}", names.join(", "))
+            };
+            return Err((
+                format!("{key}[{j}]"),
+                format!("`{name}` is not a key of `trusted_keys`: {known}"),
+            ));
+        }
+    }
+    Ok(Some(names))
 }
 
 /// The name of the router that `key` (`routers[1].limits.memory`) is in,
@@ -275,10 +373,15 @@ fn router_named_by(document: &serde_json::Value, key: &str) -> Option<String> {
 /// no control character (a forged log line, a terminal escape), no space,
 /// nothing a log reader could misparse.
 fn check_router_name(name: &str) -> Result<(), String> {
+    check_plain_name(name, "router")
+}
+
+/// A name that is `kind`'s: 1 to 64 letters, digits, `-`, `_` or `.`.
+fn check_plain_name(name: &str, kind: &str) -> Result<(), String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
         return Err(format!(
-            "`{name}` is not a router name: use 1 to 64 letters, digits, `-`, `_` or `.`"
+            "`{name}` is not a {kind} name: use 1 to 64 letters, digits, `-`, `_` or `.`"
         ));
     }
     Ok(())
@@ -317,6 +420,10 @@ fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     routers: Vec<RawRouter>,
+    #[serde(default)]
+    trusted_keys: Option<std::collections::BTreeMap<String, PathBuf>>,
+    #[serde(default)]
+    require_signatures: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -331,6 +438,8 @@ struct RawRouter {
     limits: Option<RawLimits>,
     #[serde(default)]
     failure_policy: Option<RawFailurePolicy>,
+    #[serde(default)]
+    signed_by: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -919,5 +1028,94 @@ mod tests {
             .expect_err("refused");
         assert_eq!(error.key, "routers[0].\\u{7}");
         assert!(!error.to_string().chars().any(char::is_control), "{error}");
+    }
+
+    fn document_error(yaml: &str) -> String {
+        RouterSetConfig::from_yaml(yaml, Path::new("r.yaml"), Path::new("/etc/pr"))
+            .expect_err("the configuration is refused")
+            .to_string()
+    }
+
+    #[test]
+    fn signatures_are_configured_by_trusted_keys_and_signed_by() {
+        let config = RouterSetConfig::from_yaml(
+            "trusted_keys: {ops: keys/ops.pub, dev: /k/dev.pub}\nrouters:\n  - {name: a, \
+             component: a.wasm, signed_by: [ops]}\n  - {name: b, component: b.wasm}",
+            Path::new("r.yaml"),
+            Path::new("/etc/pr"),
+        )
+        .expect("parses");
+        // By name, files resolved against the configuration's directory.
+        assert_eq!(
+            config.trusted_keys,
+            [
+                TrustedKey {
+                    name: "dev".into(),
+                    file: "/k/dev.pub".into(),
+                    key: "trusted_keys.dev".into()
+                },
+                TrustedKey {
+                    name: "ops".into(),
+                    file: "/etc/pr/keys/ops.pub".into(),
+                    key: "trusted_keys.ops".into()
+                },
+            ]
+        );
+        assert_eq!(config.routers[0].signed_by, Some(vec!["ops".to_owned()]));
+        // Trusting keys requires nothing by itself.
+        assert_eq!(config.routers[1].signed_by, None);
+        // `require_signatures`: any trusted key, unless `signed_by` narrows.
+        let config = RouterSetConfig::from_yaml(
+            "trusted_keys: {ops: o.pub, dev: d.pub}\nrequire_signatures: true\nrouters: \
+             [{name: a, component: a.wasm}, {name: b, component: b.wasm, signed_by: [dev]}]",
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .expect("parses");
+        assert_eq!(
+            config.routers[0].signed_by,
+            Some(vec!["dev".to_owned(), "ops".to_owned()])
+        );
+        assert_eq!(config.routers[1].signed_by, Some(vec!["dev".to_owned()]));
+    }
+
+    #[test]
+    fn a_bad_signature_setting_names_its_key() {
+        assert_eq!(
+            document_error(
+                "trusted_keys: {ops: o.pub}\nrouters: [{name: a, component: a.wasm, signed_by: \
+                 [ops, nobody]}]"
+            ),
+            "r.yaml: routers[0].signed_by[1] (router `a`): `nobody` is not a key of \
+             `trusted_keys`: the trusted keys are `ops`"
+        );
+        assert_eq!(
+            document_error("routers: [{name: a, component: a.wasm, signed_by: [ops]}]"),
+            "r.yaml: routers[0].signed_by[0] (router `a`): `ops` is not a key of \
+             `trusted_keys`: there are no `trusted_keys`"
+        );
+        assert_eq!(
+            document_error(
+                "trusted_keys: {ops: o.pub}\nrouters: [{name: a, component: a.wasm, signed_by: []}]"
+            ),
+            "r.yaml: routers[0].signed_by (router `a`): name at least one key of \
+             `trusted_keys` (or leave `signed_by` out)"
+        );
+        assert_eq!(
+            document_error("require_signatures: true\nrouters: [{component: a.wasm}]"),
+            "r.yaml: require_signatures: needs `trusted_keys`: the public keys a router may be \
+             signed by"
+        );
+        assert_eq!(
+            document_error("trusted_keys: {\"o p\": o.pub}\nrouters: []"),
+            "r.yaml: trusted_keys.o p: `o p` is not a key name: use 1 to 64 letters, digits, \
+             `-`, `_` or `.`"
+        );
+        assert!(
+            document_error(
+                "trusted_keys: {ops: o.pub}\nrequire_signatures: yes please\nrouters: []"
+            )
+            .starts_with("r.yaml: require_signatures: invalid type"),
+        );
     }
 }

@@ -16,7 +16,7 @@ mod presence;
 pub mod text;
 mod user_id;
 
-pub use config::{ConfigError, RouterConfig, RouterSetConfig};
+pub use config::{ConfigError, RouterConfig, RouterSetConfig, TrustedKey};
 pub use failure::{FailureKind, RouterFailure, Suspension};
 pub use limits::{FailurePolicy, Limits, format_bytes};
 pub use presence::{

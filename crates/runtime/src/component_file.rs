@@ -1,5 +1,5 @@
-//! Reading a component file named by the configuration, bounded whatever
-//! the path turns out to be.
+//! Reading a component file (or a trusted key file) named by the
+//! configuration, bounded whatever the path turns out to be.
 //!
 //! The path is opened once and everything is decided on what was opened
 //! (not on a second look at the path, which could by then name something
@@ -23,6 +23,16 @@ pub(crate) const MAX_COMPONENT_BYTES: u64 = 512 * 1024 * 1024;
 pub(crate) async fn read_component(path: &Path) -> io::Result<Vec<u8>> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || read_regular_file(&path, MAX_COMPONENT_BYTES))
+        .await
+        .map_err(|e| io::Error::other(format!("the read did not finish: {e}")))?
+}
+
+/// Another file the configuration trusts (a public key that routers are
+/// checked against), by the same rules as a component file, if it holds at
+/// most `max_bytes`. The blocking work runs off the executor.
+pub(crate) async fn read_trusted_file(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || read_regular_file(&path, max_bytes))
         .await
         .map_err(|e| io::Error::other(format!("the read did not finish: {e}")))?
 }

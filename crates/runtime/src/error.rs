@@ -44,6 +44,21 @@ pub enum LoadError {
         path: PathBuf,
         message: String,
     },
+    /// The component is not signed as the configuration requires
+    /// (`signed_by`, `require_signatures`).
+    #[error("{at}: {}: {refusal}", escape_control(&path.display().to_string()))]
+    Signature {
+        at: RouterAt,
+        path: PathBuf,
+        refusal: Box<crate::signature::SignatureRefusal>,
+    },
+    /// A key of `trusted_keys` can't be read or is not a public key.
+    #[error("{}: {error}", escape_control(&file.display().to_string()))]
+    TrustedKey {
+        /// The configuration.
+        file: PathBuf,
+        error: crate::signature::KeyFileError,
+    },
     /// The router's `parse-config` answered `err`.
     #[error("{at}: the router refused its configuration: {message}")]
     ConfigRefused { at: RouterAt, message: String },
@@ -64,10 +79,11 @@ impl LoadError {
     pub fn router(&self) -> Option<&str> {
         match self {
             LoadError::Component { at, .. }
+            | LoadError::Signature { at, .. }
             | LoadError::ConfigRefused { at, .. }
             | LoadError::Failed { at, .. } => Some(&at.router),
             LoadError::Config(e) => e.router.as_deref(),
-            LoadError::Engine(_) => None,
+            LoadError::Engine(_) | LoadError::TrustedKey { .. } => None,
         }
     }
 }

@@ -39,6 +39,7 @@ mod live;
 mod module_api;
 mod router;
 mod router_set;
+mod signature;
 mod slice;
 pub mod stats;
 #[cfg(unix)]
@@ -51,10 +52,11 @@ pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
-    Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, UserPresenceState,
-    UsersForStates, answer, format_bytes, jsonl, validate_user_id,
+    Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey,
+    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
+pub use signature::{KeyFileError, SignatureRefusal, TrustedKeys, parse_secret_key, sign};
 pub use slice::{RouterPart, Slice, Unfinished};
 pub use stats::{Callback, CallbackStats, Dropped, HistogramSnapshot, RouterStats};

@@ -69,17 +69,19 @@ impl LiveRouterSet {
 
     /// Loads one router anew (`router.name` names the one it replaces, or
     /// it is added last) and swaps in the set with it; the other routers
-    /// are kept as they are.
+    /// are kept as they are. Its signature, if it needs one, is checked
+    /// against `trusted_keys` (the configuration's).
     pub async fn reload_router(
         &self,
         router: &RouterConfig,
         source: &std::path::Path,
+        trusted_keys: &[presence_router_model::TrustedKey],
         options: &LoadOptions,
     ) -> Result<ReloadReport, LoadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let running = self.current();
         let outcome = running
-            .with_router(router, source, options)
+            .with_router(router, source, trusted_keys, options)
             .await
             .map(|set| {
                 let existed = running.routers().any(|r| r.name == router.name);

@@ -21,6 +21,7 @@ use crate::guest::{
 use crate::health::{Admission, Health};
 use crate::host_budget::HostBudgets;
 use crate::module_api::ModuleApi;
+use crate::signature::{SignatureRefusal, TrustedKeys};
 use crate::stats::{CallOutcome, Callback, Dropped, RouterMetrics, RouterStats};
 
 /// A router as `check` describes it.
@@ -111,6 +112,7 @@ impl Router {
         module_api: Arc<dyn ModuleApi>,
         config: &RouterConfig,
         source: &std::path::Path,
+        trusted_keys: &Arc<TrustedKeys>,
         metrics: Option<Arc<RouterMetrics>>,
     ) -> Result<Router, LoadError> {
         let at = |key: &str| crate::error::RouterAt {
@@ -126,22 +128,38 @@ impl Router {
                 message: format!("cannot read the component: {e}"),
             })?;
         let component_digest = component_digest(&bytes);
-        // Compiling is seconds of CPU for a large component: off the executor.
+        // Checking the signature hashes the whole file and compiling is
+        // seconds of CPU for a large component: off the executor. The
+        // signature is checked first, on the bytes compiled (or looked up
+        // in the cache) next.
         let compiling = compiler.clone();
+        let keys = trusted_keys.clone();
+        let signed_by = config.signed_by.clone();
         let started = Instant::now();
-        let (component, compiled_from) =
-            tokio::task::spawn_blocking(move || compiling.load(&bytes))
-                .await
-                .map_err(|e| LoadError::Component {
-                    at: at(".component"),
-                    path: config.component.clone(),
-                    message: format!("compilation did not finish: {e}"),
-                })?
-                .map_err(|message| LoadError::Component {
-                    at: at(".component"),
-                    path: config.component.clone(),
-                    message,
-                })?;
+        let (component, compiled_from) = tokio::task::spawn_blocking(move || {
+            if let Some(required) = &signed_by {
+                keys.check(required, &bytes).map_err(NotLoaded::Signature)?;
+            }
+            compiling.load(&bytes).map_err(NotLoaded::Component)
+        })
+        .await
+        .map_err(|e| LoadError::Component {
+            at: at(".component"),
+            path: config.component.clone(),
+            message: format!("compilation did not finish: {e}"),
+        })?
+        .map_err(|error| match error {
+            NotLoaded::Component(message) => LoadError::Component {
+                at: at(".component"),
+                path: config.component.clone(),
+                message,
+            },
+            NotLoaded::Signature(refusal) => LoadError::Signature {
+                at: at(".component"),
+                path: config.component.clone(),
+                refusal: Box::new(refusal),
+            },
+        })?;
         let router = Router {
             info: RouterInfo {
                 name: config.name.clone(),
@@ -666,6 +684,13 @@ impl Router {
 }
 
 /// The SHA-256 of a component file's bytes.
+/// Why a component read from its file was not loaded.
+enum NotLoaded {
+    Signature(SignatureRefusal),
+    /// Not a component, or not a presence router.
+    Component(String),
+}
+
 pub(crate) fn component_digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()

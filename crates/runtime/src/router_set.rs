@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_model::{
-    CallStats, FailureKind, InterestedUsers, Routed, RouterFailure, RouterSetConfig,
+    CallStats, FailureKind, InterestedUsers, Routed, RouterFailure, RouterSetConfig, TrustedKey,
     UserPresenceState, UsersForStates,
 };
 
@@ -18,6 +18,7 @@ use crate::error::LoadError;
 use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool};
 use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterInfo, component_digest};
+use crate::signature::TrustedKeys;
 use crate::slice::{Part, RouterPart, Slice, Unfinished};
 use crate::stats::{Callback, RouterStats};
 
@@ -113,6 +114,7 @@ impl RouterSet {
         module_api: Arc<dyn ModuleApi>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
+        let trusted_keys = read_trusted_keys(config).await?;
         let compiler = compiler_for(config.routers.iter(), options)?;
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
@@ -122,6 +124,7 @@ impl RouterSet {
                     module_api.clone(),
                     router,
                     &config.source,
+                    &trusted_keys,
                     None,
                 )
                 .await?,
@@ -156,6 +159,9 @@ impl RouterSet {
                 .and_then(|name| self.routers.iter().find(|r| r.name() == name))
         {
             router.metrics().reload_failed();
+            if let LoadError::Signature { refusal, .. } = error {
+                router.metrics().signature_refused(refusal.reason());
+            }
         }
         outcome
     }
@@ -165,19 +171,23 @@ impl RouterSet {
         config: &RouterSetConfig,
         options: &LoadOptions,
     ) -> Result<Reloaded, LoadError> {
+        // The keys are read again: one may have been replaced or revoked.
+        let trusted_keys = read_trusted_keys(config).await?;
         // Which routers changed: their file is read and hashed (compiling is
-        // what costs; reading is not).
+        // what costs; reading is not). One kept as it is still has its
+        // signature checked against the keys as they are now.
         let mut kept_routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
             let old = self.routers.iter().find(|r| r.name() == router.name);
             let same = match old {
                 None => None,
                 Some(old) => match read_component(&router.component).await {
-                    Ok(bytes) => old
-                        .is_same(router, &component_digest(&bytes))
-                        .then(|| old.clone()),
+                    Ok(bytes) if old.is_same(router, &component_digest(&bytes)) => {
+                        check_signature(router, &config.source, &trusted_keys, bytes).await?;
+                        Some(old.clone())
+                    }
                     // Reported by the load below, naming the router.
-                    Err(_) => None,
+                    Ok(_) | Err(_) => None,
                 },
             };
             kept_routers.push(same);
@@ -226,6 +236,7 @@ impl RouterSet {
                 self.module_api.clone(),
                 router,
                 &config.source,
+                &trusted_keys,
                 old.map(|old| old.metrics().clone()),
             )
             .await?;
@@ -254,28 +265,40 @@ impl RouterSet {
         &self,
         router: &presence_router_model::RouterConfig,
         source: &Path,
+        trusted_keys: &[TrustedKey],
         options: &LoadOptions,
     ) -> Result<RouterSet, LoadError> {
         let old = self.routers.iter().position(|r| r.name() == router.name);
         let metrics = old.map(|i| self.routers[i].metrics().clone());
-        let loaded = match compiler_for(std::iter::once(router), options) {
-            Ok(compiler) => {
+        let loaded = match (
+            compiler_for(std::iter::once(router), options),
+            TrustedKeys::read(trusted_keys).await,
+        ) {
+            (Ok(compiler), Ok(keys)) => {
                 Router::load(
                     compiler,
                     self.module_api.clone(),
                     router,
                     source,
+                    &Arc::new(keys),
                     metrics.clone(),
                 )
                 .await
             }
-            Err(e) => Err(e),
+            (Err(e), _) => Err(e),
+            (_, Err(error)) => Err(LoadError::TrustedKey {
+                file: source.to_owned(),
+                error,
+            }),
         };
         let loaded = match loaded {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {
                 if let Some(metrics) = &metrics {
                     metrics.reload_failed();
+                    if let LoadError::Signature { refusal, .. } = &e {
+                        metrics.signature_refused(refusal.reason());
+                    }
                 }
                 return Err(e);
             }
@@ -601,6 +624,51 @@ fn no_such_router(router: usize) -> RouterFailure {
         kind: FailureKind::Trap,
         message: format!("the router set has no router {router}"),
         suspension: None,
+    }
+}
+
+/// The configuration's trusted keys, read (an error names the key and the
+/// configuration).
+async fn read_trusted_keys(config: &RouterSetConfig) -> Result<Arc<TrustedKeys>, LoadError> {
+    TrustedKeys::read(&config.trusted_keys)
+        .await
+        .map(Arc::new)
+        .map_err(|error| LoadError::TrustedKey {
+            file: config.source.clone(),
+            error,
+        })
+}
+
+/// Checks the signature of a router kept by a reload, off the executor
+/// (it hashes the whole file).
+async fn check_signature(
+    router: &presence_router_model::RouterConfig,
+    source: &Path,
+    trusted_keys: &Arc<TrustedKeys>,
+    bytes: Vec<u8>,
+) -> Result<(), LoadError> {
+    let Some(required) = router.signed_by.clone() else {
+        return Ok(());
+    };
+    let keys = trusted_keys.clone();
+    let checked = tokio::task::spawn_blocking(move || keys.check(&required, &bytes)).await;
+    let at = crate::error::RouterAt {
+        file: source.to_owned(),
+        key: format!("{}.component", router.key),
+        router: router.name.clone(),
+    };
+    match checked {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(refusal)) => Err(LoadError::Signature {
+            at,
+            path: router.component.clone(),
+            refusal: Box::new(refusal),
+        }),
+        Err(e) => Err(LoadError::Component {
+            at,
+            path: router.component.clone(),
+            message: format!("the signature check did not finish: {e}"),
+        }),
     }
 }
 

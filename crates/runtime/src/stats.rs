@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use presence_router_model::FailureKind;
+
+use crate::signature::SignatureRefusal;
 use serde::Serialize;
 
 /// The metric names, shared by the facade, the Synapse module's Prometheus
@@ -38,6 +40,7 @@ pub mod names {
     pub const RELOADS: &str = "wasm_presence_router_reloads_total";
     pub const DROPPED: &str = "wasm_presence_router_dropped_total";
     pub const LOG_BYTES: &str = "wasm_presence_router_log_bytes_total";
+    pub const SIGNATURE_REFUSALS: &str = "wasm_presence_router_signature_refusals_total";
 }
 
 /// What a router's calls asked of the host beyond their answers (log
@@ -238,6 +241,10 @@ pub struct RouterStats {
     pub reloads: u64,
     /// Times loading a new version of it failed, leaving the running one.
     pub failed_reloads: u64,
+    /// Of those, the ones refused for their signature, per reason
+    /// ([`crate::SignatureRefusal::reason`]), in
+    /// [`crate::SignatureRefusal::REASONS`] order.
+    pub signature_refusals: Vec<(&'static str, u64)>,
     /// Bytes of log lines passed on (escaped, as logged).
     pub log_bytes: u64,
     /// What its limits dropped, per [`Dropped`], in [`Dropped::ALL`] order.
@@ -334,6 +341,7 @@ pub(crate) struct RouterMetrics {
     suspended: AtomicBool,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    signature_refusals: [AtomicU64; SignatureRefusal::REASONS.len()],
     log_bytes: AtomicU64,
     dropped: [AtomicU64; Dropped::ALL.len()],
     facade: RouterHandles,
@@ -348,6 +356,7 @@ struct RouterHandles {
     live: metrics::Gauge,
     reloads: metrics::Counter,
     failed_reloads: metrics::Counter,
+    signature_refusals: [metrics::Counter; SignatureRefusal::REASONS.len()],
 }
 
 /// How a call that ran ended, for its metrics.
@@ -373,6 +382,7 @@ impl RouterMetrics {
             suspended: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
+            signature_refusals: Default::default(),
             log_bytes: AtomicU64::new(0),
             dropped: Default::default(),
             facade: RouterHandles {
@@ -393,6 +403,9 @@ impl RouterMetrics {
                     names::RELOADS,
                     labelled(&[("outcome", "failed")])
                 ),
+                signature_refusals: SignatureRefusal::REASONS.map(|reason| {
+                    metrics::counter!(names::SIGNATURE_REFUSALS, labelled(&[("reason", reason)]))
+                }),
             },
         }
     }
@@ -492,6 +505,15 @@ impl RouterMetrics {
         self.facade.failed_reloads.increment(1);
     }
 
+    /// A new version refused for its signature, for `reason` (one of
+    /// [`SignatureRefusal::REASONS`]).
+    pub(crate) fn signature_refused(&self, reason: &'static str) {
+        if let Some(i) = SignatureRefusal::REASONS.iter().position(|r| *r == reason) {
+            self.signature_refusals[i].fetch_add(1, Ordering::Relaxed);
+            self.facade.signature_refusals[i].increment(1);
+        }
+    }
+
     pub(crate) fn snapshot(&self, router: &str, warm: usize, live: usize) -> RouterStats {
         let [states, interest] = &self.callbacks;
         RouterStats {
@@ -504,6 +526,11 @@ impl RouterMetrics {
             live_instances: live,
             reloads: self.reloads.load(Ordering::Relaxed),
             failed_reloads: self.failed_reloads.load(Ordering::Relaxed),
+            signature_refusals: SignatureRefusal::REASONS
+                .iter()
+                .zip(&self.signature_refusals)
+                .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+                .collect(),
             log_bytes: self.log_bytes.load(Ordering::Relaxed),
             dropped: Dropped::ALL
                 .iter()

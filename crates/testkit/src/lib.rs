@@ -47,8 +47,10 @@ pub fn single_router(component: &Path, config_json: &str, limits: Limits) -> Rou
                 suspend_after: 0,
                 ..FailurePolicy::DEFAULT
             },
+            signed_by: None,
             key: "router".to_owned(),
         }],
+        trusted_keys: Vec::new(),
     }
 }
 

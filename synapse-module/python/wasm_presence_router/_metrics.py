@@ -58,6 +58,7 @@ INSTANCES = "wasm_presence_router_instances"
 RELOADS = "wasm_presence_router_reloads_total"
 DROPPED = "wasm_presence_router_dropped_total"
 LOG_BYTES = "wasm_presence_router_log_bytes_total"
+SIGNATURE_REFUSALS = "wasm_presence_router_signature_refusals_total"
 SLICE_CALLS = "wasm_presence_router_slice_calls_total"
 SET_RELOADS = "wasm_presence_router_set_reloads_total"
 SENDS_NOT_SENT = "wasm_presence_router_sends_not_sent_total"
@@ -66,6 +67,8 @@ CALLBACKS = ("get_users_for_states", "get_interested_users")
 # `slices` of stats_json, in the order of `RouterSet.counters()`.
 SLICE_WHERE = ("in_slice", "slice_used_up", "handed_off")
 RELOAD_OUTCOMES = ("ok", "failed")
+# `SignatureRefusal::REASONS` of crates/runtime/src/signature.rs.
+SIGNATURE_REASONS = ("unsigned", "changed", "other_key", "unknown_key", "unreadable")
 
 _ROUTER = ["router", SERVER_NAME_LABEL]
 _CALLBACK = ["router", "callback", SERVER_NAME_LABEL]
@@ -149,7 +152,7 @@ DROPPED_LABELS = {
 
 class _Router:
     __slots__ = ("callbacks", "suspended", "suspensions", "warm", "live", "reloads",
-                 "failed_reloads", "log_bytes", "dropped")
+                 "failed_reloads", "signature_refusals", "log_bytes", "dropped")
 
     def __init__(self, value: Any, what: str):
         self.callbacks = {cb: _Callback(value[cb], f"{what}.{cb}") for cb in CALLBACKS}
@@ -162,6 +165,12 @@ class _Router:
         self.live = _count(value["live_instances"], f"{what}.live_instances")
         self.reloads = _count(value["reloads"], f"{what}.reloads")
         self.failed_reloads = _count(value["failed_reloads"], f"{what}.failed_reloads")
+        self.signature_refusals: Dict[str, int] = {}
+        for entry in _list(value["signature_refusals"], f"{what}.signature_refusals"):
+            reason, n = entry
+            if reason in SIGNATURE_REASONS:
+                self.signature_refusals[reason] = _count(
+                    n, f"{what}.signature_refusals.{reason}")
         self.log_bytes = _count(value["log_bytes"], f"{what}.log_bytes")
         self.dropped: Dict[str, int] = {}
         for entry in _list(value["dropped"], f"{what}.dropped"):
@@ -183,6 +192,8 @@ class _Router:
         self.live += other.live
         self.reloads += other.reloads
         self.failed_reloads += other.failed_reloads
+        for reason, n in other.signature_refusals.items():
+            self.signature_refusals[reason] = self.signature_refusals.get(reason, 0) + n
         self.log_bytes += other.log_bytes
         for name, n in other.dropped.items():
             self.dropped[name] = self.dropped.get(name, 0) + n
@@ -305,6 +316,8 @@ class RouterMetricsCollector(Collector):
                 f[INSTANCES].add_metric([name, "live", server_name], router.live)
                 f[RELOADS].add_metric([name, "ok", server_name], router.reloads)
                 f[RELOADS].add_metric([name, "failed", server_name], router.failed_reloads)
+                for reason, n in router.signature_refusals.items():
+                    f[SIGNATURE_REFUSALS].add_metric([name, reason, server_name], n)
                 f[LOG_BYTES].add_metric([name, server_name], router.log_bytes)
                 for dropped, n in router.dropped.items():
                     what, limit = DROPPED_LABELS[dropped]
@@ -373,6 +386,9 @@ class RouterMetricsCollector(Collector):
             CounterMetricFamily(RELOADS, "New versions of a router swapped in (ok) or "
                                 "refused (failed).",
                                 labels=["router", "outcome", SERVER_NAME_LABEL]),
+            CounterMetricFamily(SIGNATURE_REFUSALS, "New versions of a router refused for "
+                                "their signature, per reason (of the failed reloads).",
+                                labels=["router", "reason", SERVER_NAME_LABEL]),
             CounterMetricFamily(LOG_BYTES, "Bytes of a router's log lines logged (escaped).",
                                 labels=_ROUTER),
             CounterMetricFamily(DROPPED, "What a router asked of the host that a limit "

@@ -22,6 +22,8 @@ mod new;
 mod route;
 /// `route` and `run` as servers: `--stats`, reloading on SIGHUP.
 mod serve;
+/// `sign` and `verify`, and `check` requiring a signature.
+mod sign;
 /// What the modules share: running the binary, configurations.
 mod support;
 /// `test`: cases, the usage of limits, a failing case's diff.
