@@ -14,10 +14,11 @@ phase() {
   phase_cpu_seconds
   cpu_before=$PHASE_CPU
   echo "=== phase: $name" >&2
-  # In a shell of its own, with the function's definition when the command
-  # is one: on the left of `||` it would run with `set -e` off, and a phase
-  # made of a function would go on past its first failure.
-  bash -euo pipefail -c "$(declare -f "$1" || true)"$'\n''"$@"' phase "$@" || status=$?
+  # In a shell of its own, with the script's functions defined (a phase made
+  # of a function may call others): on the left of `||` it would run with
+  # `set -e` off, and a phase made of a function would go on past its first
+  # failure.
+  bash -euo pipefail -c "$(declare -f)"$'\n''"$@"' phase "$@" || status=$?
   phase_cpu_seconds
   cpu_after=$PHASE_CPU
   PHASES+=("$(printf '%-14s %6d s wall %7d s CPU%s' "$name" \

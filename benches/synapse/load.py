@@ -1,15 +1,16 @@
 """Load benchmark: a REAL Synapse under presence load, with no presence
 router, with the docs' Python presence router, and with the wasm module.
 
-    # once: a release build of the module (the venv's wheel is a dev build,
-    # whose own crates are unoptimised), then the benchmark
+    # once: a release build of the module (e2e/run.sh puts a dev build on
+    # the venv's path, which an installed wheel takes precedence over), then
+    # the benchmark
     target/toolchains/synapse-venv/bin/maturin build --release \\
         -m synapse-module/Cargo.toml --out target/wheels/release
     target/toolchains/synapse-venv/bin/python -m pip install --force-reinstall \\
         --no-deps target/wheels/release/wasm_presence_router-*.whl
     target/toolchains/synapse-venv/bin/python benches/synapse/load.py [--rounds 4]
 
-    # or, without touching the venv (which `e2e/run.sh` reinstalls with a dev
+    # or, without touching the venv (from which `e2e/run.sh` uninstalls any
     # wheel): Synapse imports the module from the unpacked wheel
     target/toolchains/synapse-venv/bin/python benches/synapse/load.py \\
         --wheel target/wheels/release/wasm_presence_router-*.whl
@@ -616,7 +617,7 @@ def release_wheel_hashes() -> Dict[str, str]:
 
 def use_wheel(wheel: str, into: Path) -> None:
     """Unpacks `wheel` and puts it first on Synapse's PYTHONPATH: the runs
-    use it whatever `e2e/run.sh` installs into the venv meanwhile."""
+    use it whatever `e2e/run.sh` puts on the venv's path meanwhile."""
     with zipfile.ZipFile(wheel) as z:
         z.extractall(into)
     old = os.environ.get("PYTHONPATH")

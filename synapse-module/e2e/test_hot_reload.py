@@ -134,7 +134,7 @@ def test_an_unsigned_replacement_of_a_signed_router_keeps_the_signed_one_serving
         tmp_path: Path) -> None:
     """With a signature required, a reload refuses a replacement nobody
     trusted signed, naming why, and the signed build goes on routing; a
-    signed replacement is picked up."""
+    signed replacement is picked up; replacing the key takes it out."""
     secret = tmp_path / "ops"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(secret)],
                    check=True)
@@ -184,3 +184,12 @@ def test_an_unsigned_replacement_of_a_signed_router_keeps_the_signed_one_serving
         wait_for_log(synapse, "reloaded router(s) `example`", mark)
         hidden.set_presence("online", "now visible")
         watcher.wait_to_see(hidden.user_id, "online")
+
+        # The key revoked: its file replaced by another key. The key files
+        # are watched too, and the router only it signed is taken out.
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(tmp_path / "other")], check=True)
+        mark = len(synapse.log_text())
+        replace_file(tmp_path / "ops.pub", tmp_path / "other.pub")
+        wait_for_log(synapse, "router `example` taken out: its signature no longer verifies",
+                     mark)

@@ -78,6 +78,10 @@ struct Counters {
     handed_off: AtomicU64,
 }
 
+/// What `RouterSet.reload` returns to Python: the routers reloaded, those
+/// kept, and those taken out for their signature (with why).
+type ReloadOutcome = (Vec<String>, Vec<String>, Vec<(String, String)>);
+
 /// Loaded routers and what their calls run on.
 // `weakref`: the recording's flush at exit (`_record.py`) must not keep a
 // replaced router set alive.
@@ -339,12 +343,24 @@ impl PyRouterSet {
     /// routers whose file holds the same bytes are kept as they are; the
     /// others are compiled, checked and configured, and the new version
     /// is swapped in atomically (calls running finish on the old one).
-    /// Returns `(reloaded, kept)` router names; raises `RouterLoadError`
-    /// like `load` (the running version goes on serving).
-    fn reload(&self, py: Python<'_>) -> PyResult<(Vec<String>, Vec<String>)> {
+    /// Returns `(reloaded, kept, revoked)`: router names, and the routers
+    /// taken out because their signature no longer verifies (a trusted key
+    /// file replaced), each with why; raises `RouterLoadError` like `load`
+    /// (the running version goes on serving).
+    fn reload(&self, py: Python<'_>) -> PyResult<ReloadOutcome> {
         let report =
             py.detach(|| block_on_load(self.routers.reload(&self.config, &self.options)))?;
-        Ok((report.reloaded, report.kept))
+        Ok((report.reloaded, report.kept, report.revoked))
+    }
+
+    /// The trusted key files of the configuration, for the file watch: a
+    /// key replaced is a key revoked.
+    fn trusted_key_files(&self) -> Vec<PathBuf> {
+        self.config
+            .trusted_keys
+            .iter()
+            .map(|key| key.file.clone())
+            .collect()
     }
 
     /// Every figure of the routers, as JSON: `{"routers": [RouterStats,

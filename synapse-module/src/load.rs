@@ -2,6 +2,7 @@
 //! path of config keys at fault.
 
 use presence_router_runtime::LoadError;
+use presence_router_runtime::text::escape_control;
 use pyo3::PyErr;
 
 use crate::RouterLoadError;
@@ -28,16 +29,16 @@ pub(crate) fn load_error(error: LoadError) -> PyErr {
             format!(
                 "router `{}`: cannot load {}: {message}",
                 at.router,
-                path.display()
+                shown(path)
             ),
         ),
         LoadError::Signature { at, path, refusal } => (
             at.key.as_str(),
-            format!("router `{}`: {} {refusal}", at.router, path.display()),
+            format!("router `{}`: {} {refusal}", at.router, shown(path)),
         ),
         LoadError::TrustedKey { error, .. } => (
             error.key.as_str(),
-            format!("{}: {}", error.path.display(), error.message),
+            format!("{}: {}", shown(&error.path), escape_control(&error.message)),
         ),
         LoadError::ConfigRefused { at, message } => (
             at.key.as_str(),
@@ -56,6 +57,11 @@ pub(crate) fn load_error(error: LoadError) -> PyErr {
         LoadError::Engine(message) => (".", message.clone()),
     };
     RouterLoadError::new_err((message, synapse_config_path(key)))
+}
+
+/// A path in a message, control characters escaped: file names are anyone's.
+fn shown(path: &std::path::Path) -> String {
+    escape_control(&path.display().to_string())
 }
 
 /// `routers[1].limits.memory` as Synapse writes config paths:

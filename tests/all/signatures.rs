@@ -329,24 +329,60 @@ async fn a_reload_of_an_unsigned_replacement_keeps_the_signed_version_serving_an
 }
 
 #[tokio::test]
-async fn a_reload_checks_a_kept_router_against_the_keys_as_they_are_now() {
+async fn a_replaced_key_takes_out_the_routers_only_it_signed_at_the_next_reload() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (secret, public) = key_pair(dir.path(), "ops");
     let component = write_file(dir.path(), "router.wasm", signed_example(&secret));
-    let config = config(&component, &[("ops", &public)], "[ops]");
+    // The signed router, and an unsigned one beside it that needs nothing.
+    let yaml = format!(
+        "trusted_keys: {{ops: {}}}\nrouters:\n  - {{name: signed, component: {}, signed_by: \
+         [ops], config: {{always_send_to_users: [\"@w:x\"]}}}}\n  - {{name: plain, component: \
+         {}, config: {{always_send_to_users: [\"@p:x\"]}}}}\n",
+        public.display(),
+        component.display(),
+        guests::EXAMPLE_ROUTER
+    );
+    let config = RouterSetConfig::from_yaml(&yaml, Path::new("routers.yaml"), Path::new("."))
+        .expect("parses");
     let live = LiveRouterSet::new(load(&config, dir.path()).await.expect("signed, loads"));
+    routes_for_w(&live.current());
     // The key revoked: its file now holds another key. Same component, same
-    // configuration: the router would be kept as it is, but not unchecked.
+    // configuration: the router would be kept as it is, but it is checked
+    // again, and taken out.
     let (_, other) = key_pair(dir.path(), "other");
     std::fs::copy(&other, &public).expect("copied");
-    match live.reload(&config, &options(dir.path())).await {
-        Err(LoadError::Signature { refusal, .. }) => {
-            assert_eq!(refusal.reason(), "unknown_key")
-        }
-        Err(other) => panic!("refused for something else: {other}"),
-        Ok(report) => panic!("kept under a revoked key: {report:?}"),
-    }
-    routes_for_w(&live.current());
+    let report = live
+        .reload(&config, &options(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("the reload goes ahead without the revoked router: {e}"));
+    assert_eq!(report.kept, ["plain"]);
+    assert_eq!(report.revoked.len(), 1, "{report:?}");
+    assert_eq!(report.revoked[0].0, "signed");
+    assert!(
+        report.revoked[0].1.contains(&format!(
+            "{}: is signed by a key this configuration does not trust, not by `ops` ({}) as \
+             required",
+            component.display(),
+            public.display()
+        )),
+        "{report:?}"
+    );
+    let routed = live
+        .current()
+        .get_users_for_states_blocking(&batch(&[("@u:x", Presence::Online)]));
+    assert_eq!(
+        routed.answer.get("@w:x"),
+        None,
+        "the revoked router still routes"
+    );
+    assert_eq!(routed.answer.get("@p:x"), Some(&vec![0]));
+    assert_eq!(
+        live.current()
+            .routers()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+        ["plain"]
+    );
 }
 
 #[tokio::test]

@@ -333,13 +333,20 @@ async fn serve(
                 }
             };
             match outcome {
-                Ok(report) if report.changed() => tracing::info!(
-                    reloaded = ?report.reloaded,
-                    added = ?report.added,
-                    removed = ?report.removed,
-                    kept = ?report.kept,
-                    "reloaded the routers"
-                ),
+                Ok(report) if report.changed() => {
+                    for (router, why) in &report.revoked {
+                        tracing::error!(
+                            "router `{router}` taken out: its signature no longer verifies: {why}"
+                        );
+                    }
+                    tracing::info!(
+                        reloaded = ?report.reloaded,
+                        added = ?report.added,
+                        removed = ?report.removed,
+                        kept = ?report.kept,
+                        "reloaded the routers"
+                    )
+                }
                 Ok(_) => tracing::info!("reloaded: no router changed"),
                 Err(e) => {
                     tracing::error!("reloading failed; the running version goes on serving: {e}")

@@ -53,7 +53,7 @@ pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
     Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey,
-    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, validate_user_id,
+    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};

@@ -102,6 +102,7 @@ impl LiveRouterSet {
                         vec![router.name.clone()]
                     },
                     removed: Vec::new(),
+                    revoked: Vec::new(),
                 };
                 Reloaded { set, report }
             });

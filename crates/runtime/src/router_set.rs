@@ -10,6 +10,8 @@ use presence_router_model::{
     UserPresenceState, UsersForStates,
 };
 
+use presence_router_model::text::escape_control;
+
 use crate::cache::CacheSetting;
 use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
 use crate::compiler::Compiler;
@@ -66,12 +68,20 @@ pub struct ReloadReport {
     /// Routers new to the configuration, and those no longer in it.
     pub added: Vec<String>,
     pub removed: Vec<String>,
+    /// Routers taken out although their file and configuration did not
+    /// change, because their signature no longer verifies with the trusted
+    /// keys as they are now (a key file replaced: the key revoked), with
+    /// why. Every other router of the reload is swapped in as usual.
+    pub revoked: Vec<(String, String)>,
 }
 
 impl ReloadReport {
     /// Whether the new version differs from the old in any router.
     pub fn changed(&self) -> bool {
-        !(self.reloaded.is_empty() && self.added.is_empty() && self.removed.is_empty())
+        !(self.reloaded.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
+            && self.revoked.is_empty())
     }
 }
 
@@ -175,28 +185,44 @@ impl RouterSet {
         let trusted_keys = read_trusted_keys(config).await?;
         // Which routers changed: their file is read and hashed (compiling is
         // what costs; reading is not). One kept as it is still has its
-        // signature checked against the keys as they are now.
-        let mut kept_routers = Vec::with_capacity(config.routers.len());
+        // signature checked against the keys as they are now: a router whose
+        // key was replaced (revoked) is not kept, and not loaded again.
+        let mut previous = Vec::with_capacity(config.routers.len());
+        let mut revoked = Vec::new();
         for router in &config.routers {
             let old = self.routers.iter().find(|r| r.name() == router.name);
-            let same = match old {
-                None => None,
+            let before = match old {
+                None => Previous::Load,
                 Some(old) => match read_component(&router.component).await {
                     Ok(bytes) if old.is_same(router, &component_digest(&bytes)) => {
-                        check_signature(router, &config.source, &trusted_keys, bytes).await?;
-                        Some(old.clone())
+                        match check_signature(router, &config.source, &trusted_keys, bytes).await {
+                            Ok(()) => Previous::Keep(old.clone()),
+                            Err(LoadError::Signature { refusal, .. }) => {
+                                old.metrics().signature_refused(refusal.reason());
+                                revoked.push((
+                                    router.name.clone(),
+                                    format!(
+                                        "{}: {}",
+                                        escape_control(&router.component.display().to_string()),
+                                        refusal
+                                    ),
+                                ));
+                                Previous::Revoked
+                            }
+                            Err(other) => return Err(other),
+                        }
                     }
                     // Reported by the load below, naming the router.
-                    Ok(_) | Err(_) => None,
+                    Ok(_) | Err(_) => Previous::Load,
                 },
             };
-            kept_routers.push(same);
+            previous.push(before);
         }
         let to_load: Vec<_> = config
             .routers
             .iter()
-            .zip(&kept_routers)
-            .filter(|(_, kept)| kept.is_none())
+            .zip(&previous)
+            .filter(|(_, before)| matches!(before, Previous::Load))
             .map(|(router, _)| router)
             .collect();
         // The new routers get an engine of their own, sized for them (made
@@ -214,13 +240,18 @@ impl RouterSet {
                 .map(|r| r.name().to_owned())
                 .filter(|name| !config.routers.iter().any(|r| r.name == *name))
                 .collect(),
+            revoked,
             ..ReloadReport::default()
         };
-        for (router, kept) in config.routers.iter().zip(kept_routers) {
-            if let Some(kept) = kept {
-                report.kept.push(router.name.clone());
-                set.routers.push(kept);
-                continue;
+        for (router, before) in config.routers.iter().zip(previous) {
+            match before {
+                Previous::Keep(kept) => {
+                    report.kept.push(router.name.clone());
+                    set.routers.push(kept);
+                    continue;
+                }
+                Previous::Revoked => continue,
+                Previous::Load => {}
             }
             let compiler = match compiler.clone() {
                 Some(compiler) => compiler,
@@ -625,6 +656,16 @@ fn no_such_router(router: usize) -> RouterFailure {
         message: format!("the router set has no router {router}"),
         suspension: None,
     }
+}
+
+/// What a reload does with a router of the running version.
+enum Previous {
+    /// Taken over as it is.
+    Keep(Arc<Router>),
+    /// Taken out: its signature no longer verifies.
+    Revoked,
+    /// Loaded anew (or for the first time).
+    Load,
 }
 
 /// The configuration's trusted keys, read (an error names the key and the

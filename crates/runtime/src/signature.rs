@@ -29,7 +29,7 @@ pub struct TrustedKeys {
 
 /// A trusted key file that can't be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {}: {message}", escape_control(&path.display().to_string()))]
+#[error("{key}: {}: {}", escape_control(&path.display().to_string()), escape_control(message))]
 pub struct KeyFileError {
     /// `trusted_keys.<name>`.
     pub key: String,
@@ -116,6 +116,11 @@ impl TrustedKeys {
             .iter()
             .partition(|(key, _)| required.contains(&key.name));
         let expected = describe(&wanted);
+        // Before wasmsign2 reads anything: it allocates what a length says
+        // before reading it, and checks every signature it is given.
+        if let Err(why) = check_shape(component) {
+            return Err(SignatureRefusal::Unreadable { expected, why });
+        }
         match signers(&wanted, component) {
             Ok(names) => {
                 return names
@@ -235,13 +240,17 @@ fn signed_contents(component: &[u8]) -> Result<SignedContents, WSError> {
     let mut key_ids = Vec::new();
     for signed in data.signed_hashes_set {
         hashes.extend(signed.hashes);
-        key_ids.extend(
-            signed
-                .signatures
-                .iter()
-                .filter_map(|s| s.key_id.as_ref())
-                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-        );
+        for id in signed.signatures.iter().filter_map(|s| s.key_id.as_ref()) {
+            // A few, each cut short: they are the signer's bytes, shown in
+            // a message.
+            let mut hex: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            if id.len() > 16 {
+                hex.push('…');
+            }
+            if key_ids.len() < 3 && !key_ids.contains(&hex) {
+                key_ids.push(hex);
+            }
+        }
     }
     Ok(SignedContents {
         hashes,
@@ -288,6 +297,7 @@ pub fn parse_secret_key(bytes: &[u8]) -> Result<SecretKey, String> {
 /// `component` signed with `key`, its signature embedded (replacing one it
 /// had). The result verifies with the `wasmsign2` tool too.
 pub fn sign(component: &[u8], key: &SecretKey) -> Result<Vec<u8>, String> {
+    check_sections(component)?;
     let module = Module::deserialize(&mut Cursor::new(component))
         .map_err(|e| format!("not a WebAssembly component or module ({e})"))?;
     let signed = key
@@ -298,4 +308,182 @@ pub fn sign(component: &[u8], key: &SecretKey) -> Result<Vec<u8>, String> {
         .serialize(&mut out)
         .map_err(|e| format!("cannot write the signed component: {e}"))?;
     Ok(out)
+}
+
+/// The preamble of a WebAssembly component (a core module's differs in its
+/// version and layer bytes). wasmsign2 signs what follows its signature
+/// section, not these eight bytes: they are checked here.
+const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\0\x01\0";
+
+/// The largest signature section taken: one signature is about 100 bytes,
+/// so this leaves room for many, and bounds the work of checking them.
+const MAX_SIGNATURE_SECTION: usize = 16 * 1024;
+/// Sets of signed hashes, hashes in a set, and signatures, at most.
+const MAX_HASH_SETS: u32 = 4;
+const MAX_HASHES_PER_SET: u32 = 4;
+const MAX_SIGNATURES: u32 = 16;
+/// A key id, at most (wasmsign2's own are a few bytes).
+const MAX_KEY_ID: usize = 64;
+
+/// Whether `component` is a component whose first section, if it is a
+/// signature, has the shape wasmsign2 writes, every length within what is
+/// left and every count within the bounds above: wasmsign2 allocates what a
+/// length says before it reads the bytes, and checks every signature a
+/// section holds, so a few bytes could otherwise ask for gigabytes or for
+/// seconds of work.
+fn check_shape(component: &[u8]) -> Result<(), String> {
+    let rest = component
+        .strip_prefix(&COMPONENT_HEADER)
+        .ok_or("not a WebAssembly component: its first 8 bytes are not a component's")?;
+    let mut at = Bytes(rest);
+    if at.0.first() != Some(&0) {
+        return Ok(()); // No custom section first: not signed.
+    }
+    at.byte()?;
+    let payload = at.slice(usize::MAX)?;
+    let mut section = Bytes(payload);
+    if section.slice(usize::MAX)? != b"signature" {
+        return Ok(()); // Another custom section first: not signed.
+    }
+    if payload.len() > MAX_SIGNATURE_SECTION {
+        return Err(format!(
+            "a signature section of {} bytes, over the {MAX_SIGNATURE_SECTION} allowed",
+            payload.len()
+        ));
+    }
+    for _ in 0..3 {
+        section.byte()?; // version, content type, hash function
+    }
+    let mut signatures = 0u32;
+    for _ in 0..section.count(MAX_HASH_SETS, "sets of signed hashes")? {
+        let mut set = Bytes(section.slice(MAX_SIGNATURE_SECTION)?);
+        for _ in 0..set.count(MAX_HASHES_PER_SET, "hashes in a set")? {
+            set.take(32)?;
+        }
+        let count = set.count(MAX_SIGNATURES, "signatures")?;
+        signatures += count;
+        if signatures > MAX_SIGNATURES {
+            return Err(format!("more than {MAX_SIGNATURES} signatures"));
+        }
+        for _ in 0..count {
+            let mut signature = Bytes(set.slice(MAX_SIGNATURE_SECTION)?);
+            signature.slice(MAX_KEY_ID)?;
+            signature.byte()?; // the algorithm
+            signature.slice(MAX_SIGNATURE_SECTION)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every top-level section of `component` (after its preamble)
+/// fits in what is left: wasmsign2's `Module::deserialize` allocates each
+/// section's stated size first.
+fn check_sections(component: &[u8]) -> Result<(), String> {
+    let mut at = Bytes(component.get(8..).ok_or("too short to be WebAssembly")?);
+    while !at.0.is_empty() {
+        at.byte()?;
+        at.slice(usize::MAX)?;
+    }
+    Ok(())
+}
+
+/// A cursor over bytes that refuses to read past their end.
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.0.len() {
+            return Err(format!(
+                "a length of {n} bytes where {} are left",
+                self.0.len()
+            ));
+        }
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// An unsigned LEB128 of at most 32 bits, as WebAssembly writes sizes.
+    fn leb(&mut self) -> Result<u32, String> {
+        let mut value = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = self.byte()?;
+            let bits = u32::from(byte & 0x7f);
+            if shift == 28 && bits > 0x0f {
+                return Err("a length over 32 bits".to_owned());
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("a length over 5 bytes".to_owned())
+    }
+
+    /// A length-prefixed slice of at most `max` bytes.
+    fn slice(&mut self, max: usize) -> Result<&'a [u8], String> {
+        let n = usize::try_from(self.leb()?).unwrap_or(usize::MAX);
+        if n > max {
+            return Err(format!("a length of {n} bytes, over the {max} allowed"));
+        }
+        self.take(n)
+    }
+
+    fn count(&mut self, max: u32, what: &str) -> Result<u32, String> {
+        let n = self.leb()?;
+        if n > max {
+            return Err(format!("{n} {what}, over the {max} allowed"));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_section(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = COMPONENT_HEADER.to_vec();
+        bytes.push(0);
+        bytes.push(u8::try_from(payload.len()).expect("short"));
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_refused_before_anything_is_allocated() {
+        // A section that says it is 4 GiB long, in 14 bytes.
+        let mut bytes = COMPONENT_HEADER.to_vec();
+        bytes.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(check_shape(&bytes).is_err());
+        assert!(check_sections(&bytes).is_err());
+        // A signature whose key id says the same, inside a small section.
+        let mut payload = b"\x09signature\x01\x01\x01\x01".to_vec();
+        payload.extend_from_slice(&[7, 0, 1, 4, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(check_shape(&with_section(&payload)).is_err());
+    }
+
+    #[test]
+    fn too_many_signatures_are_refused() {
+        let mut set = vec![0u8]; // no hash
+        set.push(17); // signatures
+        let mut payload = b"\x09signature\x01\x01\x01\x01".to_vec();
+        payload.push(u8::try_from(set.len()).expect("short"));
+        payload.extend_from_slice(&set);
+        assert_eq!(
+            check_shape(&with_section(&payload)),
+            Err("17 signatures, over the 16 allowed".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_core_module_header_is_refused_and_other_first_sections_are_unsigned() {
+        assert!(check_shape(b"\0asm\x01\0\0\0").is_err());
+        assert_eq!(check_shape(&COMPONENT_HEADER), Ok(()));
+        assert_eq!(check_shape(&with_section(b"\x04name")), Ok(()));
+    }
 }

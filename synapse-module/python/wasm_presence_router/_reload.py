@@ -109,7 +109,10 @@ class ComponentWatcher:
             self._register_sighup()
 
     def _paths(self) -> list:
-        return [str(component) for _, component, _, _ in self._routers.routers()]
+        # The components, and the trusted keys: a key file replaced is a key
+        # revoked, and the routers only it signed are taken out.
+        return ([str(component) for _, component, _, _ in self._routers.routers()]
+                + [str(key) for key in self._routers.trusted_key_files()])
 
     def _identities(self) -> Dict[str, _FileIdentity]:
         return {path: _identity(path) for path in self._paths()}
@@ -160,7 +163,7 @@ class ComponentWatcher:
         # seen as changed by the next poll.
         self._seen = self._identities()
         try:
-            reloaded, kept = await self._api.defer_to_thread(self._routers.reload)
+            reloaded, kept, revoked = await self._api.defer_to_thread(self._routers.reload)
         except _native.RouterLoadError as e:
             message, path = e.args
             where = ".".join(path) if path else "the module's config"
@@ -173,6 +176,9 @@ class ComponentWatcher:
             return
         finally:
             _drain_events(self._routers)
+        for name, why in revoked:
+            logger.error("router `%s` taken out: its signature no longer verifies: %s",
+                         name, why)
         if reloaded:
             # Warm as at start-up: the new routers start with one instance.
             for failure in await self._api.defer_to_thread(self._routers.warm_up):
@@ -180,7 +186,7 @@ class ComponentWatcher:
             logger.info("reloaded router(s) %s (kept: %s)",
                         ", ".join(f"`{name}`" for name in reloaded),
                         ", ".join(f"`{name}`" for name in kept) or "none")
-        else:
+        elif not revoked:
             logger.info("no router changed (component bytes and configuration are the same)")
 
 
