@@ -62,17 +62,33 @@ other_checks() {
 tests() {
   local logs=target/test-logs status=0 synapse checks
   mkdir -p "$logs"
-  E2E_PREPARED=1 bash synapse-module/e2e/run.sh -q >"$logs/synapse.log" 2>&1 &
+  rm -f "$logs/times"
+  timed "Synapse tests" env E2E_PREPARED=1 bash synapse-module/e2e/run.sh -q \
+    >"$logs/synapse.log" 2>&1 &
   synapse=$!
-  (other_checks) >"$logs/checks.log" 2>&1 &
+  timed "other checks" other_checks >"$logs/checks.log" 2>&1 &
   checks=$!
-  cargo test --workspace || status=$?
+  timed "Rust tests" cargo test --workspace || status=$?
   wait "$checks" || { echo "=== the other checks failed:" >&2; status=1; }
   echo "=== other checks ($logs/checks.log):" >&2
   cat "$logs/checks.log" >&2
   wait "$synapse" || { echo "=== the Synapse tests failed:" >&2; status=1; }
   echo "=== Synapse tests ($logs/synapse.log):" >&2
   cat "$logs/synapse.log" >&2
+  echo "=== side by side, each:" >&2
+  cat "$logs/times" >&2
+  return "$status"
+}
+
+# `timed NAME COMMAND...`: runs it, and adds how long it took to the
+# tests' times (each of the jobs that run side by side).
+timed() {
+  local name="$1" start status=0
+  shift
+  start=$(date +%s)
+  "$@" || status=$?
+  printf '  %-14s %6d s wall%s\n' "$name" $(($(date +%s) - start)) \
+    "$( ((status)) && echo "  (failed: exit $status)")" >>target/test-logs/times
   return "$status"
 }
 

@@ -49,6 +49,23 @@ def wait_for_log(synapse, needle: str, after: int) -> float:
     return time.monotonic() - started
 
 
+def the_first_build_holds_hidden_back(watcher, alice, hidden) -> None:
+    """The example router's blacklist at work: alice's presence reaches the
+    watcher, hidden's does not."""
+    watcher.sync(0)
+    hidden.set_presence("online")
+    alice.set_presence("online")
+    watcher.wait_to_see(alice.user_id)
+    assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+
+
+def refused_reload_line(synapse, after: int) -> str:
+    """The log line of the next refused reload past offset `after`."""
+    failed = "reloading the routers failed; the running version goes on serving"
+    wait_for_log(synapse, failed, after)
+    return next(line for line in synapse.log_text()[after:].splitlines() if failed in line)
+
+
 class Syncer(threading.Thread):
     """Syncs as a bystander, continually, and keeps every failure."""
 
@@ -94,12 +111,7 @@ def test_a_changed_build_is_picked_up_and_junk_is_not(tmp_path: Path) -> None:
         syncer = Syncer(synapse.base_url, u["bystander"].token)
         syncer.start()
         try:
-            watcher.sync(0)
-            # The first build: the blacklist holds hidden back.
-            hidden.set_presence("online")
-            alice.set_presence("online")
-            watcher.wait_to_see(alice.user_id)
-            assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+            the_first_build_holds_hidden_back(watcher, alice, hidden)
 
             # A changed build replaces the file.
             mark = len(synapse.log_text())
@@ -113,13 +125,9 @@ def test_a_changed_build_is_picked_up_and_junk_is_not(tmp_path: Path) -> None:
             mark = len(synapse.log_text())
             (tmp_path / "junk.wasm").write_bytes(b"\0asm\x0d\0\x01\0 junk")
             replace_file(component, tmp_path / "junk.wasm")
-            wait_for_log(synapse,
-                         "reloading the routers failed; the running version goes on serving",
-                         mark)
-            error_lines = [line for line in synapse.log_text()[mark:].splitlines()
-                           if "reloading the routers failed" in line]
-            assert "router `example`" in error_lines[0], error_lines
-            assert "routers.<item 0>.component" in error_lines[0], error_lines
+            line = refused_reload_line(synapse, mark)
+            assert "router `example`" in line, line
+            assert "routers.<item 0>.component" in line, line
             hidden.set_presence("online", "back again")
             # (v1 never let hidden's "online" through: this is v2 routing.)
             watcher.wait_to_see(hidden.user_id, "online")
@@ -156,21 +164,14 @@ def test_an_unsigned_replacement_of_a_signed_router_keeps_the_signed_one_serving
             httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
         u = register_and_login(http, ["watcher", "alice", "hidden"])
         watcher, alice, hidden = u["watcher"], u["alice"], u["hidden"]
-        watcher.sync(0)
-        hidden.set_presence("online")
-        alice.set_presence("online")
-        watcher.wait_to_see(alice.user_id)
-        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+        the_first_build_holds_hidden_back(watcher, alice, hidden)
 
         # The changed build, unsigned: refused, the signed v1 serving.
         mark = len(synapse.log_text())
         replace_file(component, Path(guest("example_v2")))
-        wait_for_log(synapse,
-                     "reloading the routers failed; the running version goes on serving", mark)
-        error_lines = [line for line in synapse.log_text()[mark:].splitlines()
-                       if "reloading the routers failed" in line]
-        assert "router `example`" in error_lines[0], error_lines
-        assert "is not signed; a signature by `ops` (" in error_lines[0], error_lines
+        line = refused_reload_line(synapse, mark)
+        assert "router `example`" in line, line
+        assert "is not signed; a signature by `ops` (" in line, line
         # v1's blacklist still holds hidden back (v2 would let it through):
         # by the time alice's later update is seen, hidden's would have been.
         hidden.set_presence("unavailable", "still hidden")
