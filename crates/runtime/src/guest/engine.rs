@@ -223,7 +223,35 @@ impl GuestEngine {
                 error_text(&e)
             )
         })?;
+        prepare_memory_images(component)?;
         Ok(LoadedComponent { pre, exports })
+    }
+}
+
+/// Makes the component's copy-on-write memory images now, at load, rather
+/// than at its first instantiation inside a call: each is a sealed memfd,
+/// and Linux refuses to seal one (EBUSY) while a page of it is briefly held
+/// elsewhere, which a loaded machine shows now and then. wasmtime keeps an
+/// image once made and makes it again after a failure, so a refusal is
+/// tried again a few times, here where no call waits on it.
+fn prepare_memory_images(component: &wasmtime::component::Component) -> Result<(), String> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match component.initialize_copy_on_write_image() {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::debug!("making the component's memory images (attempt {attempt}): {e:#}");
+                std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot make the component's memory images after {ATTEMPTS} attempts: {}",
+                    error_text(&e)
+                ));
+            }
+        }
     }
 }
 
