@@ -683,7 +683,6 @@ impl Router {
     }
 }
 
-/// The SHA-256 of a component file's bytes.
 /// Why a component read from its file was not loaded.
 enum NotLoaded {
     Signature(SignatureRefusal),
@@ -691,6 +690,7 @@ enum NotLoaded {
     Component(String),
 }
 
+/// The SHA-256 of a component file's bytes.
 pub(crate) fn component_digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()

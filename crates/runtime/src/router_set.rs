@@ -124,7 +124,7 @@ impl RouterSet {
         module_api: Arc<dyn ModuleApi>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        let trusted_keys = read_trusted_keys(config).await?;
+        let trusted_keys = read_trusted_keys(&config.trusted_keys, &config.source).await?;
         let compiler = compiler_for(config.routers.iter(), options)?;
         let mut routers = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
@@ -168,10 +168,7 @@ impl RouterSet {
                 .router()
                 .and_then(|name| self.routers.iter().find(|r| r.name() == name))
         {
-            router.metrics().reload_failed();
-            if let LoadError::Signature { refusal, .. } = error {
-                router.metrics().signature_refused(refusal.reason());
-            }
+            count_failed_reload(router.metrics(), error);
         }
         outcome
     }
@@ -182,7 +179,7 @@ impl RouterSet {
         options: &LoadOptions,
     ) -> Result<Reloaded, LoadError> {
         // The keys are read again: one may have been replaced or revoked.
-        let trusted_keys = read_trusted_keys(config).await?;
+        let trusted_keys = read_trusted_keys(&config.trusted_keys, &config.source).await?;
         // Which routers changed: their file is read and hashed (compiling is
         // what costs; reading is not). One kept as it is still has its
         // signature checked against the keys as they are now: a router whose
@@ -303,7 +300,7 @@ impl RouterSet {
         let metrics = old.map(|i| self.routers[i].metrics().clone());
         let loaded = match (
             compiler_for(std::iter::once(router), options),
-            TrustedKeys::read(trusted_keys).await,
+            read_trusted_keys(trusted_keys, source).await,
         ) {
             (Ok(compiler), Ok(keys)) => {
                 Router::load(
@@ -311,25 +308,18 @@ impl RouterSet {
                     self.module_api.clone(),
                     router,
                     source,
-                    &Arc::new(keys),
+                    &keys,
                     metrics.clone(),
                 )
                 .await
             }
-            (Err(e), _) => Err(e),
-            (_, Err(error)) => Err(LoadError::TrustedKey {
-                file: source.to_owned(),
-                error,
-            }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         let loaded = match loaded {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {
                 if let Some(metrics) = &metrics {
-                    metrics.reload_failed();
-                    if let LoadError::Signature { refusal, .. } = &e {
-                        metrics.signature_refused(refusal.reason());
-                    }
+                    count_failed_reload(metrics, &e);
                 }
                 return Err(e);
             }
@@ -668,16 +658,28 @@ enum Previous {
     Load,
 }
 
-/// The configuration's trusted keys, read (an error names the key and the
-/// configuration).
-async fn read_trusted_keys(config: &RouterSetConfig) -> Result<Arc<TrustedKeys>, LoadError> {
-    TrustedKeys::read(&config.trusted_keys)
+/// A configuration's trusted keys, read (an error names the key and the
+/// configuration, `source`).
+async fn read_trusted_keys(
+    keys: &[TrustedKey],
+    source: &Path,
+) -> Result<Arc<TrustedKeys>, LoadError> {
+    TrustedKeys::read(keys)
         .await
         .map(Arc::new)
         .map_err(|error| LoadError::TrustedKey {
-            file: config.source.clone(),
+            file: source.to_owned(),
             error,
         })
+}
+
+/// A new version of a router that failed to load, in its figures: a failed
+/// reload, and why if its signature was refused.
+fn count_failed_reload(metrics: &crate::stats::RouterMetrics, error: &LoadError) {
+    metrics.reload_failed();
+    if let LoadError::Signature { refusal, .. } = error {
+        metrics.signature_refused(refusal.reason());
+    }
 }
 
 /// Checks the signature of a router kept by a reload, off the executor
