@@ -25,7 +25,6 @@
 //! | `jobs.rs` | the whole life of a call finished off the reactor |
 //! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
 //! | `load.rs` | load errors as Synapse's `ConfigError` paths |
-//! | `record.rs` | sampled calls recorded for `presence-router diff` |
 
 mod answer;
 mod batch;
@@ -33,13 +32,13 @@ mod events;
 mod inline;
 mod jobs;
 mod load;
-mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use presence_router_runtime::recording;
 use presence_router_runtime::{
     CacheSetting, CallStats, Callback, CheckedInterest, CheckedRoutes, InterestedUsers,
     LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished,
@@ -105,8 +104,9 @@ struct PyRouterSet {
     /// The calls finished off the reactor.
     jobs: JobTable,
     counters: Counters,
-    /// Records sampled calls, once `set_recorder` has set it (`record.rs`).
-    recorder: record::Slot,
+    /// Records sampled calls, once `set_recorder` has set it (the
+    /// runtime's `recording`).
+    recorder: recording::Slot,
 }
 
 #[pymethods]
@@ -138,6 +138,7 @@ impl PyRouterSet {
                 (true, None) => CacheSetting::UserCacheDir,
             },
             compile_on_calling_thread,
+            ..LoadOptions::default()
         };
         let events = Arc::new(EventQueue::new());
         let module_api = Arc::new(QueueingModuleApi(events.clone()));
@@ -151,7 +152,7 @@ impl PyRouterSet {
             inline: InlinePolicies::default(),
             jobs: JobTable::new(),
             counters: Counters::default(),
-            recorder: record::Slot::default(),
+            recorder: recording::Slot::default(),
         })
     }
 
@@ -259,12 +260,12 @@ impl PyRouterSet {
 
     /// Records sampled calls of `route_states` and `route_interest` to
     /// `path`, one request per line in the CLI's JSON Lines format, in
-    /// bounded, rotated files (`record.rs`). Raises `ValueError((message,
+    /// bounded, rotated files (the runtime's `recording`). Raises `ValueError((message,
     /// key))`, `key` being the `record:` key at fault, if the settings or
     /// the file can't be used; `RuntimeError` if a recorder is set already.
     #[pyo3(signature = (path, *, sample, max_bytes, keep))]
     fn set_recorder(&self, path: PathBuf, sample: f64, max_bytes: u64, keep: u32) -> PyResult<()> {
-        let recorder = record::Recorder::new(path, sample, max_bytes, keep)
+        let recorder = recording::Recorder::new(path, sample, max_bytes, keep)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err((e.to_string(), e.key())))?;
         self.recorder
             .set(recorder)
@@ -398,7 +399,7 @@ impl PyRouterSet {
     fn route<'py, C: ReactorCall<'py>>(
         &self,
         py: Python<'py>,
-        make: impl FnOnce(&record::Slot) -> C,
+        make: impl FnOnce(&recording::Slot) -> C,
     ) -> PyResult<Bound<'py, PyAny>> {
         let routers = self.routers.current();
         let policies = self.inline.for_set(&routers);

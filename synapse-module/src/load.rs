@@ -54,6 +54,10 @@ pub(crate) fn load_error(error: LoadError) -> PyErr {
                 at.router
             ),
         ),
+        LoadError::Recording { at, message } => (
+            at.key.as_str(),
+            format!("router `{}`: {message}", at.router),
+        ),
         LoadError::Engine(message) => (".", message.clone()),
     };
     RouterLoadError::new_err((message, synapse_config_path(key)))

@@ -173,6 +173,7 @@ async fn a_disabled_cache_compiles_every_time_in_parallel_or_on_the_calling_thre
         let options = LoadOptions {
             cache: CacheSetting::Disabled,
             compile_on_calling_thread,
+            ..LoadOptions::default()
         };
         let set = RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
             .await

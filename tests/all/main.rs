@@ -10,6 +10,8 @@
 mod answers;
 /// The compiled-component cache: integrity, bounds, other users.
 mod cache;
+/// Canaries: new versions tried in shadow, promoted or rejected.
+mod canary;
 /// Every configuration value at its maximum, and beyond.
 mod config_bounds;
 /// The example router in every language against one suite.

@@ -40,6 +40,8 @@ pub struct RecordingModuleApi {
     pub skipped: Mutex<Vec<RouterFailure>>,
     pub warnings: Mutex<Vec<(String, String)>>,
     pub resumed: Mutex<Vec<String>>,
+    /// The log line of each canary decision applied.
+    pub canary_decisions: Mutex<Vec<String>>,
 }
 
 impl RecordingModuleApi {
@@ -58,6 +60,7 @@ impl RecordingModuleApi {
         self.skipped.lock().expect("not poisoned").clear();
         self.warnings.lock().expect("not poisoned").clear();
         self.resumed.lock().expect("not poisoned").clear();
+        self.canary_decisions.lock().expect("not poisoned").clear();
     }
 }
 
@@ -96,6 +99,13 @@ impl ModuleApi for RecordingModuleApi {
             .lock()
             .expect("not poisoned")
             .push((router.to_owned(), message.to_owned()));
+    }
+
+    fn canary_decided(&self, canary: &presence_router_runtime::CanaryStats) {
+        self.canary_decisions
+            .lock()
+            .expect("not poisoned")
+            .extend(canary.decision_line());
     }
 }
 

@@ -29,7 +29,7 @@ use without_authoring::{
     NotBuilt as NewArgs, NotBuilt as BindgenArgs, NotBuilt as ComponentizeArgs,
 };
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use presence_router_runtime::jsonl::{self as protocol, Request};
 use presence_router_runtime::{
     CacheSetting, CompileSource, Limits, LiveRouterSet, LoadOptions, ModuleApi, RouterSet,
-    RouterSetConfig,
+    RouterSetConfig, ShadowMode,
 };
 use presence_router_testkit::{
     CaseResult, LiftVerdict, TestKit, read_case_file, single_router, thousands,
@@ -146,6 +146,11 @@ struct TestArgs {
 struct RunArgs {
     #[command(flatten)]
     component: ComponentArgs,
+    /// A new version to try in shadow on the requests, with its criteria:
+    /// the YAML mapping a configuration's `canary:` takes, such as
+    /// '{component: new.wasm, promote_after: 100}'.
+    #[arg(long, value_name = "YAML")]
+    canary: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -162,7 +167,9 @@ struct RouteArgs {
 struct ServeArgs {
     /// On exit, print what each router's calls came to on stderr: calls,
     /// failures per kind, skips, suspensions, duration and fuel
-    /// percentiles, answer entries, instances, reloads.
+    /// percentiles, answer entries, instances, reloads; and each canary's
+    /// shadow calls, agreeing and divergent answers, failures and
+    /// decision (`promoted`, `rejected` or `on trial`).
     #[arg(long)]
     stats: bool,
 }
@@ -257,13 +264,23 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn load(args: &LoadArgs) -> anyhow::Result<RouterSet> {
+async fn load(args: &LoadArgs, options: &LoadOptions) -> anyhow::Result<RouterSet> {
     let config = RouterSetConfig::from_file(&args.config)?;
-    Ok(RouterSet::load_with(&config, Arc::new(CliModuleApi), &args.cache.options()).await?)
+    Ok(RouterSet::load_with(&config, Arc::new(CliModuleApi), options).await?)
+}
+
+/// How `route` and `run` load: canaries' shadow calls made in order, each
+/// after its live call, so that a replay of recorded requests always comes
+/// to the same decision.
+fn serving_options(cache: &CacheArgs) -> LoadOptions {
+    LoadOptions {
+        shadow: ShadowMode::Inline,
+        ..cache.options()
+    }
 }
 
 async fn check(args: LoadArgs) -> anyhow::Result<()> {
-    let routers = load(&args).await?;
+    let routers = load(&args, &args.cache.options()).await?;
     println!(
         "{}: {} router(s), all loaded",
         args.config.display(),
@@ -288,25 +305,62 @@ async fn check(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 async fn route(args: RouteArgs) -> anyhow::Result<()> {
-    let routers = Arc::new(LiveRouterSet::new(load(&args.load).await?));
+    let options = serving_options(&args.load.cache);
+    let routers = Arc::new(LiveRouterSet::new(load(&args.load, &options).await?));
     let path = args.load.config.clone();
-    let options = args.load.cache.options();
     let reload = move || RouterSetConfig::from_file(&path);
     serve(routers, reload, options, &args.serve).await
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let component = &args.component;
-    let config = single_router(
-        &component.component,
-        &component.config_json()?,
-        Limits::DEFAULT,
-    );
-    let options = component.cache.options();
+    let config = match &args.canary {
+        None => single_router(
+            &component.component,
+            &component.config_json()?,
+            Limits::DEFAULT,
+        ),
+        Some(canary) => with_canary(&component.component, &component.config_json()?, canary)?,
+    };
+    let options = serving_options(&component.cache);
     let routers = Arc::new(LiveRouterSet::new(
         RouterSet::load_with(&config, Arc::new(CliModuleApi), &options).await?,
     ));
     serve(routers, move || Ok(config.clone()), options, &args.serve).await
+}
+
+/// `run`'s one router with `canary` (a YAML mapping) as its canary, as a
+/// configuration file would give it; relative paths resolve against the
+/// working directory.
+fn with_canary(
+    component: &Path,
+    config_json: &str,
+    canary: &str,
+) -> anyhow::Result<RouterSetConfig> {
+    let canary: serde_json::Value =
+        serde_yaml::from_str(canary).context("--canary: not a YAML mapping")?;
+    let config: serde_json::Value =
+        serde_json::from_str(config_json).context("--config-json: not valid JSON")?;
+    let single = single_router(component, "{}", Limits::DEFAULT);
+    let name = single
+        .routers
+        .first()
+        .map_or_else(|| "router".to_owned(), |r| r.name.clone());
+    let document = serde_json::json!({
+        "routers": [{
+            "name": name,
+            "component": component,
+            "config": config,
+            // A tool run wants every call made, as in `single_router`.
+            "failure_policy": {"suspend_after": 0},
+            "canary": canary,
+        }]
+    });
+    Ok(RouterSetConfig::from_json_value(
+        document,
+        Path::new("--canary"),
+        Path::new("."),
+    )?)
 }
 
 /// Serves JSON Lines from stdin until it ends, reloading on SIGHUP; then
@@ -322,6 +376,7 @@ async fn serve(
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
     let reloading = routers.clone();
+    let options_for_decisions = options.clone();
     let reloader = tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: loading the configuration and the components again");
@@ -354,12 +409,14 @@ async fn serve(
             }
         }
     });
-    let served = serve_json_lines(&routers).await;
+    let served = serve_json_lines(&routers, &options_for_decisions).await;
     reloader.abort();
     if args.stats {
+        let current = routers.current();
         eprint!(
-            "{}",
-            stats::summary(&routers.current().stats(), routers.reload_counts())
+            "{}{}",
+            stats::summary(&current.stats(), routers.reload_counts()),
+            stats::canaries(&current.canary_stats())
         );
     }
     served
@@ -464,7 +521,7 @@ fn print_case(result: &CaseResult, limits: &Limits) {
     }
 }
 
-async fn serve_json_lines(live: &LiveRouterSet) -> anyhow::Result<()> {
+async fn serve_json_lines(live: &LiveRouterSet, options: &LoadOptions) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut output = tokio::io::stdout();
     let mut line = Vec::new();
@@ -492,6 +549,9 @@ async fn serve_json_lines(live: &LiveRouterSet) -> anyhow::Result<()> {
                 ),
             },
         };
+        // A canary decided by this request is promoted or rejected before
+        // the next one.
+        live.apply_canary_decisions(options).await;
         let mut text = answer.to_string();
         text.push('\n');
         output

@@ -12,27 +12,50 @@ use presence_router_runtime::{TrustedKey, TrustedKeys, parse_secret_key, sign as
 
 #[derive(clap::Args)]
 pub struct SignArgs {
-    /// The component (.wasm) to sign.
-    #[arg(long, value_name = "FILE")]
-    component: PathBuf,
+    #[command(flatten)]
+    component: ComponentArg,
     /// The Ed25519 secret key: an unencrypted OpenSSH key (`ssh-keygen -t
     /// ed25519 -N ''`) or one the wasmsign2 tool made.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-    /// Where to write the signed component (default: replace --component).
+    /// Where to write the signed component (default: replace COMPONENT).
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// The component (.wasm) to check.
-    #[arg(long, value_name = "FILE")]
-    component: PathBuf,
+    #[command(flatten)]
+    component: ComponentArg,
     /// The Ed25519 public key it must be signed by: an OpenSSH
     /// `ssh-ed25519` line or one the wasmsign2 tool made.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+}
+
+/// The component, as `COMPONENT` or `--component COMPONENT`.
+#[derive(clap::Args)]
+struct ComponentArg {
+    /// The component (.wasm).
+    #[arg(
+        value_name = "COMPONENT",
+        required_unless_present = "component_flag",
+        conflicts_with = "component_flag"
+    )]
+    component: Option<PathBuf>,
+    /// The component, named by an option instead.
+    #[arg(long = "component", id = "component_flag", value_name = "FILE")]
+    component_flag: Option<PathBuf>,
+}
+
+impl ComponentArg {
+    fn path(&self) -> &Path {
+        // clap requires one of the two.
+        self.component
+            .as_deref()
+            .or(self.component_flag.as_deref())
+            .unwrap_or(Path::new(""))
+    }
 }
 
 /// Secret keys are a few lines.
@@ -44,12 +67,12 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     let key = parse_secret_key(&key_bytes)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("{}", args.key.display()))?;
-    let component = std::fs::read(&args.component)
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let component = std::fs::read(args.component.path())
+        .with_context(|| format!("cannot read {}", args.component.path().display()))?;
     let signed = sign_bytes(&component, &key)
         .map_err(anyhow::Error::msg)
-        .with_context(|| format!("{}", args.component.display()))?;
-    let output = args.output.as_deref().unwrap_or(&args.component);
+        .with_context(|| format!("{}", args.component.path().display()))?;
+    let output = args.output.as_deref().unwrap_or(args.component.path());
     write_replacing(output, &signed)
         .with_context(|| format!("cannot write {}", output.display()))?;
     println!("{}: signed with {}", output.display(), args.key.display());
@@ -68,18 +91,21 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         key: "--key".to_owned(),
     }])
     .await?;
-    let component = std::fs::read(&args.component)
-        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let component = std::fs::read(args.component.path())
+        .with_context(|| format!("cannot read {}", args.component.path().display()))?;
     match keys.check(&[name], &component) {
         Ok(_) => {
             println!(
                 "{}: signed by {}",
-                args.component.display(),
+                args.component.path().display(),
                 args.key.display()
             );
             Ok(())
         }
-        Err(refusal) => Err(anyhow::anyhow!("{}: {refusal}", args.component.display())),
+        Err(refusal) => Err(anyhow::anyhow!(
+            "{}: {refusal}",
+            args.component.path().display()
+        )),
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use presence_router_runtime::{Callback, CallbackStats, FailureKind, RouterStats};
+use presence_router_runtime::{
+    Callback, CallbackStats, CanaryStats, FailureKind, RouterStats, text::escape_control,
+};
 
 /// The summary, a block per router.
 pub(crate) fn summary(stats: &[RouterStats], reloads: (u64, u64)) -> String {
@@ -31,6 +33,40 @@ pub(crate) fn summary(stats: &[RouterStats], reloads: (u64, u64)) -> String {
         );
     }
     let _ = writeln!(out, "set reloads: {} ok, {} failed", reloads.0, reloads.1);
+    out
+}
+
+/// A block per canary: its trial, and its decision.
+pub(crate) fn canaries(canaries: &[CanaryStats]) -> String {
+    let mut out = String::new();
+    for canary in canaries {
+        let _ = writeln!(
+            out,
+            "canary of router `{}` ({})",
+            canary.router,
+            escape_control(&canary.component.display().to_string())
+        );
+        let mut line = format!(
+            "  {} shadow call(s): {} agreeing, {} divergent, {} failed; {} skipped",
+            canary.calls, canary.agreed, canary.diverged, canary.failed, canary.skipped
+        );
+        if let Some(ratio) = canary.fuel_ratio {
+            let _ = write!(line, "; fuel per call {ratio:.2}× the live version's");
+        }
+        if let Some(path) = &canary.record_path {
+            let _ = write!(
+                line,
+                "; {} divergent request(s) recorded in {}",
+                canary.recorded,
+                escape_control(&path.display().to_string())
+            );
+        }
+        let _ = writeln!(out, "{line}");
+        let _ = match &canary.decision {
+            Some((decision, why)) => writeln!(out, "  decision: {}: {why}", decision.as_str()),
+            None => writeln!(out, "  decision: on trial"),
+        };
+    }
     out
 }
 

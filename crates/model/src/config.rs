@@ -8,7 +8,7 @@
 //!     config: { always_send_to_users: ["@alice:example.com"] }
 //!     limits: { fuel: 5000000, fuel_per_state: 50000, memory: 64MiB, timeout: 100ms }
 //!     failure_policy: { suspend_after: 5, backoff: 1s, max_backoff: 5m }
-//!     signed_by: [ops]              # optional: a signature by one of these keys is required
+//!     signed_by: [ops]              # optional: a signature by one of these keys (or one key name) is required
 //! trusted_keys:                     # optional: name -> public key file (OpenSSH or wasmsign2's)
 //!   ops: keys/ops.pub
 //! require_signatures: true          # optional: every router needs a signature by a trusted key
@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::canary::{CanaryConfig, CanaryCriteria, CanaryDecision, DivergentRecord};
 use crate::limits::{FailurePolicy, Limits, format_bytes};
 use crate::text::escape_control;
 
@@ -71,6 +72,8 @@ pub struct RouterConfig {
     /// component (`signed_by`, or every trusted key under
     /// `require_signatures`); `None` where no signature is required.
     pub signed_by: Option<Vec<String>>,
+    /// A new version to try in shadow before it serves.
+    pub canary: Option<Box<CanaryConfig>>,
     /// Where this router was written, `routers[i]`, for error messages.
     pub key: String,
 }
@@ -238,24 +241,9 @@ impl RouterSetConfig {
                     ),
                 ));
             }
-            let config_json = match raw.config {
-                None | Some(serde_yaml::Value::Null) => "{}".to_owned(),
-                Some(value @ serde_yaml::Value::Mapping(_)) => serde_json::to_string(&value)
-                    .map_err(|e| {
-                        error(
-                            format!("{key}.config"),
-                            Some(&name),
-                            format!("cannot be passed to the router as JSON: {e}"),
-                        )
-                    })?,
-                Some(other) => {
-                    return Err(error(
-                        format!("{key}.config"),
-                        Some(&name),
-                        format!("expected a mapping, found {}", yaml_kind(&other)),
-                    ));
-                }
-            };
+            let config_json = router_config_json(raw.config, &format!("{key}.config"))
+                .map_err(|(key, message)| error(key, Some(&name), message))?
+                .unwrap_or_else(|| "{}".to_owned());
             let limits = raw
                 .limits
                 .unwrap_or_default()
@@ -266,17 +254,30 @@ impl RouterSetConfig {
                 .unwrap_or_default()
                 .into_policy(&format!("{key}.failure_policy"))
                 .map_err(|(key, message)| error(key, Some(&name), message))?;
-            let signed_by = signed_by(raw.signed_by, &trusted_keys, require_signatures, &key)
-                .map_err(|(key, message)| error(key, Some(&name), message))?;
-            routers.push(RouterConfig {
+            let signed_by = signed_by(
+                raw.signed_by.map(KeyNames::into_vec),
+                &trusted_keys,
+                require_signatures,
+                &key,
+            )
+            .map_err(|(key, message)| error(key, Some(&name), message))?;
+            let mut router = RouterConfig {
                 name,
                 component: base_dir.join(&raw.component),
                 config_json,
                 limits,
                 failure_policy,
                 signed_by,
+                canary: None,
                 key,
-            });
+            };
+            if let Some(canary) = raw.canary {
+                router.canary =
+                    Some(Box::new(canary.into_canary(&router, base_dir).map_err(
+                        |(key, message)| error(key, Some(&router.name), message),
+                    )?));
+            }
+            routers.push(router);
         }
         Ok(RouterSetConfig {
             source: source.to_owned(),
@@ -439,7 +440,260 @@ struct RawRouter {
     #[serde(default)]
     failure_policy: Option<RawFailurePolicy>,
     #[serde(default)]
-    signed_by: Option<Vec<String>>,
+    signed_by: Option<KeyNames>,
+    #[serde(default)]
+    canary: Option<RawCanary>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    #[serde(default)]
+    component: Option<PathBuf>,
+    #[serde(default)]
+    config: Option<serde_yaml::Value>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    sample: Option<f64>,
+    #[serde(default)]
+    promote_after: Option<u64>,
+    #[serde(default)]
+    max_divergent: Option<u64>,
+    #[serde(default)]
+    max_failures: Option<u64>,
+    #[serde(default)]
+    max_fuel_ratio: Option<f64>,
+    #[serde(default)]
+    record_divergent: Option<RawDivergentRecord>,
+    #[serde(default)]
+    decision: Option<RawDecision>,
+}
+
+/// `record_divergent`: a path, or `{path, max_bytes, keep}`.
+enum RawDivergentRecord {
+    Path(PathBuf),
+    Settings(RawDivergentSettings),
+}
+
+impl<'de> Deserialize<'de> for RawDivergentRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordVisitor;
+        impl<'de> Visitor<'de> for RecordVisitor {
+            type Value = RawDivergentRecord;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a file's path, or a mapping with `path`, `max_bytes` and `keep`")
+            }
+            fn visit_str<E: de::Error>(self, path: &str) -> Result<RawDivergentRecord, E> {
+                Ok(RawDivergentRecord::Path(PathBuf::from(path)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawDivergentRecord, A::Error> {
+                Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawDivergentRecord::Settings)
+            }
+        }
+        deserializer.deserialize_any(RecordVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDivergentSettings {
+    path: PathBuf,
+    #[serde(default)]
+    max_bytes: Option<ByteSize>,
+    #[serde(default)]
+    keep: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawDecision {
+    Promote,
+    Reject,
+}
+
+/// The most rotated files of divergent requests.
+const MAX_DIVERGENT_KEEP: u32 = 100;
+
+impl RawCanary {
+    /// The canary of `live`, its defaults taken from `live`; an error is
+    /// `(key, message)`.
+    fn into_canary(
+        self,
+        live: &RouterConfig,
+        base_dir: &Path,
+    ) -> Result<CanaryConfig, (String, String)> {
+        let key = format!("{}.canary", live.key);
+        let component = match self.component {
+            Some(component) if component.as_os_str().is_empty() => {
+                return Err((
+                    format!("{key}.component"),
+                    "expected the path of a component file".to_owned(),
+                ));
+            }
+            Some(component) => base_dir.join(component),
+            None => live.component.clone(),
+        };
+        let config_json = router_config_json(self.config, &format!("{key}.config"))?
+            .unwrap_or_else(|| live.config_json.clone());
+        let limits = match self.limits {
+            Some(limits) => limits.into_limits(&format!("{key}.limits"))?,
+            None => live.limits.clone(),
+        };
+        if component == live.component && config_json == live.config_json && limits == live.limits {
+            return Err((
+                key,
+                "is the live version itself: give it a `component`, `config` or `limits` of \
+                 its own"
+                    .to_owned(),
+            ));
+        }
+        let sample = self.sample.unwrap_or(1.0);
+        // Written so that NaN fails too.
+        if !(sample > 0.0 && sample <= 1.0) {
+            return Err((
+                format!("{key}.sample"),
+                format!("expected a share of calls above 0 and at most 1, found {sample}"),
+            ));
+        }
+        let promote_after = self
+            .promote_after
+            .unwrap_or(CanaryCriteria::DEFAULT_PROMOTE_AFTER);
+        if promote_after == 0 {
+            return Err((
+                format!("{key}.promote_after"),
+                "must be at least 1: a canary is promoted on agreeing answers".to_owned(),
+            ));
+        }
+        if let Some(ratio) = self.max_fuel_ratio
+            && !(ratio.is_finite() && ratio > 0.0)
+        {
+            return Err((
+                format!("{key}.max_fuel_ratio"),
+                format!("expected a ratio above 0, found {ratio}"),
+            ));
+        }
+        let record_divergent = match self.record_divergent {
+            None => None,
+            Some(raw) => Some(raw.into_record(base_dir, &format!("{key}.record_divergent"))?),
+        };
+        Ok(CanaryConfig {
+            router: RouterConfig {
+                name: live.name.clone(),
+                component,
+                config_json,
+                limits,
+                failure_policy: live.failure_policy.clone(),
+                signed_by: live.signed_by.clone(),
+                canary: None,
+                key,
+            },
+            sample,
+            criteria: CanaryCriteria {
+                promote_after,
+                max_divergent: self.max_divergent.unwrap_or(0),
+                max_failures: self.max_failures.unwrap_or(0),
+                max_fuel_ratio: self.max_fuel_ratio,
+            },
+            record_divergent,
+            decision: self.decision.map(|decision| match decision {
+                RawDecision::Promote => CanaryDecision::Promoted,
+                RawDecision::Reject => CanaryDecision::Rejected,
+            }),
+        })
+    }
+}
+
+impl RawDivergentRecord {
+    fn into_record(self, base_dir: &Path, key: &str) -> Result<DivergentRecord, (String, String)> {
+        let (path, max_bytes, keep, path_key) = match self {
+            RawDivergentRecord::Path(path) => (path, None, None, key.to_owned()),
+            RawDivergentRecord::Settings(settings) => (
+                settings.path,
+                settings.max_bytes.map(|b| b.0),
+                settings.keep,
+                format!("{key}.path"),
+            ),
+        };
+        if path.as_os_str().is_empty() || path.file_name().is_none() {
+            return Err((path_key, "expected the path of a file".to_owned()));
+        }
+        let max_bytes = max_bytes.unwrap_or(DivergentRecord::DEFAULT_MAX_BYTES);
+        check_number(max_bytes, 1, 1 << 40, format_bytes)
+            .map_err(|why| (format!("{key}.max_bytes"), why))?;
+        let keep = keep.unwrap_or(DivergentRecord::DEFAULT_KEEP);
+        check_number(u64::from(keep), 0, u64::from(MAX_DIVERGENT_KEEP), |n| {
+            n.to_string()
+        })
+        .map_err(|why| (format!("{key}.keep"), why))?;
+        Ok(DivergentRecord {
+            path: base_dir.join(path),
+            max_bytes,
+            keep,
+        })
+    }
+}
+
+/// A router's `config:` as the JSON text `parse-config` receives; `None`
+/// when it is not given. An error is `(key, message)`.
+fn router_config_json(
+    raw: Option<serde_yaml::Value>,
+    key: &str,
+) -> Result<Option<String>, (String, String)> {
+    match raw {
+        None | Some(serde_yaml::Value::Null) => Ok(None),
+        Some(value @ serde_yaml::Value::Mapping(_)) => {
+            serde_json::to_string(&value).map(Some).map_err(|e| {
+                (
+                    key.to_owned(),
+                    format!("cannot be passed to the router as JSON: {e}"),
+                )
+            })
+        }
+        Some(other) => Err((
+            key.to_owned(),
+            format!("expected a mapping, found {}", yaml_kind(&other)),
+        )),
+    }
+}
+
+/// `signed_by`: one key name, or a list of them.
+enum KeyNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for KeyNames {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyNamesVisitor;
+        impl<'de> Visitor<'de> for KeyNamesVisitor {
+            type Value = KeyNames;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key name or a list of key names")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<KeyNames, E> {
+                Ok(KeyNames::One(name.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<KeyNames, A::Error> {
+                Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(KeyNames::Many)
+            }
+        }
+        deserializer.deserialize_any(KeyNamesVisitor)
+    }
+}
+
+impl KeyNames {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            KeyNames::One(name) => vec![name],
+            KeyNames::Many(names) => names,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -1077,6 +1331,128 @@ mod tests {
             Some(vec!["dev".to_owned(), "ops".to_owned()])
         );
         assert_eq!(config.routers[1].signed_by, Some(vec!["dev".to_owned()]));
+        // One key name on its own is a list of one.
+        let config = RouterSetConfig::from_yaml(
+            "trusted_keys: {ops: o.pub}\nrouters: [{name: a, component: a.wasm, signed_by: ops}]",
+            Path::new("r.yaml"),
+            Path::new("."),
+        )
+        .expect("parses");
+        assert_eq!(config.routers[0].signed_by, Some(vec!["ops".to_owned()]));
+        let error = document_error(
+            "trusted_keys: {ops: o.pub}\nrouters: [{name: a, component: a.wasm, signed_by: 3}]",
+        );
+        assert!(error.contains("routers[0].signed_by"), "{error}");
+        assert!(
+            error.contains("a key name or a list of key names"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_canary_takes_the_live_versions_settings_unless_it_has_its_own() {
+        let config = RouterSetConfig::from_yaml(
+            "trusted_keys: {ops: o.pub}\nrouters:\n  - name: a\n    component: a.wasm\n    \
+             config: {x: 1}\n    signed_by: ops\n    canary:\n      component: a2.wasm\n      \
+             sample: 0.25\n      promote_after: 50\n      max_divergent: 2\n      \
+             max_fuel_ratio: 1.5\n      record_divergent: {path: d/div.jsonl, keep: 3}\n",
+            Path::new("r.yaml"),
+            Path::new("/etc/pr"),
+        )
+        .expect("parses");
+        let live = &config.routers[0];
+        let canary = live.canary.as_deref().expect("a canary");
+        assert_eq!(canary.router.name, "a");
+        assert_eq!(canary.router.key, "routers[0].canary");
+        assert_eq!(canary.router.component, Path::new("/etc/pr/a2.wasm"));
+        assert_eq!(canary.router.config_json, live.config_json);
+        assert_eq!(canary.router.limits, live.limits);
+        // It must be signed as the live version must.
+        assert_eq!(canary.router.signed_by, Some(vec!["ops".to_owned()]));
+        assert_eq!(canary.sample, 0.25);
+        assert_eq!(
+            canary.criteria,
+            CanaryCriteria {
+                promote_after: 50,
+                max_divergent: 2,
+                max_failures: 0,
+                max_fuel_ratio: Some(1.5),
+            }
+        );
+        assert_eq!(
+            canary.record_divergent,
+            Some(DivergentRecord {
+                path: "/etc/pr/d/div.jsonl".into(),
+                max_bytes: DivergentRecord::DEFAULT_MAX_BYTES,
+                keep: 3,
+            })
+        );
+        assert_eq!(canary.decision, None);
+        // A new configuration alone is a canary; a path alone records.
+        let config = RouterSetConfig::from_yaml(
+            "routers: [{name: a, component: a.wasm, canary: {config: {x: 2}, decision: reject, \
+             record_divergent: div.jsonl}}]",
+            Path::new("r.yaml"),
+            Path::new("/etc/pr"),
+        )
+        .expect("parses");
+        let canary = config.routers[0].canary.as_deref().expect("a canary");
+        assert_eq!(canary.router.component, Path::new("/etc/pr/a.wasm"));
+        assert_eq!(canary.router.config_json, r#"{"x":2}"#);
+        assert_eq!(canary.sample, 1.0);
+        assert_eq!(
+            canary.criteria.promote_after,
+            CanaryCriteria::DEFAULT_PROMOTE_AFTER
+        );
+        assert_eq!(canary.decision, Some(CanaryDecision::Rejected));
+        assert_eq!(
+            canary.record_divergent.as_ref().map(|r| r.path.clone()),
+            Some("/etc/pr/div.jsonl".into())
+        );
+    }
+
+    #[test]
+    fn a_bad_canary_setting_names_its_key() {
+        let canary = |settings: &str| {
+            document_error(&format!(
+                "routers: [{{name: a, component: a.wasm, canary: {{{settings}}}}}]"
+            ))
+        };
+        assert_eq!(
+            canary("sample: 0.5"),
+            "r.yaml: routers[0].canary (router `a`): is the live version itself: give it a \
+             `component`, `config` or `limits` of its own"
+        );
+        assert_eq!(
+            canary("component: b.wasm, sample: 1.5"),
+            "r.yaml: routers[0].canary.sample (router `a`): expected a share of calls above 0 \
+             and at most 1, found 1.5"
+        );
+        assert_eq!(
+            canary("component: b.wasm, promote_after: 0"),
+            "r.yaml: routers[0].canary.promote_after (router `a`): must be at least 1: a canary \
+             is promoted on agreeing answers"
+        );
+        assert_eq!(
+            canary("component: b.wasm, max_fuel_ratio: -1"),
+            "r.yaml: routers[0].canary.max_fuel_ratio (router `a`): expected a ratio above 0, \
+             found -1"
+        );
+        assert!(
+            canary("component: b.wasm, record_divergent: {path: d.jsonl, keep: 1000}")
+                .starts_with("r.yaml: routers[0].canary.record_divergent.keep (router `a`): "),
+        );
+        let error = canary("component: b.wasm, record_divergent: 3");
+        assert!(
+            error.contains("routers[0].canary.record_divergent")
+                && error.contains("a file's path, or a mapping"),
+            "{error}"
+        );
+        let error = canary("component: b.wasm, decision: maybe");
+        assert!(error.contains("routers[0].canary.decision"), "{error}");
+        let error = canary("component: b.wasm, sampel: 1");
+        assert!(error.contains("routers[0].canary"), "{error}");
+        assert!(error.contains("sampel"), "{error}");
     }
 
     #[test]

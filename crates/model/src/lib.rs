@@ -8,6 +8,7 @@
 //! let the runtime lower a batch into a guest without copying it first.
 
 pub mod answer;
+mod canary;
 mod config;
 mod failure;
 pub mod jsonl;
@@ -16,6 +17,7 @@ mod presence;
 pub mod text;
 mod user_id;
 
+pub use canary::{CanaryConfig, CanaryCriteria, CanaryDecision, DivergentRecord};
 pub use config::{ConfigError, RouterConfig, RouterSetConfig, TrustedKey};
 pub use failure::{FailureKind, RouterFailure, Suspension};
 pub use limits::{FailurePolicy, Limits, format_bytes};

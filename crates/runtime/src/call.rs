@@ -12,6 +12,7 @@ use presence_router_model::{
     CallStats, InterestedUsers, RouterFailure, UserPresenceState, UsersForStates,
 };
 
+use crate::canary::{LiveAnswer, ShadowInput};
 use crate::guest::{CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestInstance};
 use crate::stats::Callback;
 
@@ -59,6 +60,12 @@ pub(crate) trait RouterCall {
     /// stop taking them once they decide the call: the routers after that
     /// are left out of the call's report as well.
     fn merge(answers: impl Iterator<Item = Self::Answer>) -> Self::Merged;
+
+    /// The call's input, copied for a canary's shadow call.
+    fn shadow_input(&self) -> ShadowInput;
+
+    /// A live router's answer, copied to compare a canary's with.
+    fn live_answer(answer: &Self::Answer) -> LiveAnswer;
 }
 
 /// `get-users-for-states` on a batch.
@@ -74,6 +81,14 @@ impl RouterCall for GetUsersForStates<'_> {
 
     fn call(&self, instance: &mut GuestInstance) -> Result<(CheckedRoutes, CallUsage), Failure> {
         instance.get_users_for_states(self.0)
+    }
+
+    fn shadow_input(&self) -> ShadowInput {
+        ShadowInput::States(self.0.into())
+    }
+
+    fn live_answer(answer: &CheckedRoutes) -> LiveAnswer {
+        LiveAnswer::Routes(answer.clone())
     }
 
     /// A batch routed earns the router credit, and its answer costs it.
@@ -113,6 +128,14 @@ impl RouterCall for GetInterestedUsers<'_> {
 
     fn call(&self, instance: &mut GuestInstance) -> Result<(CheckedInterest, CallUsage), Failure> {
         instance.get_interested_users(self.0)
+    }
+
+    fn shadow_input(&self) -> ShadowInput {
+        ShadowInput::Interest(self.0.into())
+    }
+
+    fn live_answer(answer: &CheckedInterest) -> LiveAnswer {
+        LiveAnswer::Interest(answer.clone())
     }
 
     /// Users are bounded by the call's answer entries: strings, hashed

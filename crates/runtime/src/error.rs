@@ -69,6 +69,9 @@ pub enum LoadError {
         kind: FailureKind,
         message: String,
     },
+    /// A canary's `record_divergent` file can't be used.
+    #[error("{at}: {message}")]
+    Recording { at: RouterAt, message: String },
     /// wasmtime could not be set up on this machine.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
@@ -81,6 +84,7 @@ impl LoadError {
             LoadError::Component { at, .. }
             | LoadError::Signature { at, .. }
             | LoadError::ConfigRefused { at, .. }
+            | LoadError::Recording { at, .. }
             | LoadError::Failed { at, .. } => Some(&at.router),
             LoadError::Config(e) => e.router.as_deref(),
             LoadError::Engine(_) | LoadError::TrustedKey { .. } => None,

@@ -29,6 +29,7 @@
 
 mod cache;
 mod call;
+mod canary;
 mod compiler;
 mod component_file;
 mod error;
@@ -37,6 +38,7 @@ mod health;
 mod host_budget;
 mod live;
 mod module_api;
+pub mod recording;
 mod router;
 mod router_set;
 mod signature;
@@ -46,14 +48,16 @@ pub mod stats;
 pub mod strict_modes;
 
 pub use cache::{CacheBound, CacheSetting, CompileSource};
+pub use canary::{CanaryStats, QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
 pub use error::{LoadError, RouterAt};
 pub use guest::{CheckedInterest, CheckedRoutes};
 pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
-    CallStats, ConfigError, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
-    Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey,
-    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
+    CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, ConfigError, DivergentRecord,
+    FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence, Routed,
+    RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey, UserPresenceState,
+    UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};

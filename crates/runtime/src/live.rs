@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use presence_router_model::{RouterConfig, RouterSetConfig};
 
+use crate::canary::CanaryStats;
 use crate::error::LoadError;
 use crate::router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
 
@@ -103,6 +104,7 @@ impl LiveRouterSet {
                     },
                     removed: Vec::new(),
                     revoked: Vec::new(),
+                    canaries: Vec::new(),
                 };
                 Reloaded { set, report }
             });
@@ -123,6 +125,28 @@ impl LiveRouterSet {
                 self.failed_reloads.fetch_add(1, Ordering::Relaxed);
                 Err(error)
             }
+        }
+    }
+
+    /// Applies the decisions of the canaries decided since the last call
+    /// (see [`RouterSet::canary_decided`]): a promoted canary becomes its
+    /// router's live version, a rejected one is dropped, and the new
+    /// version is swapped in. Returns what each canary came to; empty if
+    /// none was decided. Cheap to call after every call: it is one look
+    /// at each canary unless one was decided.
+    pub async fn apply_canary_decisions(&self, options: &LoadOptions) -> Vec<CanaryStats> {
+        if !self.current().canary_decided() {
+            return Vec::new();
+        }
+        let _one_at_a_time = self.reloading.lock().await;
+        let running = self.current();
+        match running.with_decisions_applied(options).await {
+            Some((set, applied)) => {
+                let old = self.current.swap(Arc::new(set));
+                old.retire_replaced_by(&self.current.load());
+                applied
+            }
+            None => Vec::new(),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use presence_router_model::RouterFailure;
 
+use crate::canary::CanaryStats;
+
 /// Made where a guest's lines are captured (the sandbox, the bottom layer).
 pub use crate::guest::LogLevel;
 
@@ -56,6 +58,14 @@ pub trait ModuleApi: Send + Sync + 'static {
     /// failure: log lines or send calls dropped at a cap, a suspension.
     fn router_warning(&self, router: &str, message: &str) {
         tracing::warn!(router, "{message}");
+    }
+
+    /// A router's canary was promoted or rejected, and the decision
+    /// applied: [`CanaryStats::decision_line`] says which and why.
+    fn canary_decided(&self, canary: &CanaryStats) {
+        if let Some(line) = canary.decision_line() {
+            tracing::info!(router = canary.router, "{line}");
+        }
     }
 }
 

@@ -653,6 +653,11 @@ impl Router {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// SHA-256 of the component file it was loaded from.
+    pub(crate) fn digest(&self) -> &[u8; 32] {
+        &self.component_digest
+    }
+
     pub(crate) fn metrics(&self) -> &Arc<RouterMetrics> {
         &self.metrics
     }

@@ -14,6 +14,7 @@ use presence_router_model::text::escape_control;
 
 use crate::cache::CacheSetting;
 use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
+use crate::canary::{Canary, CanaryStats, ShadowJob, ShadowMode, ShadowModuleApi};
 use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
@@ -22,7 +23,7 @@ use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterInfo, component_digest};
 use crate::signature::TrustedKeys;
 use crate::slice::{Part, RouterPart, Slice, Unfinished};
-use crate::stats::{Callback, RouterStats};
+use crate::stats::{Callback, RouterMetrics, RouterStats};
 
 /// How a router set is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct LoadOptions {
     /// threads did not survive the fork, and work handed to them would
     /// never finish.
     pub compile_on_calling_thread: bool,
+    /// Where routers' canaries make their shadow calls.
+    pub shadow: ShadowMode,
 }
 
 /// Loaded presence routers, in configuration order.
@@ -54,7 +57,63 @@ pub struct RouterSet {
     /// Shared with the next version of the set for the routers a reload
     /// kept.
     routers: Vec<Arc<Router>>,
+    /// One per router, in the same order.
+    canaries: Vec<CanarySlot>,
     module_api: Arc<dyn ModuleApi>,
+}
+
+/// A router's canary, if it has one.
+#[derive(Clone)]
+pub(crate) enum CanarySlot {
+    None,
+    /// On trial (or decided, and waiting for the set to apply it).
+    Trial(Arc<Canary>),
+    /// Applied: the decision stays with the router, so that reloading the
+    /// configuration that still names the canary neither tries it again
+    /// nor undoes a promotion.
+    Decided(Arc<DecidedCanary>),
+}
+
+impl CanarySlot {
+    /// Whether this is the very slot `other` is (none and none alike).
+    fn is_same_slot(&self, other: Option<&CanarySlot>) -> bool {
+        match (self, other) {
+            (CanarySlot::None, None | Some(CanarySlot::None)) => true,
+            (CanarySlot::Trial(a), Some(CanarySlot::Trial(b))) => Arc::ptr_eq(a, b),
+            (CanarySlot::Decided(a), Some(CanarySlot::Decided(b))) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// A canary whose decision was applied.
+pub(crate) struct DecidedCanary {
+    pub config: presence_router_model::CanaryConfig,
+    pub digest: [u8; 32],
+    pub stats: CanaryStats,
+}
+
+impl DecidedCanary {
+    /// Whether `config`, whose file now has `digest`, names this canary.
+    fn is_same(&self, config: &presence_router_model::CanaryConfig, digest: &[u8; 32]) -> bool {
+        let (old, new) = (&self.config, config);
+        old.router.name == new.router.name
+            && old.router.component == new.router.component
+            && old.router.config_json == new.router.config_json
+            && old.router.limits == new.router.limits
+            && old.router.failure_policy == new.router.failure_policy
+            && old.sample == new.sample
+            && old.criteria == new.criteria
+            && old.record_divergent == new.record_divergent
+            && self.digest == *digest
+    }
+
+    fn promoted(&self) -> bool {
+        matches!(
+            self.stats.decision,
+            Some((presence_router_model::CanaryDecision::Promoted, _))
+        )
+    }
 }
 
 /// What a reload did to each router, by name (from
@@ -73,6 +132,9 @@ pub struct ReloadReport {
     /// keys as they are now (a key file replaced: the key revoked), with
     /// why. Every other router of the reload is swapped in as usual.
     pub revoked: Vec<(String, String)>,
+    /// Routers whose canary started, changed or ended (with the router
+    /// itself reloaded or kept).
+    pub canaries: Vec<String>,
 }
 
 impl ReloadReport {
@@ -81,7 +143,8 @@ impl ReloadReport {
         !(self.reloaded.is_empty()
             && self.added.is_empty()
             && self.removed.is_empty()
-            && self.revoked.is_empty())
+            && self.revoked.is_empty()
+            && self.canaries.is_empty())
     }
 }
 
@@ -127,6 +190,7 @@ impl RouterSet {
         let trusted_keys = read_trusted_keys(&config.trusted_keys, &config.source).await?;
         let compiler = compiler_for(config.routers.iter(), options)?;
         let mut routers = Vec::with_capacity(config.routers.len());
+        let mut canaries = Vec::with_capacity(config.routers.len());
         for router in &config.routers {
             routers.push(Arc::new(
                 Router::load(
@@ -139,9 +203,11 @@ impl RouterSet {
                 )
                 .await?,
             ));
+            canaries.push(load_canary(router, config, &trusted_keys, options, None).await?);
         }
         Ok(RouterSet {
             routers,
+            canaries,
             module_api,
         })
     }
@@ -188,8 +254,15 @@ impl RouterSet {
         let mut revoked = Vec::new();
         for router in &config.routers {
             let old = self.routers.iter().find(|r| r.name() == router.name);
+            // A router whose canary was promoted serves as that canary
+            // while the configuration still names it.
+            let promoted = match (old, &router.canary) {
+                (Some(_), Some(canary)) => self.promoted_canary(&router.name, canary).await,
+                _ => false,
+            };
             let before = match old {
                 None => Previous::Load,
+                Some(old) if promoted => Previous::Keep(old.clone()),
                 Some(old) => match read_component(&router.component).await {
                     Ok(bytes) if old.is_same(router, &component_digest(&bytes)) => {
                         match check_signature(router, &config.source, &trusted_keys, bytes).await {
@@ -228,6 +301,7 @@ impl RouterSet {
         let mut compiler: Option<Arc<Compiler>> = None;
         let mut set = RouterSet {
             routers: Vec::with_capacity(config.routers.len()),
+            canaries: Vec::with_capacity(config.routers.len()),
             module_api: self.module_api.clone(),
         };
         let mut report = ReloadReport {
@@ -241,10 +315,27 @@ impl RouterSet {
             ..ReloadReport::default()
         };
         for (router, before) in config.routers.iter().zip(previous) {
+            let running_canary = self
+                .routers
+                .iter()
+                .position(|r| r.name() == router.name)
+                .map(|i| self.canaries[i].clone());
             match before {
                 Previous::Keep(kept) => {
                     report.kept.push(router.name.clone());
                     set.routers.push(kept);
+                    let canary = load_canary(
+                        router,
+                        config,
+                        &trusted_keys,
+                        options,
+                        running_canary.clone(),
+                    )
+                    .await?;
+                    if !canary.is_same_slot(running_canary.as_ref()) {
+                        report.canaries.push(router.name.clone());
+                    }
+                    set.canaries.push(canary);
                     continue;
                 }
                 Previous::Revoked => continue,
@@ -273,6 +364,22 @@ impl RouterSet {
                 None => report.added.push(router.name.clone()),
             }
             set.routers.push(Arc::new(loaded));
+            // A new live version starts its canary's trial again, unless the
+            // canary is the same and was decided.
+            let running_canary =
+                running_canary.filter(|slot| matches!(slot, CanarySlot::Decided(_)));
+            let canary = load_canary(
+                router,
+                config,
+                &trusted_keys,
+                options,
+                running_canary.clone(),
+            )
+            .await?;
+            if !canary.is_same_slot(running_canary.as_ref()) {
+                report.canaries.push(router.name.clone());
+            }
+            set.canaries.push(canary);
         }
         // Counted once the whole new version loaded: a reload that fails on
         // a later router reloaded none.
@@ -324,18 +431,236 @@ impl RouterSet {
                 return Err(e);
             }
         };
+        let canary = match read_trusted_keys(trusted_keys, source).await {
+            Ok(keys) => {
+                let config = RouterSetConfig {
+                    source: source.to_owned(),
+                    routers: Vec::new(),
+                    trusted_keys: trusted_keys.to_vec(),
+                };
+                load_canary(router, &config, &keys, options, None).await
+            }
+            Err(e) => Err(e),
+        };
+        let canary = match canary {
+            Ok(canary) => canary,
+            Err(e) => {
+                if let Some(metrics) = &metrics {
+                    count_failed_reload(metrics, &e);
+                }
+                return Err(e);
+            }
+        };
         let mut routers = self.routers.clone();
+        let mut canaries = self.canaries.clone();
         match old {
             Some(i) => {
                 routers[i].metrics().reloaded();
                 routers[i] = loaded;
+                canaries[i] = canary;
             }
-            None => routers.push(loaded),
+            None => {
+                routers.push(loaded);
+                canaries.push(canary);
+            }
         }
         Ok(RouterSet {
             routers,
+            canaries,
             module_api: self.module_api.clone(),
         })
+    }
+
+    /// Whether the running router `name` is the promoted `canary` (the
+    /// same canary, its file unchanged).
+    async fn promoted_canary(
+        &self,
+        name: &str,
+        canary: &presence_router_model::CanaryConfig,
+    ) -> bool {
+        let Some(i) = self.routers.iter().position(|r| r.name() == name) else {
+            return false;
+        };
+        let CanarySlot::Decided(decided) = &self.canaries[i] else {
+            return false;
+        };
+        if !decided.promoted() {
+            return false;
+        }
+        match read_component(&canary.router.component).await {
+            Ok(bytes) => decided.is_same(canary, &component_digest(&bytes)),
+            Err(_) => false,
+        }
+    }
+
+    /// This set with its decided canaries applied: a promoted one loaded
+    /// again, from its file, as the live version of its router (in that
+    /// router's figures, as a reload), a rejected one dropped; each
+    /// reported once through [`ModuleApi::canary_decided`]. A promoted
+    /// canary that can't be loaded again, or whose file changed during the
+    /// trial, is rejected instead. `None` if no canary was decided.
+    pub(crate) async fn with_decisions_applied(
+        &self,
+        options: &LoadOptions,
+    ) -> Option<(RouterSet, Vec<CanaryStats>)> {
+        if !self.canary_decided() {
+            return None;
+        }
+        let mut routers = Vec::with_capacity(self.routers.len());
+        let mut canaries = Vec::with_capacity(self.routers.len());
+        let mut applied = Vec::new();
+        for (router, slot) in self.slots() {
+            let CanarySlot::Trial(canary) = slot else {
+                routers.push(router.clone());
+                canaries.push(slot.clone());
+                continue;
+            };
+            let mut stats = canary.stats();
+            let Some((decision, why)) = stats.decision.clone() else {
+                routers.push(router.clone());
+                canaries.push(slot.clone());
+                continue;
+            };
+            let live = match decision {
+                presence_router_model::CanaryDecision::Promoted => {
+                    match self.promote(canary, router, options).await {
+                        Ok(promoted) => {
+                            router.metrics().reloaded();
+                            Arc::new(promoted)
+                        }
+                        Err(why_not) => {
+                            stats.decision = Some((
+                                presence_router_model::CanaryDecision::Rejected,
+                                format!(
+                                    "{why}; but it could not be made the live version: {why_not}"
+                                ),
+                            ));
+                            router.clone()
+                        }
+                    }
+                }
+                presence_router_model::CanaryDecision::Rejected => router.clone(),
+            };
+            canary.flush_recording(std::time::Duration::from_secs(5));
+            stats.recorded = canary.stats().recorded;
+            self.module_api.canary_decided(&stats);
+            routers.push(live);
+            canaries.push(CanarySlot::Decided(Arc::new(DecidedCanary {
+                config: canary.config().clone(),
+                digest: *canary.router().digest(),
+                stats: stats.clone(),
+            })));
+            applied.push(stats);
+        }
+        Some((
+            RouterSet {
+                routers,
+                canaries,
+                module_api: self.module_api.clone(),
+            },
+            applied,
+        ))
+    }
+
+    /// `canary` loaded again as the live version of `live`, going on in
+    /// its figures; refused if its file no longer holds the bytes tried.
+    async fn promote(
+        &self,
+        canary: &Canary,
+        live: &Router,
+        options: &LoadOptions,
+    ) -> Result<Router, String> {
+        let keys = read_trusted_keys(canary.trusted_keys(), canary.source())
+            .await
+            .map_err(|e| e.to_string())?;
+        let config = &canary.config().router;
+        let compiler = compiler_for(std::iter::once(config), options).map_err(|e| e.to_string())?;
+        let promoted = Router::load(
+            compiler,
+            self.module_api.clone(),
+            config,
+            canary.source(),
+            &keys,
+            Some(live.metrics().clone()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if promoted.digest() != canary.router().digest() {
+            return Err(format!(
+                "{}: the file changed during the trial",
+                escape_control(&config.component.display().to_string())
+            ));
+        }
+        Ok(promoted)
+    }
+
+    /// Every canary's trial, or how it ended, in router order.
+    pub fn canary_stats(&self) -> Vec<CanaryStats> {
+        self.canaries
+            .iter()
+            .filter_map(|slot| match slot {
+                CanarySlot::None => None,
+                CanarySlot::Trial(canary) => Some(canary.stats()),
+                CanarySlot::Decided(decided) => Some(decided.stats.clone()),
+            })
+            .collect()
+    }
+
+    /// The figures of the canaries on trial, as routers (`<router>.canary`).
+    pub fn canary_router_stats(&self) -> Vec<RouterStats> {
+        self.canaries
+            .iter()
+            .filter_map(|slot| match slot {
+                CanarySlot::Trial(canary) => {
+                    let mut stats = canary.router().stats();
+                    stats.router = format!("{}.canary", stats.router);
+                    Some(stats)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether a canary was decided and waits for
+    /// [`crate::LiveRouterSet::apply_canary_decisions`].
+    pub fn canary_decided(&self) -> bool {
+        self.canaries
+            .iter()
+            .any(|slot| matches!(slot, CanarySlot::Trial(canary) if canary.is_decided()))
+    }
+
+    /// The operator's decision on router `router`'s canary on trial, to be
+    /// applied by [`crate::LiveRouterSet::apply_canary_decisions`]; false
+    /// if it has none on trial.
+    pub fn decide_canary(
+        &self,
+        router: &str,
+        decision: presence_router_model::CanaryDecision,
+    ) -> bool {
+        let Some(i) = self.routers.iter().position(|r| r.name() == router) else {
+            return false;
+        };
+        match &self.canaries[i] {
+            CanarySlot::Trial(canary) if !canary.is_decided() => {
+                canary.decide_now(decision, "the operator's decision".to_owned());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits, at most `timeout` each, for the canaries' divergent requests
+    /// recorded so far to be written; whether they are.
+    pub fn flush_canary_recordings(&self, timeout: std::time::Duration) -> bool {
+        self.canaries.iter().all(|slot| match slot {
+            CanarySlot::Trial(canary) => canary.flush_recording(timeout),
+            _ => true,
+        })
+    }
+
+    /// The routers and their canaries (for the set that applies decisions).
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (&Arc<Router>, &CanarySlot)> {
+        self.routers.iter().zip(&self.canaries)
     }
 
     /// Marks the routers of this set that `next` does not share as retired:
@@ -588,7 +913,7 @@ impl RouterSet {
             done.record(i, outcome);
         }
         if !done.has_pending(self.routers.len()) {
-            Ok(self.merge::<C>(done))
+            Ok(self.merge(call, done))
         } else {
             Err(done)
         }
@@ -608,7 +933,7 @@ impl RouterSet {
             }
             done.record(i, self.routers[i].call(call, None));
         }
-        self.merge::<C>(done)
+        self.merge(call, done)
     }
 
     /// Router `router`'s part of `call`, made with its full limits.
@@ -621,21 +946,33 @@ impl RouterSet {
 
     /// The answers of the routers that answered, merged; the failures and
     /// sends of the routers whose answers the merge took, reported.
-    fn merge<C: RouterCall>(&self, done: Unfinished<C::Answer>) -> Routed<C::Merged> {
+    /// The live routers' answers are copied for the canaries that draw
+    /// this call; the copies are handed to them once the call's answer and
+    /// sends are.
+    fn merge<C: RouterCall>(&self, call: &C, done: Unfinished<C::Answer>) -> Routed<C::Merged> {
         let mut report = Report::default();
+        let mut shadow = Shadow::default();
         // Taken lazily, in order: once a router's answer decides the call,
         // the merge takes no more, and the routers after it are left out
         // of the report too, as if they had not been called.
         let answers = self
             .routers
             .iter()
+            .zip(&self.canaries)
             .zip(done.parts)
-            .filter_map(|(router, part)| match part {
-                Part::Done(answer) => report.take(router, answer),
+            .filter_map(|((router, canary), part)| match part {
+                Part::Done(answer) => {
+                    if let CanarySlot::Trial(canary) = canary {
+                        shadow.sample(canary, call, &answer);
+                    }
+                    report.take(router, answer)
+                }
                 Part::Pending | Part::NotCalled => None,
             });
         let merged = C::merge(answers);
-        report.finish(merged, self.module_api.as_ref())
+        let routed = report.finish(merged, self.module_api.as_ref());
+        shadow.submit();
+        routed
     }
 }
 
@@ -660,7 +997,7 @@ enum Previous {
 
 /// A configuration's trusted keys, read (an error names the key and the
 /// configuration, `source`).
-async fn read_trusted_keys(
+pub(crate) async fn read_trusted_keys(
     keys: &[TrustedKey],
     source: &Path,
 ) -> Result<Arc<TrustedKeys>, LoadError> {
@@ -719,7 +1056,7 @@ async fn check_signature(
 /// allocator has a slot for each of their instances (and one for a fresh
 /// instance made while a trapped one is dropped), each as large as the
 /// largest memory limit.
-fn compiler_for<'a>(
+pub(crate) fn compiler_for<'a>(
     routers: impl Iterator<Item = &'a presence_router_model::RouterConfig> + Clone,
     options: &LoadOptions,
 ) -> Result<Arc<Compiler>, LoadError> {
@@ -737,6 +1074,130 @@ fn compiler_for<'a>(
     let engine =
         GuestEngine::new(&pool, !options.compile_on_calling_thread).map_err(LoadError::Engine)?;
     Ok(Arc::new(Compiler::new(engine, &options.cache)))
+}
+
+/// The sampled calls of one live call, for the canaries that drew it.
+#[derive(Default)]
+struct Shadow {
+    jobs: Vec<(Arc<Canary>, ShadowJob)>,
+}
+
+impl Shadow {
+    /// Copies the call and the live router's `answer` if `canary` draws it.
+    fn sample<C: RouterCall>(
+        &mut self,
+        canary: &Arc<Canary>,
+        call: &C,
+        answer: &Result<RouterAnswer<C::Answer>, presence_router_model::RouterFailure>,
+    ) {
+        if !canary.draw() {
+            return;
+        }
+        match answer {
+            Ok(answer) => {
+                // One copy of the input for every canary of the call.
+                let input = match self.jobs.first() {
+                    Some((_, job)) => job.input.clone(),
+                    None => call.shadow_input(),
+                };
+                self.jobs.push((
+                    canary.clone(),
+                    ShadowJob {
+                        input,
+                        live: C::live_answer(&answer.answer),
+                        live_fuel: answer.stats.fuel_used,
+                    },
+                ));
+            }
+            Err(_) => canary.skip(),
+        }
+    }
+
+    fn submit(self) {
+        for (canary, job) in self.jobs {
+            canary.submit(job);
+        }
+    }
+}
+
+/// Router `router`'s canary, if the configuration gives it one: the
+/// running one (`running`) where it is the same, else loaded anew.
+async fn load_canary(
+    router: &presence_router_model::RouterConfig,
+    config: &RouterSetConfig,
+    trusted_keys: &Arc<TrustedKeys>,
+    options: &LoadOptions,
+    running: Option<CanarySlot>,
+) -> Result<CanarySlot, LoadError> {
+    let Some(canary) = router.canary.as_deref() else {
+        return Ok(CanarySlot::None);
+    };
+    match running {
+        Some(CanarySlot::Trial(running)) => {
+            let same = match read_component(&canary.router.component).await {
+                Ok(bytes) if running.is_same(canary, &component_digest(&bytes)) => {
+                    check_signature(&canary.router, &config.source, trusted_keys, bytes).await?;
+                    true
+                }
+                _ => false,
+            };
+            if same {
+                if let Some(decision) = canary.decision {
+                    running
+                        .decide_now(decision, "the operator's decision (`decision:`)".to_owned());
+                }
+                return Ok(CanarySlot::Trial(running));
+            }
+        }
+        Some(CanarySlot::Decided(decided)) => {
+            if let Ok(bytes) = read_component(&canary.router.component).await
+                && decided.is_same(canary, &component_digest(&bytes))
+            {
+                return Ok(CanarySlot::Decided(decided));
+            }
+        }
+        Some(CanarySlot::None) | None => {}
+    }
+    let compiler = compiler_for(std::iter::once(&canary.router), options)?;
+    let loaded = Router::load(
+        compiler,
+        Arc::new(ShadowModuleApi),
+        &canary.router,
+        &config.source,
+        trusted_keys,
+        Some(Arc::new(RouterMetrics::new(&format!(
+            "{}.canary",
+            router.name
+        )))),
+    )
+    .await?;
+    let recorder = match &canary.record_divergent {
+        None => None,
+        Some(record) => Some(
+            crate::recording::Recorder::new(
+                record.path.clone(),
+                1.0,
+                record.max_bytes,
+                record.keep,
+            )
+            .map_err(|e| LoadError::Recording {
+                at: crate::error::RouterAt {
+                    file: config.source.clone(),
+                    key: format!("{}.record_divergent", canary.router.key),
+                    router: router.name.clone(),
+                },
+                message: e.to_string(),
+            })?,
+        ),
+    };
+    Ok(CanarySlot::Trial(Arc::new(Canary::new(
+        loaded,
+        canary.clone(),
+        &config.source,
+        &config.trusted_keys,
+        options.shadow,
+        recorder,
+    ))))
 }
 
 /// Collects failures and sends over the routers of one call.

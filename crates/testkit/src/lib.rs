@@ -48,6 +48,7 @@ pub fn single_router(component: &Path, config_json: &str, limits: Limits) -> Rou
                 ..FailurePolicy::DEFAULT
             },
             signed_by: None,
+            canary: None,
             key: "router".to_owned(),
         }],
         trusted_keys: Vec::new(),

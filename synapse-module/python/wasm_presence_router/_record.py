@@ -9,7 +9,7 @@ diffing a new router version")::
       max_bytes: 10485760   # rotate when the file would exceed this (default 10 MiB, at most 1 TiB)
       keep: 3               # rotated files kept, path.1 .. path.3 (default 3)
 
-The recorder itself is native (``src/record.rs``): sampled calls are
+The recorder itself is native (the runtime's ``recording`` module): sampled calls are
 serialized as JSON Lines requests from the states the routers were given, on
 the calling thread, and written by a thread of the recorder's own (the
 reactor never waits on the disk; when that thread is behind, calls go

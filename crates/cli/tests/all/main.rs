@@ -7,6 +7,8 @@
 
 /// Routers load under an address-space limit (`ulimit -v`).
 mod address_space;
+/// Canaries tried in shadow on recorded requests by `route` and `run`.
+mod canary;
 /// `check`'s report and its errors.
 mod check;
 /// `diff`: two configurations or components replayed side by side.

@@ -111,26 +111,11 @@ fn sign_replaces_the_component_in_place_by_default_and_names_a_bad_key() {
     let dir = config_dir("routers: []\n");
     let cwd = dir.path();
     ssh_keygen(cwd, "ops");
-    let signed = run(
-        &[
-            "sign",
-            "--component",
-            "routers/example.wasm",
-            "--key",
-            "ops",
-        ],
-        cwd,
-        "",
-    );
+    // The component as the operators' docs write it: last, positional.
+    let signed = run(&["sign", "--key", "ops", "routers/example.wasm"], cwd, "");
     assert!(signed.status.success(), "{}", text(&signed));
     let verified = run(
-        &[
-            "verify",
-            "--component",
-            "routers/example.wasm",
-            "--key",
-            "ops.pub",
-        ],
+        &["verify", "--key", "ops.pub", "routers/example.wasm"],
         cwd,
         "",
     );

@@ -1,6 +1,6 @@
-//! Recording the requests the module routes (the module's `record:` key),
-//! for `presence-router diff` to replay through a new version of the
-//! routers before it is swapped in.
+//! Recording requests to a file (the Synapse module's `record:` key, and a
+//! canary's divergent requests), for `presence-router diff` to replay
+//! through a new version of the routers before it is swapped in.
 //!
 //! Each recorded call is one line of the CLI's JSON Lines request format
 //! (`crates/model/src/jsonl.rs`): `{"get_users_for_states": [STATE, ...]}` with
@@ -54,15 +54,15 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use presence_router_model::UserPresenceState;
 use presence_router_ownership::{Policy, Reason, Stat};
-use presence_router_runtime::UserPresenceState;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 /// The most rotated files `keep` may ask for.
-pub(crate) const MAX_KEEP: u32 = 1000;
+pub const MAX_KEEP: u32 = 1000;
 /// The largest `max_bytes`: 1 TiB.
-pub(crate) const MAX_MAX_BYTES: u64 = 1 << 40;
+pub const MAX_MAX_BYTES: u64 = 1 << 40;
 /// The most lines waiting for the writer thread; more are dropped.
 const QUEUE_LINES: usize = 1024;
 /// The most bytes waiting for the writer thread; more are dropped, but a
@@ -76,7 +76,7 @@ const LOCKED: &str = "it is used by another process: give each Synapse process i
 /// A `record:` setting the recorder can't work with. [`RecordError::key`]
 /// names the key at fault, for Synapse's `ConfigError`.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum RecordError {
+pub enum RecordError {
     #[error("expected a fraction of calls above 0 and at most 1, found {0}")]
     Sample(f64),
     #[error("expected a number of bytes above 0 and at most 1 TiB ({MAX_MAX_BYTES}), found {0}")]
@@ -89,7 +89,7 @@ pub(crate) enum RecordError {
 
 impl RecordError {
     /// The key of `record:` at fault.
-    pub(crate) fn key(&self) -> &'static str {
+    pub fn key(&self) -> &'static str {
         match self {
             RecordError::Sample(_) => "sample",
             RecordError::MaxBytes(_) => "max_bytes",
@@ -101,17 +101,17 @@ impl RecordError {
 
 /// What was recorded and what was not, since the recorder was set.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RecordCounts {
+pub struct RecordCounts {
     /// Lines written to the file.
-    pub(crate) written: u64,
+    pub written: u64,
     /// Calls drawn but left out: their line was longer than `max_bytes`.
-    pub(crate) too_big: u64,
+    pub too_big: u64,
     /// Calls drawn but left out: the writer thread was behind.
-    pub(crate) behind: u64,
+    pub behind: u64,
 }
 
 /// Records sampled calls to a bounded, rotated file: the calling side.
-pub(crate) struct Recorder {
+pub struct Recorder {
     shared: Arc<Shared>,
     /// A call is recorded when its draw is below this; `None`: every call.
     threshold: Option<u64>,
@@ -163,7 +163,7 @@ impl Recorder {
     /// opened and safe, and `path`, if it exists, a file the recorder will
     /// accept and that no other process records to. Nothing is created,
     /// and no thread started, until a call is recorded.
-    pub(crate) fn new(
+    pub fn new(
         path: PathBuf,
         sample: f64,
         max_bytes: u64,
@@ -221,7 +221,7 @@ impl Recorder {
     }
 
     /// Records a `get_users_for_states` call, if it is drawn.
-    pub(crate) fn states(&self, states: &[UserPresenceState]) {
+    pub fn states(&self, states: &[UserPresenceState]) {
         if self.drawn() {
             self.record("get_users_for_states", |line| {
                 serde_json::to_writer(line, states)
@@ -230,7 +230,7 @@ impl Recorder {
     }
 
     /// Records a `get_interested_users` call, if it is drawn.
-    pub(crate) fn interest(&self, user_id: &str) {
+    pub fn interest(&self, user_id: &str) {
         if self.drawn() {
             self.record("get_interested_users", |line| {
                 serde_json::to_writer(line, user_id)
@@ -240,7 +240,7 @@ impl Recorder {
 
     /// Waits until the writer thread is done with every line handed to it
     /// so far, at most `timeout`; whether it is.
-    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+    pub fn flush(&self, timeout: Duration) -> bool {
         let target = self.sent.load(Ordering::Acquire);
         let deadline = Instant::now() + timeout;
         let mut handled = self.shared.lock_handled();
@@ -259,7 +259,7 @@ impl Recorder {
         true
     }
 
-    pub(crate) fn counts(&self) -> RecordCounts {
+    pub fn counts(&self) -> RecordCounts {
         RecordCounts {
             written: self.shared.written.load(Ordering::Relaxed),
             too_big: self.shared.too_big.load(Ordering::Relaxed),
@@ -268,7 +268,7 @@ impl Recorder {
     }
 
     /// Whether calls are still recorded (false after an error).
-    pub(crate) fn is_recording(&self) -> bool {
+    pub fn is_recording(&self) -> bool {
         self.shared.recording.load(Ordering::Relaxed)
     }
 
@@ -605,33 +605,33 @@ impl Write for LineBuf {
 /// The recorder of a router set, once one is set: every call asks, so an
 /// unset one costs an atomic load.
 #[derive(Default)]
-pub(crate) struct Slot(OnceLock<Recorder>);
+pub struct Slot(OnceLock<Recorder>);
 
 impl Slot {
     /// Sets the recorder; `Err` gives it back if one is set already.
-    pub(crate) fn set(&self, recorder: Recorder) -> Result<(), Recorder> {
+    pub fn set(&self, recorder: Recorder) -> Result<(), Recorder> {
         self.0.set(recorder)
     }
 
-    pub(crate) fn states(&self, states: &[UserPresenceState]) {
+    pub fn states(&self, states: &[UserPresenceState]) {
         if let Some(recorder) = self.0.get() {
             recorder.states(states);
         }
     }
 
-    pub(crate) fn interest(&self, user_id: &str) {
+    pub fn interest(&self, user_id: &str) {
         if let Some(recorder) = self.0.get() {
             recorder.interest(user_id);
         }
     }
 
     /// [`Recorder::flush`]; true if there is no recorder.
-    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+    pub fn flush(&self, timeout: Duration) -> bool {
         self.0.get().is_none_or(|recorder| recorder.flush(timeout))
     }
 
     /// [`Recorder::counts`], if there is a recorder.
-    pub(crate) fn counts(&self) -> Option<RecordCounts> {
+    pub fn counts(&self) -> Option<RecordCounts> {
         self.0.get().map(Recorder::counts)
     }
 }
@@ -790,8 +790,8 @@ fn refusal(stat: &rustix::fs::Stat) -> Option<String> {
 mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    use presence_router_runtime::Presence;
-    use presence_router_runtime::jsonl::{Request, parse_request};
+    use presence_router_model::Presence;
+    use presence_router_model::jsonl::{Request, parse_request};
 
     use super::*;
 

@@ -1,0 +1,540 @@
+//! A router's canary: a new version run in shadow beside the live one on a
+//! sample of live calls, its answers compared with the live version's,
+//! until the operator's criteria promote or reject it.
+//!
+//! A shadow call is made after the live call is over, from a copy of its
+//! input and of the live router's answer, on the canary's own thread (or,
+//! for offline tools, on the calling thread: [`ShadowMode`]). Nothing it
+//! does reaches the embedder: its answers are only compared, its sends and
+//! log lines are dropped, its figures are its own (`<router>.canary`). It
+//! runs under its own limits, at a lower scheduling priority than the
+//! thread that made the live call, and at most [`QUEUE_CALLS`] calls wait
+//! for it: a sampled call that finds the queue full is skipped, not
+//! waited for, so a slow canary delays no live call.
+//!
+//! A decision is only recorded here; [`crate::LiveRouterSet`] applies it
+//! (a promoted canary is loaded again as the live version, as a reload
+//! loads a router) and reports it once through [`ModuleApi`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use presence_router_model::{
+    CanaryConfig, CanaryDecision, FailureKind, RouterFailure, TrustedKey, UserPresenceState,
+};
+
+use crate::call::{GetInterestedUsers, GetUsersForStates, RouterOutcome};
+use crate::guest::{CheckedInterest, CheckedRoutes};
+use crate::module_api::{LogLevel, ModuleApi};
+use crate::recording::Recorder;
+use crate::router::Router;
+
+/// Sampled calls waiting for a canary's thread; more are skipped.
+pub const QUEUE_CALLS: usize = 64;
+
+/// Where shadow calls run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShadowMode {
+    /// On the canary's own thread, at a lower priority, never waited for.
+    #[default]
+    Thread,
+    /// On the calling thread, once the live call's answer is merged: for
+    /// offline tools that replay recorded calls and want every sampled
+    /// call compared, in order.
+    Inline,
+}
+
+/// What a canary's trial came to so far, or how it ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryStats {
+    /// The router it is a new version of.
+    pub router: String,
+    /// Its component file.
+    pub component: PathBuf,
+    /// Shadow calls made: agreed + diverged + failed.
+    pub calls: u64,
+    /// Answers the same as the live version's.
+    pub agreed: u64,
+    /// Answers that differed.
+    pub diverged: u64,
+    /// Calls that failed (trapped, ran out of a limit, answered nonsense).
+    pub failed: u64,
+    /// Sampled calls not made: its queue was full, or the live call failed
+    /// (nothing to compare with).
+    pub skipped: u64,
+    /// Its mean fuel per call against the live version's on the same calls.
+    pub fuel_ratio: Option<f64>,
+    /// Divergent requests written to `record_divergent`, and where.
+    pub recorded: u64,
+    pub record_path: Option<PathBuf>,
+    /// Promoted or rejected, and why; `None` while on trial.
+    pub decision: Option<(CanaryDecision, String)>,
+}
+
+impl CanaryStats {
+    /// The one log line of its decision, once applied; `None` on trial.
+    pub fn decision_line(&self) -> Option<String> {
+        let (decision, why) = self.decision.as_ref()?;
+        let component =
+            presence_router_model::text::escape_control(&self.component.display().to_string());
+        let mut line = format!(
+            "canary of router `{}` ({component}) {} after {} shadow call(s): {why}",
+            self.router,
+            decision.as_str(),
+            self.calls,
+        );
+        match decision {
+            CanaryDecision::Promoted => line.push_str("; it is the live version now"),
+            CanaryDecision::Rejected => line.push_str("; the live version goes on serving"),
+        }
+        if let Some(path) = &self.record_path
+            && self.recorded > 0
+        {
+            line.push_str(&format!(
+                "; {} divergent request(s) recorded in {} (replay them with `presence-router diff`)",
+                self.recorded,
+                presence_router_model::text::escape_control(&path.display().to_string())
+            ));
+        }
+        Some(line)
+    }
+}
+
+/// The live call a shadow call repeats.
+#[derive(Clone)]
+pub(crate) enum ShadowInput {
+    States(Arc<[UserPresenceState]>),
+    Interest(Arc<str>),
+}
+
+/// The live router's answer to it, as it was checked.
+pub(crate) enum LiveAnswer {
+    Routes(CheckedRoutes),
+    Interest(CheckedInterest),
+}
+
+/// One sampled call.
+pub(crate) struct ShadowJob {
+    pub input: ShadowInput,
+    pub live: LiveAnswer,
+    pub live_fuel: u64,
+}
+
+/// A canary on trial.
+pub(crate) struct Canary {
+    router: Arc<Router>,
+    config: CanaryConfig,
+    /// The configuration it came from, and the keys its promotion checks
+    /// its signature against again.
+    source: PathBuf,
+    trusted_keys: Vec<TrustedKey>,
+    mode: ShadowMode,
+    /// Live calls seen, for the even draw.
+    seen: AtomicU64,
+    trial: Mutex<Trial>,
+    decided: AtomicBool,
+    recorder: Option<Recorder>,
+    /// The thread's queue, made at the first sampled call (in the process
+    /// that serves: a daemonizing homeserver forks after loading, and
+    /// threads don't follow a fork); `None`: the thread could not start.
+    queue: OnceLock<Option<SyncSender<ShadowJob>>>,
+}
+
+#[derive(Default)]
+struct Trial {
+    agreed: u64,
+    diverged: u64,
+    failed: u64,
+    skipped: u64,
+    canary_fuel: u128,
+    live_fuel: u128,
+    last_failure: Option<String>,
+    decision: Option<(CanaryDecision, String)>,
+}
+
+impl Trial {
+    fn fuel_ratio(&self) -> Option<f64> {
+        (self.live_fuel > 0 && self.agreed + self.diverged > 0)
+            .then(|| self.canary_fuel as f64 / self.live_fuel as f64)
+    }
+}
+
+impl Canary {
+    pub(crate) fn new(
+        router: Router,
+        config: CanaryConfig,
+        source: &Path,
+        trusted_keys: &[TrustedKey],
+        mode: ShadowMode,
+        recorder: Option<Recorder>,
+    ) -> Canary {
+        let canary = Canary {
+            router: Arc::new(router),
+            source: source.to_owned(),
+            trusted_keys: trusted_keys.to_vec(),
+            mode,
+            seen: AtomicU64::new(0),
+            trial: Mutex::new(Trial::default()),
+            decided: AtomicBool::new(false),
+            recorder,
+            queue: OnceLock::new(),
+            config,
+        };
+        if let Some(decision) = canary.config.decision {
+            canary.decide_now(decision, "the operator's decision (`decision:`)".to_owned());
+        }
+        canary
+    }
+
+    pub(crate) fn config(&self) -> &CanaryConfig {
+        &self.config
+    }
+
+    pub(crate) fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub(crate) fn source(&self) -> &Path {
+        &self.source
+    }
+
+    pub(crate) fn trusted_keys(&self) -> &[TrustedKey] {
+        &self.trusted_keys
+    }
+
+    /// Whether a reload to `config` would make this very canary again: the
+    /// same version, sample, criteria and recording (not the decision: an
+    /// operator's decision is taken on the running trial).
+    pub(crate) fn is_same(&self, config: &CanaryConfig, digest: &[u8; 32]) -> bool {
+        self.router.is_same(&config.router, digest)
+            && self.config.sample == config.sample
+            && self.config.criteria == config.criteria
+            && self.config.record_divergent == config.record_divergent
+    }
+
+    /// Whether it is decided (and waits for the set to apply it).
+    pub(crate) fn is_decided(&self) -> bool {
+        self.decided.load(Ordering::Acquire)
+    }
+
+    /// The operator decides, whatever the trial says so far; a canary
+    /// decided already stays as it was.
+    pub(crate) fn decide_now(&self, decision: CanaryDecision, why: String) {
+        let mut trial = self.lock_trial();
+        if trial.decision.is_none() {
+            trial.decision = Some((decision, why));
+            self.decided.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the live call that just ended is to be repeated on the
+    /// canary: `sample` of them, evenly (for 0.25, every fourth).
+    pub(crate) fn draw(&self) -> bool {
+        if self.is_decided() {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        let sample = self.config.sample;
+        ((n + 1.0) * sample).floor() > (n * sample).floor()
+    }
+
+    /// Runs `job` where the canary's [`ShadowMode`] says.
+    pub(crate) fn submit(self: &Arc<Self>, job: ShadowJob) {
+        match self.mode {
+            ShadowMode::Inline => self.run(job),
+            ShadowMode::Thread => {
+                let sent = match self.queue.get_or_init(|| self.start_thread()) {
+                    Some(queue) => match queue.try_send(job) {
+                        Ok(()) => true,
+                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+                    },
+                    None => false,
+                };
+                if !sent {
+                    self.lock_trial().skipped += 1;
+                }
+            }
+        }
+    }
+
+    /// A live call that failed: nothing to compare the canary with.
+    pub(crate) fn skip(&self) {
+        self.lock_trial().skipped += 1;
+    }
+
+    fn start_thread(self: &Arc<Self>) -> Option<SyncSender<ShadowJob>> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CALLS);
+        let canary = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name(format!("canary-{}", self.config.router.name))
+            .spawn(move || shadow_thread(&canary, &receiver))
+            .ok()
+            .map(|_| sender)
+    }
+
+    /// Makes one shadow call, compares, and decides if the criteria say so.
+    fn run(&self, job: ShadowJob) {
+        if self.is_decided() {
+            return;
+        }
+        let (outcome, canary_fuel) = match &job.input {
+            ShadowInput::States(states) => {
+                match self.router.call(&GetUsersForStates(states), None) {
+                    RouterOutcome::Answered(answer) => {
+                        let fuel = answer.stats.fuel_used;
+                        let agreed = match &job.live {
+                            LiveAnswer::Routes(live) => same_routes(live, &answer.answer),
+                            LiveAnswer::Interest(_) => false,
+                        };
+                        (Ok(agreed), fuel)
+                    }
+                    RouterOutcome::Failed(failure) => (Err(failure), 0),
+                    RouterOutcome::SliceUsedUp { .. } => (Err(not_run()), 0),
+                }
+            }
+            ShadowInput::Interest(user_id) => {
+                match self.router.call(&GetInterestedUsers(user_id), None) {
+                    RouterOutcome::Answered(answer) => {
+                        let fuel = answer.stats.fuel_used;
+                        let agreed = match &job.live {
+                            LiveAnswer::Interest(live) => same_interest(live, &answer.answer),
+                            LiveAnswer::Routes(_) => false,
+                        };
+                        (Ok(agreed), fuel)
+                    }
+                    RouterOutcome::Failed(failure) => (Err(failure), 0),
+                    RouterOutcome::SliceUsedUp { .. } => (Err(not_run()), 0),
+                }
+            }
+        };
+        if matches!(outcome, Ok(false))
+            && let Some(recorder) = &self.recorder
+        {
+            match &job.input {
+                ShadowInput::States(states) => recorder.states(states),
+                ShadowInput::Interest(user_id) => recorder.interest(user_id),
+            }
+        }
+        let mut trial = self.lock_trial();
+        match outcome {
+            Ok(agreed) => {
+                if agreed {
+                    trial.agreed += 1;
+                } else {
+                    trial.diverged += 1;
+                }
+                trial.canary_fuel += u128::from(canary_fuel);
+                trial.live_fuel += u128::from(job.live_fuel);
+            }
+            Err(failure) => {
+                trial.failed += 1;
+                trial.last_failure = Some(format!("{}: {}", failure.kind, failure.message));
+            }
+        }
+        if trial.decision.is_none()
+            && let Some(decision) = self.judge(&trial)
+        {
+            trial.decision = Some(decision);
+            self.decided.store(true, Ordering::Release);
+        }
+    }
+
+    /// The decision the criteria make on `trial`, if any.
+    fn judge(&self, trial: &Trial) -> Option<(CanaryDecision, String)> {
+        let criteria = &self.config.criteria;
+        let tally = format!(
+            "{} agreeing, {} divergent, {} failed",
+            trial.agreed, trial.diverged, trial.failed
+        );
+        if trial.failed > criteria.max_failures {
+            return Some((
+                CanaryDecision::Rejected,
+                format!(
+                    "{} failed call(s), more than the {} allowed ({tally}); the last: {}",
+                    trial.failed,
+                    criteria.max_failures,
+                    trial.last_failure.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        if trial.diverged > criteria.max_divergent {
+            return Some((
+                CanaryDecision::Rejected,
+                format!(
+                    "{} divergent answer(s), more than the {} allowed ({tally})",
+                    trial.diverged, criteria.max_divergent
+                ),
+            ));
+        }
+        if trial.agreed < criteria.promote_after {
+            return None;
+        }
+        let ratio = trial.fuel_ratio();
+        if let (Some(max), Some(ratio)) = (criteria.max_fuel_ratio, ratio)
+            && ratio > max
+        {
+            return Some((
+                CanaryDecision::Rejected,
+                format!(
+                    "its fuel per call is {ratio:.2}× the live version's, more than the {max}× \
+                     allowed ({tally})"
+                ),
+            ));
+        }
+        Some((
+            CanaryDecision::Promoted,
+            match ratio {
+                Some(ratio) => {
+                    format!("{tally}; its fuel per call {ratio:.2}× the live version's")
+                }
+                None => tally,
+            },
+        ))
+    }
+
+    /// Its trial so far.
+    pub(crate) fn stats(&self) -> CanaryStats {
+        let trial = self.lock_trial();
+        CanaryStats {
+            router: self.config.router.name.clone(),
+            component: self.config.router.component.clone(),
+            calls: trial.agreed + trial.diverged + trial.failed,
+            agreed: trial.agreed,
+            diverged: trial.diverged,
+            failed: trial.failed,
+            skipped: trial.skipped,
+            fuel_ratio: trial.fuel_ratio(),
+            recorded: self.recorder.as_ref().map_or(0, |r| r.counts().written),
+            record_path: self
+                .config
+                .record_divergent
+                .as_ref()
+                .map(|record| record.path.clone()),
+            decision: trial.decision.clone(),
+        }
+    }
+
+    /// Waits, at most `timeout`, for the divergent requests recorded so far
+    /// to be written.
+    pub(crate) fn flush_recording(&self, timeout: std::time::Duration) -> bool {
+        self.recorder
+            .as_ref()
+            .is_none_or(|recorder| recorder.flush(timeout))
+    }
+
+    fn lock_trial(&self) -> MutexGuard<'_, Trial> {
+        self.trial.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A canary's thread: its sampled calls, one at a time, until the canary
+/// is dropped (its queue with it).
+fn shadow_thread(canary: &Weak<Canary>, jobs: &Receiver<ShadowJob>) {
+    lower_priority();
+    while let Ok(job) = jobs.recv() {
+        let Some(canary) = canary.upgrade() else {
+            return;
+        };
+        canary.run(job);
+    }
+}
+
+/// Lets the scheduler run the threads that serve live calls first.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a priority is a thread's; 10 of 19 steps down.
+        let thread = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(thread), 10);
+    }
+}
+
+fn not_run() -> RouterFailure {
+    RouterFailure {
+        router: String::new(),
+        kind: FailureKind::Trap,
+        message: "the shadow call was not made".to_owned(),
+        suspension: None,
+    }
+}
+
+/// Whether two routers' answers route the same states to the same users
+/// (each user's indices as a set; a user routed nothing is no user).
+fn same_routes(live: &CheckedRoutes, canary: &CheckedRoutes) -> bool {
+    normalized_routes(live) == normalized_routes(canary)
+}
+
+fn normalized_routes(routes: &CheckedRoutes) -> std::collections::BTreeMap<&str, Vec<u32>> {
+    let mut users: std::collections::BTreeMap<&str, Vec<u32>> = std::collections::BTreeMap::new();
+    for (user, indices) in routes {
+        users.entry(user.as_str()).or_default().extend(indices);
+    }
+    users.retain(|_, indices| {
+        indices.sort_unstable();
+        indices.dedup();
+        !indices.is_empty()
+    });
+    users
+}
+
+/// Whether two interest answers name the same users ("all users" alike).
+fn same_interest(live: &CheckedInterest, canary: &CheckedInterest) -> bool {
+    normalized_interest(live) == normalized_interest(canary)
+}
+
+fn normalized_interest(answer: &CheckedInterest) -> Option<std::collections::BTreeSet<&str>> {
+    answer
+        .as_ref()
+        .map(|users| users.iter().map(String::as_str).collect())
+}
+
+/// A [`ModuleApi`] that drops everything: a canary's sends and log lines
+/// never reach the embedder.
+pub(crate) struct ShadowModuleApi;
+
+impl ModuleApi for ShadowModuleApi {
+    fn send_local_online_presence_to(&self, _router: &str, _users: &[String]) {}
+    fn guest_log(&self, _router: &str, _level: LogLevel, _message: &str) {}
+    fn router_skipped(&self, _failure: &RouterFailure) {}
+    fn router_resumed(&self, _router: &str) {}
+    fn router_warning(&self, _router: &str, _message: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(list: &[(&str, &[u32])]) -> CheckedRoutes {
+        list.iter()
+            .map(|(user, indices)| (user.to_string(), indices.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn answers_are_compared_as_what_each_user_receives() {
+        // Order, repeats and a user's split routes don't matter.
+        assert!(same_routes(
+            &routes(&[("@a:x", &[0, 1]), ("@b:x", &[2])]),
+            &routes(&[("@b:x", &[2, 2]), ("@a:x", &[1]), ("@a:x", &[0])]),
+        ));
+        // A user routed nothing is no user.
+        assert!(same_routes(
+            &routes(&[("@a:x", &[0])]),
+            &routes(&[("@a:x", &[0]), ("@b:x", &[])]),
+        ));
+        assert!(!same_routes(
+            &routes(&[("@a:x", &[0, 1])]),
+            &routes(&[("@a:x", &[0])]),
+        ));
+        let users = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert!(same_interest(
+            &users(&["@a:x", "@b:x"]),
+            &users(&["@b:x", "@a:x"])
+        ));
+        assert!(same_interest(&None, &None));
+        assert!(!same_interest(&None, &users(&[])));
+        assert!(!same_interest(&users(&["@a:x"]), &users(&["@b:x"])));
+    }
+}
