@@ -232,4 +232,14 @@ impl ModuleApi for QueueingModuleApi {
     fn router_warning(&self, router: &str, message: &str) {
         report(&self.0, WARNING, format!("router `{router}`: {message}"));
     }
+
+    fn canary_decided(&self, canary: &presence_router_runtime::CanaryStats) {
+        if let Some(line) = canary.decision_line() {
+            let level = match canary.decision {
+                Some((presence_router_runtime::CanaryDecision::Promoted, _)) => INFO,
+                _ => WARNING,
+            };
+            report(&self.0, level, line);
+        }
+    }
 }

@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use presence_router_runtime::recording;
 use presence_router_runtime::{
-    CacheSetting, CallStats, Callback, CheckedInterest, CheckedRoutes, InterestedUsers,
-    LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished,
-    UsersForStates,
+    CacheSetting, CallStats, Callback, CanaryDecision, CheckedInterest, CheckedRoutes,
+    InterestedUsers, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig,
+    Slice, Unfinished, UsersForStates,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -354,6 +354,91 @@ impl PyRouterSet {
         Ok((report.reloaded, report.kept, report.revoked))
     }
 
+    /// Whether a router's canary was decided, and waits for
+    /// `apply_canary_decisions`: one look at each canary.
+    fn canary_decided(&self) -> bool {
+        self.routers.current().canary_decided()
+    }
+
+    /// Applies the canaries' decisions (a promoted canary loaded again as
+    /// its router's live version, a rejected one dropped), with the GIL
+    /// released, and swaps the new version in. Each decision is reported
+    /// once, as an event (`take_events`). Returns `(router, decision)` per
+    /// canary decided, `decision` being `promoted` or `rejected`.
+    fn apply_canary_decisions(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        let applied = py.detach(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(self.routers.apply_canary_decisions(&self.options)))
+        });
+        Ok(applied
+            .map_err(no_tokio)?
+            .into_iter()
+            .filter_map(|canary| {
+                let (decision, _) = canary.decision?;
+                Some((canary.router, decision.as_str().to_owned()))
+            })
+            .collect())
+    }
+
+    /// The operator's decision on router `router`'s canary: `promote` or
+    /// `reject`, applied by the next `apply_canary_decisions`. False if the
+    /// router has no canary on trial.
+    fn decide_canary(&self, router: &str, decision: &str) -> PyResult<bool> {
+        let decision = match decision {
+            "promote" => CanaryDecision::Promoted,
+            "reject" => CanaryDecision::Rejected,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "expected `promote` or `reject`, found `{}`",
+                    presence_router_runtime::text::escape_control(other)
+                )));
+            }
+        };
+        Ok(self.routers.current().decide_canary(router, decision))
+    }
+
+    /// Each canary as `(router, component, calls, agreed, diverged,
+    /// failed, skipped, decision, why)`; `decision` is `on_trial`,
+    /// `promoted` or `rejected`.
+    #[allow(clippy::type_complexity)]
+    fn canaries(&self) -> Vec<(String, PathBuf, u64, u64, u64, u64, u64, String, String)> {
+        self.routers
+            .current()
+            .canary_stats()
+            .into_iter()
+            .map(|canary| {
+                let (decision, why) = match canary.decision {
+                    Some((decision, why)) => (decision.as_str().to_owned(), why),
+                    None => ("on_trial".to_owned(), String::new()),
+                };
+                (
+                    canary.router,
+                    canary.component,
+                    canary.calls,
+                    canary.agreed,
+                    canary.diverged,
+                    canary.failed,
+                    canary.skipped,
+                    decision,
+                    why,
+                )
+            })
+            .collect()
+    }
+
+    /// The canaries' component files, for the file watch: a canary
+    /// replaced starts a new trial.
+    fn canary_files(&self) -> Vec<PathBuf> {
+        self.config
+            .routers
+            .iter()
+            .filter_map(|router| router.canary.as_ref())
+            .map(|canary| canary.router.component.clone())
+            .collect()
+    }
+
     /// The trusted key files of the configuration, for the file watch: a
     /// key replaced is a key revoked.
     fn trusted_key_files(&self) -> Vec<PathBuf> {
@@ -370,8 +455,28 @@ impl PyRouterSet {
     fn stats_json(&self) -> PyResult<String> {
         let (ok, failed) = self.routers.reload_counts();
         let (in_slice, slice_used_up, handed_off) = self.counters();
+        let current = self.routers.current();
+        let mut routers = current.stats();
+        // A canary's own figures, as a router's: `<router>.canary`.
+        routers.extend(current.canary_router_stats());
+        let canaries: Vec<serde_json::Value> = current
+            .canary_stats()
+            .iter()
+            .map(|canary| {
+                serde_json::json!({
+                    "router": canary.router,
+                    "agreed": canary.agreed,
+                    "diverged": canary.diverged,
+                    "failed": canary.failed,
+                    "skipped": canary.skipped,
+                    "fuel_ratio": canary.fuel_ratio,
+                    "decision": canary.decision.as_ref().map(|(d, _)| d.as_str()),
+                })
+            })
+            .collect();
         serde_json::to_string(&serde_json::json!({
-            "routers": self.routers.current().stats(),
+            "routers": routers,
+            "canaries": canaries,
             "slices": {
                 "in_slice": in_slice,
                 "slice_used_up": slice_used_up,

@@ -63,9 +63,10 @@ def router_stats(name: str = "example", calls: int = 3, suspended: bool = True) 
     }
 
 
-def set_stats(*routers: dict) -> str:
+def set_stats(*routers: dict, canaries: Optional[List[dict]] = None) -> str:
     return json.dumps({
         "routers": list(routers),
+        "canaries": canaries or [],
         "slices": {"in_slice": 10, "slice_used_up": 1, "handed_off": 2},
         "set_reloads": {"ok": 4, "failed": 1},
     })
@@ -205,6 +206,12 @@ wasm_presence_router_slice_calls_total{server_name="hs.one",where="handed_off"} 
 # TYPE wasm_presence_router_set_reloads_total counter
 wasm_presence_router_set_reloads_total{outcome="ok",server_name="hs.one"} 4.0
 wasm_presence_router_set_reloads_total{outcome="failed",server_name="hs.one"} 1.0
+# HELP wasm_presence_router_canary_calls_total A router's canary's shadow calls: answers that agreed with the live version's, diverged, calls that failed, and sampled calls skipped.
+# TYPE wasm_presence_router_canary_calls_total counter
+# HELP wasm_presence_router_canary_state Where a router's canary stands: 1 for its state (on_trial, promoted or rejected), 0 for the others.
+# TYPE wasm_presence_router_canary_state gauge
+# HELP wasm_presence_router_canary_fuel_ratio A canary's mean fuel per call against the live version's on the same calls.
+# TYPE wasm_presence_router_canary_fuel_ratio gauge
 # HELP wasm_presence_router_sends_not_sent_total Routers' send_local_online_presence_to asked on a process that doesn't write presence, not sent.
 # TYPE wasm_presence_router_sends_not_sent_total counter
 wasm_presence_router_sends_not_sent_total{server_name="hs.one"} 7.0
@@ -232,6 +239,38 @@ def test_a_stats_snapshot_is_exposed_as_exactly_this_text() -> None:
     module = FakeModule(lambda: set_stats(router_stats()), sends_not_sent=7)
     collector.add(module, "hs.one")
     assert scrape(registry) == EXPECTED
+
+
+def test_a_canary_is_exposed_by_outcome_and_state_and_adds_up_per_router() -> None:
+    collector, registry = private_collector()
+    canary = {"router": "example", "agreed": 7, "diverged": 2, "failed": 1, "skipped": 3,
+              "fuel_ratio": 1.25, "decision": None}
+    rejected = {**canary, "decision": "rejected", "fuel_ratio": None}
+    one = FakeModule(lambda: set_stats(router_stats(), canaries=[canary]))
+    two = FakeModule(lambda: set_stats(router_stats(), canaries=[rejected]))
+    collector.add(one, "hs.one")
+    collector.add(two, "hs.two")
+    got = samples(scrape(registry))
+    for outcome, n in (("agreed", 7), ("diverged", 2), ("failed", 1), ("skipped", 3)):
+        assert value(got, "wasm_presence_router_canary_calls_total", router="example",
+                     outcome=outcome, server_name="hs.one") == n
+    assert value(got, "wasm_presence_router_canary_state", router="example",
+                 state="on_trial", server_name="hs.one") == 1
+    assert value(got, "wasm_presence_router_canary_state", router="example",
+                 state="rejected", server_name="hs.one") == 0
+    assert value(got, "wasm_presence_router_canary_state", router="example",
+                 state="rejected", server_name="hs.two") == 1
+    assert value(got, "wasm_presence_router_canary_fuel_ratio", router="example",
+                 server_name="hs.one") == 1.25
+    assert ("wasm_presence_router_canary_fuel_ratio",
+            frozenset({"router": "example", "server_name": "hs.two"}.items())) not in got
+    # A canary whose decision is not a state is a module left out.
+    broken = FakeModule(lambda: set_stats(router_stats(),
+                                          canaries=[{**canary, "decision": "maybe"}]))
+    collector.add(broken, "hs.three")
+    assert not any(name.startswith("wasm_presence_router_canary")
+                   and dict(labels).get("server_name") == "hs.three"
+                   for name, labels in samples(scrape(registry)))
 
 
 def test_an_empty_collector_exposes_no_series() -> None:

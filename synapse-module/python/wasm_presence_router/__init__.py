@@ -42,6 +42,7 @@ from twisted.internet.defer import CancelledError
 from . import _metrics, _native
 from ._jobs import ReactorJobs
 from ._record import RecordSettings
+from ._canary import CanaryKeeper
 from ._reload import ComponentWatcher, ReloadSettings
 
 __all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
@@ -180,6 +181,9 @@ class WasmPresenceRouter:
         # New builds of the components replace the running ones without a
         # restart (_reload.py).
         self._watcher = ComponentWatcher(module_api, self._routers, config.reload)
+        # Canaries' decisions applied as they come, and the operators'
+        # endpoint (_canary.py).
+        self._canaries = CanaryKeeper(module_api, self._routers, config.reload.interval)
         # Its routers' figures on Synapse's /_synapse/metrics (_metrics.py).
         _metrics.register_module(self, getattr(module_api, "server_name", ""))
 

@@ -62,6 +62,9 @@ SIGNATURE_REFUSALS = "wasm_presence_router_signature_refusals_total"
 SLICE_CALLS = "wasm_presence_router_slice_calls_total"
 SET_RELOADS = "wasm_presence_router_set_reloads_total"
 SENDS_NOT_SENT = "wasm_presence_router_sends_not_sent_total"
+CANARY_CALLS = "wasm_presence_router_canary_calls_total"
+CANARY_STATE = "wasm_presence_router_canary_state"
+CANARY_FUEL_RATIO = "wasm_presence_router_canary_fuel_ratio"
 
 CALLBACKS = ("get_users_for_states", "get_interested_users")
 # `slices` of stats_json, in the order of `RouterSet.counters()`.
@@ -69,6 +72,9 @@ SLICE_WHERE = ("in_slice", "slice_used_up", "handed_off")
 RELOAD_OUTCOMES = ("ok", "failed")
 # `SignatureRefusal::REASONS` of crates/runtime/src/signature.rs.
 SIGNATURE_REASONS = ("unsigned", "changed", "other_key", "unknown_key", "unreadable")
+# What a canary's shadow calls came to, and where its trial stands.
+CANARY_OUTCOMES = ("agreed", "diverged", "failed", "skipped")
+CANARY_STATES = ("on_trial", "promoted", "rejected")
 
 _ROUTER = ["router", SERVER_NAME_LABEL]
 _CALLBACK = ["router", "callback", SERVER_NAME_LABEL]
@@ -199,10 +205,29 @@ class _Router:
             self.dropped[name] = self.dropped.get(name, 0) + n
 
 
+class _Canary:
+    """One router's canary: its shadow calls per outcome, its state."""
+
+    __slots__ = ("outcomes", "state", "fuel_ratio")
+
+    def __init__(self, value: Any, what: str):
+        self.outcomes = [_count(value[o], f"{what}.{o}") for o in CANARY_OUTCOMES]
+        decision = value["decision"]
+        state = "on_trial" if decision is None else decision
+        if state not in CANARY_STATES:
+            raise ValueError(f"{what}.decision: {decision!r}")
+        self.state = state
+        ratio = value["fuel_ratio"]
+        self.fuel_ratio = None if ratio is None else _number(ratio, f"{what}.fuel_ratio")
+
+    def add(self, other: "_Canary") -> None:
+        self.outcomes = [a + b for a, b in zip(self.outcomes, other.outcomes)]
+
+
 class _Set:
     """One RouterSet's `stats_json()`, checked."""
 
-    __slots__ = ("routers", "slices", "set_reloads")
+    __slots__ = ("routers", "canaries", "slices", "set_reloads")
 
     def __init__(self, text: str):
         value = json.loads(text)
@@ -214,6 +239,12 @@ class _Set:
             if name in self.routers:
                 raise ValueError(f"routers[{i}]: router `{name}` twice")
             self.routers[name] = _Router(router, f"routers[{i}] (`{name}`)")
+        self.canaries: Dict[str, _Canary] = {}
+        for i, canary in enumerate(_list(value["canaries"], "canaries")):
+            name = canary["router"]
+            if not isinstance(name, str) or name in self.canaries:
+                raise ValueError(f"canaries[{i}].router: {name!r}")
+            self.canaries[name] = _Canary(canary, f"canaries[{i}] (`{name}`)")
         self.slices = [_count(value["slices"][w], f"slices.{w}") for w in SLICE_WHERE]
         self.set_reloads = [_count(value["set_reloads"][o], f"set_reloads.{o}")
                             for o in RELOAD_OUTCOMES]
@@ -224,6 +255,7 @@ class _Server:
 
     def __init__(self) -> None:
         self.routers: Dict[str, _Router] = {}
+        self.canaries: Dict[str, _Canary] = {}
         self.slices = [0] * len(SLICE_WHERE)
         self.set_reloads = [0] * len(RELOAD_OUTCOMES)
         self.sends_not_sent = 0
@@ -242,6 +274,11 @@ class _Server:
                 self.routers[name].add(router)
             else:
                 self.routers[name] = router
+        for name, canary in stats.canaries.items():
+            if name in self.canaries:
+                self.canaries[name].add(canary)
+            else:
+                self.canaries[name] = canary
         self.slices = [a + b for a, b in zip(self.slices, stats.slices)]
         self.set_reloads = [a + b for a, b in zip(self.set_reloads, stats.set_reloads)]
 
@@ -322,6 +359,14 @@ class RouterMetricsCollector(Collector):
                 for dropped, n in router.dropped.items():
                     what, limit = DROPPED_LABELS[dropped]
                     f[DROPPED].add_metric([name, what, limit, server_name], n)
+            for name, canary in server.canaries.items():
+                for outcome, n in zip(CANARY_OUTCOMES, canary.outcomes):
+                    f[CANARY_CALLS].add_metric([name, outcome, server_name], n)
+                for state in CANARY_STATES:
+                    f[CANARY_STATE].add_metric([name, state, server_name],
+                                               1 if canary.state == state else 0)
+                if canary.fuel_ratio is not None:
+                    f[CANARY_FUEL_RATIO].add_metric([name, server_name], canary.fuel_ratio)
             for where, n in zip(SLICE_WHERE, server.slices):
                 f[SLICE_CALLS].add_metric([where, server_name], n)
             for outcome, n in zip(RELOAD_OUTCOMES, server.set_reloads):
@@ -401,6 +446,15 @@ class RouterMetricsCollector(Collector):
             CounterMetricFamily(SET_RELOADS, "Reloads of a module's router configuration, "
                                 "done (ok) or refused (failed).",
                                 labels=["outcome", SERVER_NAME_LABEL]),
+            CounterMetricFamily(CANARY_CALLS, "A router's canary's shadow calls: answers "
+                                "that agreed with the live version's, diverged, calls that "
+                                "failed, and sampled calls skipped.",
+                                labels=["router", "outcome", SERVER_NAME_LABEL]),
+            GaugeMetricFamily(CANARY_STATE, "Where a router's canary stands: 1 for its "
+                              "state (on_trial, promoted or rejected), 0 for the others.",
+                              labels=["router", "state", SERVER_NAME_LABEL]),
+            GaugeMetricFamily(CANARY_FUEL_RATIO, "A canary's mean fuel per call against "
+                              "the live version's on the same calls.", labels=_ROUTER),
             CounterMetricFamily(SENDS_NOT_SENT, "Routers' send_local_online_presence_to "
                                 "asked on a process that doesn't write presence, not sent.",
                                 labels=[SERVER_NAME_LABEL]),

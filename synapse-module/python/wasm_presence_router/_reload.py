@@ -111,7 +111,9 @@ class ComponentWatcher:
     def _paths(self) -> list:
         # The components, and the trusted keys: a key file replaced is a key
         # revoked, and the routers only it signed are taken out.
+        # The canaries' components too: one replaced starts a new trial.
         return ([str(component) for _, component, _, _ in self._routers.routers()]
+                + [str(canary) for canary in self._routers.canary_files()]
                 + [str(key) for key in self._routers.trusted_key_files()])
 
     def _identities(self) -> Dict[str, _FileIdentity]:
