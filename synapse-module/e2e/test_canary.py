@@ -212,3 +212,76 @@ def test_a_spinning_canary_is_rejected_and_an_admin_decides_a_canary_on_trial(
         wait_for_log(synapse, "the operator's decision; it is the live version now", mark)
         alice.set_presence("unavailable")
         watcher.wait_to_see(alice.user_id, "unavailable")
+
+
+def python_live(canary: dict) -> dict:
+    """The module with the docs' Python example router as the live version
+    of `example`, and `canary` (its wasm port) beside it."""
+    module = wasm_module({
+        "name": "example",
+        "python": {"module": "example_presence_router.ExamplePresenceRouter",
+                   "config": ROUTER_CONFIG},
+        "canary": canary,
+    })
+    module["config"]["reload"] = {"interval": 0.2}
+    return module
+
+
+def test_a_python_router_serves_until_its_wasm_port_agreed_with_it_then_the_port_serves(
+        tmp_path: Path) -> None:
+    module = python_live({"component": guest("example_router"), "config": ROUTER_CONFIG,
+                          "promote_after": 5})
+    with running_synapse("migration-promoted", [module]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        u = register_and_login(http, ["watcher", "alice", "hidden"])
+        watcher, alice, hidden = u["watcher"], u["alice"], u["hidden"]
+        admin = register_admin(http, "admin")
+        mark = len(synapse.log_text())
+        states = ["online", "unavailable"]
+        for i in range(6):
+            hidden.set_presence(states[i % 2])
+            alice.set_presence(states[i % 2])
+            watcher.sync(0)
+        wait_for_log(synapse, ") promoted after ", mark)
+        decision = next(text for text in synapse.log_text()[mark:].splitlines()
+                        if "canary of router `example` (" in text)
+        assert ": 5 agreeing, 0 divergent, 0 failed" in decision, decision
+        r = http.get(ENDPOINT, headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200, r.text
+        [canary] = r.json()["canaries"]
+        assert (canary["router"], canary["decision"]) == ("example", "promoted"), canary
+        # The port serves now, as the Python router did: alice reaches the
+        # watcher, hidden doesn't.
+        hidden.set_presence("online", "after the port took over")
+        alice.set_presence("online", "after the port took over")
+        watcher.wait_to_see(alice.user_id)
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+        assert "Traceback" not in synapse.log_text()
+
+
+def test_a_port_that_diverges_from_the_python_router_is_rejected_and_python_serves(
+        tmp_path: Path) -> None:
+    recorded = tmp_path / "divergent.jsonl"
+    module = python_live({"component": guest("example_v2"), "config": ROUTER_CONFIG,
+                          "promote_after": 1000, "record_divergent": str(recorded)})
+    with running_synapse("migration-rejected", [module]) as synapse, \
+            httpx.Client(base_url=synapse.base_url, timeout=30.0) as http:
+        u = register_and_login(http, ["watcher", "alice", "hidden"])
+        watcher, alice, hidden = u["watcher"], u["alice"], u["hidden"]
+        watcher.sync(0)
+        mark = len(synapse.log_text())
+        hidden.set_presence("online")
+        alice.set_presence("online")
+        watcher.wait_to_see(alice.user_id)
+        wait_for_log(synapse, ") rejected after ", mark)
+        decision = next(text for text in synapse.log_text()[mark:].splitlines()
+                        if "canary of router `example` (" in text)
+        assert ": 1 divergent answer(s), more than the 0 allowed" in decision, decision
+        assert "1 divergent request(s) recorded in" in decision, decision
+        hidden.set_presence("unavailable")
+        alice.set_presence("unavailable")
+        watcher.wait_to_see(alice.user_id, "unavailable")
+        assert hidden.user_id not in watcher.senders_seen(), watcher.seen
+    [line] = recorded.read_text().splitlines()
+    assert uid("hidden") in [state["user_id"]
+                             for state in json.loads(line)["get_users_for_states"]], line

@@ -25,6 +25,7 @@
 //! | `jobs.rs` | the whole life of a call finished off the reactor |
 //! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
 //! | `load.rs` | load errors as Synapse's `ConfigError` paths |
+//! | `python_canary.rs` | a Python router's wasm port tried in shadow beside it |
 
 mod answer;
 mod batch;
@@ -32,6 +33,7 @@ mod events;
 mod inline;
 mod jobs;
 mod load;
+mod python_canary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +58,7 @@ use events::{
 use inline::{InlinePolicies, InlinePolicy, RouterPolicies};
 use jobs::{Call, JobTable, Work};
 use load::{NO_PATH, load_error, no_tokio};
+use python_canary::PyPythonCanary;
 
 create_exception!(
     _native,
@@ -96,7 +99,8 @@ struct PyRouterSet {
     routers: LiveRouterSet,
     /// What `reload` loads again: the configuration is Synapse's and fixed
     /// for the life of the process; the component files are not.
-    config: RouterSetConfig,
+    /// Grows by a Python router's port when it is promoted.
+    config: std::sync::Mutex<RouterSetConfig>,
     options: LoadOptions,
     events: Arc<EventQueue>,
     /// Which routers are tried on the reactor.
@@ -146,7 +150,7 @@ impl PyRouterSet {
             py.detach(|| block_on_load(RouterSet::load_with(&config, module_api, &options)))?;
         Ok(PyRouterSet {
             routers: LiveRouterSet::new(routers),
-            config,
+            config: std::sync::Mutex::new(config),
             options,
             events,
             inline: InlinePolicies::default(),
@@ -350,8 +354,31 @@ impl PyRouterSet {
     /// (the running version goes on serving).
     fn reload(&self, py: Python<'_>) -> PyResult<ReloadOutcome> {
         let report =
-            py.detach(|| block_on_load(self.routers.reload(&self.config, &self.options)))?;
+            py.detach(|| block_on_load(self.routers.reload(&self.config(), &self.options)))?;
         Ok((report.reloaded, report.kept, report.revoked))
+    }
+
+    /// Makes a Python router's promoted port (`PythonCanary`) a router of
+    /// this set: loaded again from its file, added last, and part of the
+    /// configuration later reloads load. Raises `RouterLoadError` if it
+    /// can't load; nothing changes then.
+    fn promote_python_canary(
+        &self,
+        py: Python<'_>,
+        canary: &Bound<'_, PyPythonCanary>,
+    ) -> PyResult<()> {
+        let canary = canary.get();
+        let router = canary.canary.router_config().clone();
+        py.detach(|| {
+            block_on_load(self.routers.reload_router(
+                &router,
+                canary.source(),
+                &canary.trusted_keys,
+                &self.options,
+            ))
+        })?;
+        self.lock_config().routers.push(router);
+        Ok(())
     }
 
     /// Whether a router's canary was decided, and waits for
@@ -431,7 +458,7 @@ impl PyRouterSet {
     /// The canaries' component files, for the file watch: a canary
     /// replaced starts a new trial.
     fn canary_files(&self) -> Vec<PathBuf> {
-        self.config
+        self.config()
             .routers
             .iter()
             .filter_map(|router| router.canary.as_ref())
@@ -442,7 +469,7 @@ impl PyRouterSet {
     /// The trusted key files of the configuration, for the file watch: a
     /// key replaced is a key revoked.
     fn trusted_key_files(&self) -> Vec<PathBuf> {
-        self.config
+        self.config()
             .trusted_keys
             .iter()
             .map(|key| key.file.clone())
@@ -497,6 +524,17 @@ impl PyRouterSet {
 }
 
 impl PyRouterSet {
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, RouterSetConfig> {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A copy of the configuration as it is now.
+    fn config(&self) -> RouterSetConfig {
+        self.lock_config().clone()
+    }
+
     /// Makes a call on this thread, each router within its slice: its
     /// answer, or a `Pending` job for the routers that need more. `make`
     /// reads the call's arguments and records it (what it reports belongs
@@ -755,6 +793,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
             .with(RuntimeWarnings.with_filter(tracing_subscriber::filter::LevelFilter::WARN)),
     );
     module.add_class::<PyRouterSet>()?;
+    module.add_class::<PyPythonCanary>()?;
     module.add_class::<StatesAnswer>()?;
     module.add_class::<InterestAnswer>()?;
     module.add_class::<Pending>()?;

@@ -197,6 +197,51 @@ impl RouterSetConfig {
         Self::from_raw(raw, source, base_dir)
     }
 
+    /// A canary whose live version is not a component (a Python presence
+    /// router the Synapse module runs itself): `value` is the `canary:`
+    /// mapping of router `name`, written at `key` (`routers[0].canary`).
+    /// Its `component` is required; its `config` and `limits` default to
+    /// `{}` and the defaults. An error names the key.
+    pub fn external_canary(
+        value: serde_json::Value,
+        name: &str,
+        key: &str,
+        source: &Path,
+        base_dir: &Path,
+    ) -> Result<CanaryConfig, ConfigError> {
+        let error =
+            |at: String, message: String| ConfigError::new(source, &at, Some(name), &message, None);
+        check_router_name(name).map_err(|why| error(key.to_owned(), why))?;
+        let raw: RawCanary = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                key.to_owned()
+            } else {
+                format!("{key}.{path}")
+            };
+            error(at, e.inner().to_string())
+        })?;
+        if raw.component.is_none() {
+            return Err(error(
+                format!("{key}.component"),
+                "the component that is to replace the live version is required".to_owned(),
+            ));
+        }
+        // The live version's stand-in: what the canary's defaults are.
+        let live = RouterConfig {
+            name: name.to_owned(),
+            component: PathBuf::new(),
+            config_json: "{}".to_owned(),
+            limits: Limits::DEFAULT,
+            failure_policy: FailurePolicy::DEFAULT,
+            signed_by: None,
+            canary: None,
+            key: key.strip_suffix(".canary").unwrap_or(key).to_owned(),
+        };
+        raw.into_canary(&live, base_dir)
+            .map_err(|(at, message)| error(at, message))
+    }
+
     fn from_raw(raw: RawConfig, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
         let error = |key: String, router: Option<&str>, message: String| {
             ConfigError::new(source, &key, router, &message, None)
@@ -1409,6 +1454,41 @@ mod tests {
             canary.record_divergent.as_ref().map(|r| r.path.clone()),
             Some("/etc/pr/div.jsonl".into())
         );
+    }
+
+    #[test]
+    fn a_canary_of_a_live_version_elsewhere_needs_its_component() {
+        let canary = RouterSetConfig::external_canary(
+            serde_json::json!({"component": "new.wasm", "promote_after": 7}),
+            "example",
+            "routers[0].canary",
+            Path::new("hs.yaml"),
+            Path::new("/etc/pr"),
+        )
+        .expect("parses");
+        assert_eq!(canary.router.component, Path::new("/etc/pr/new.wasm"));
+        assert_eq!(canary.router.config_json, "{}");
+        assert_eq!(canary.router.key, "routers[0].canary");
+        assert_eq!(canary.criteria.promote_after, 7);
+        let error = RouterSetConfig::external_canary(
+            serde_json::json!({"promote_after": 7}),
+            "example",
+            "routers[0].canary",
+            Path::new("hs.yaml"),
+            Path::new("."),
+        )
+        .expect_err("refused");
+        assert_eq!(error.key, "routers[0].canary.component");
+        let error = RouterSetConfig::external_canary(
+            serde_json::json!({"component": "n.wasm", "sampel": 1}),
+            "example",
+            "routers[0].canary",
+            Path::new("hs.yaml"),
+            Path::new("."),
+        )
+        .expect_err("refused");
+        assert!(error.key.starts_with("routers[0].canary"), "{error}");
+        assert!(error.message.contains("sampel"), "{error}");
     }
 
     #[test]

@@ -122,6 +122,98 @@ pub(crate) struct ShadowJob {
     pub live_fuel: u64,
 }
 
+/// A canary whose live version runs outside the runtime (the Synapse
+/// module's Python presence router, which a port is to replace): the
+/// embedder hands it each live answer it draws, and on its promotion adds
+/// [`ExternalCanary::router_config`] to its router set as the live version
+/// (`LiveRouterSet::reload_router`). Its fuel can't be compared with the
+/// live version's: `max_fuel_ratio` does not apply.
+pub struct ExternalCanary {
+    canary: Arc<Canary>,
+}
+
+impl ExternalCanary {
+    /// Loads the canary (checking its signature against `trusted_keys`
+    /// where its configuration requires one), as a router set loads one.
+    pub async fn load(
+        config: &CanaryConfig,
+        source: &Path,
+        trusted_keys: &[TrustedKey],
+        options: &crate::LoadOptions,
+    ) -> Result<ExternalCanary, crate::LoadError> {
+        let keys = crate::router_set::read_trusted_keys(trusted_keys, source).await?;
+        crate::router_set::load_trial(config, source, trusted_keys, &keys, options)
+            .await
+            .map(|canary| ExternalCanary { canary })
+    }
+
+    /// Whether the live call that just ended is to be repeated on the
+    /// canary (the configuration's `sample`, evenly): copy its input and
+    /// answer only then.
+    pub fn draw(&self) -> bool {
+        self.canary.draw()
+    }
+
+    /// A drawn `get_users_for_states` call and the live version's answer
+    /// (the states routed to each user, as indices into `states`).
+    pub fn shadow_states(
+        &self,
+        states: Vec<UserPresenceState>,
+        live: &presence_router_model::UsersForStates,
+    ) {
+        self.canary.submit(ShadowJob {
+            input: ShadowInput::States(states.into()),
+            live: LiveAnswer::Routes(
+                live.iter()
+                    .map(|(user, indices)| (user.clone(), indices.clone()))
+                    .collect(),
+            ),
+            live_fuel: 0,
+        });
+    }
+
+    /// A drawn `get_interested_users` call and the live version's answer.
+    pub fn shadow_interest(&self, user_id: &str, live: &presence_router_model::InterestedUsers) {
+        self.canary.submit(ShadowJob {
+            input: ShadowInput::Interest(user_id.into()),
+            live: LiveAnswer::Interest(match live {
+                presence_router_model::InterestedUsers::All => None,
+                presence_router_model::InterestedUsers::Users(users) => {
+                    Some(users.iter().cloned().collect())
+                }
+            }),
+            live_fuel: 0,
+        });
+    }
+
+    /// A drawn call whose live version failed: nothing to compare.
+    pub fn skip(&self) {
+        self.canary.skip();
+    }
+
+    /// The operator's decision, taken at once.
+    pub fn decide(&self, decision: CanaryDecision) {
+        self.canary
+            .decide_now(decision, "the operator's decision".to_owned());
+    }
+
+    /// Its trial so far, or its decision.
+    pub fn stats(&self) -> CanaryStats {
+        self.canary.stats()
+    }
+
+    /// The canary as a router, to be loaded as the live version once it is
+    /// promoted.
+    pub fn router_config(&self) -> &presence_router_model::RouterConfig {
+        &self.canary.config().router
+    }
+
+    /// Waits, at most `timeout`, for its divergent requests to be written.
+    pub fn flush_recording(&self, timeout: std::time::Duration) -> bool {
+        self.canary.flush_recording(timeout)
+    }
+}
+
 /// A canary on trial.
 pub(crate) struct Canary {
     router: Arc<Router>,

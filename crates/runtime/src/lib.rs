@@ -48,7 +48,7 @@ pub mod stats;
 pub mod strict_modes;
 
 pub use cache::{CacheBound, CacheSetting, CompileSource};
-pub use canary::{CanaryStats, QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
+pub use canary::{CanaryStats, ExternalCanary, QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
 pub use error::{LoadError, RouterAt};
 pub use guest::{CheckedInterest, CheckedRoutes};
 pub use live::LiveRouterSet;

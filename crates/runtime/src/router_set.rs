@@ -1158,17 +1158,35 @@ async fn load_canary(
         }
         Some(CanarySlot::None) | None => {}
     }
+    load_trial(
+        canary,
+        &config.source,
+        &config.trusted_keys,
+        trusted_keys,
+        options,
+    )
+    .await
+    .map(CanarySlot::Trial)
+}
+
+/// A canary, loaded as a router of its own (`<router>.canary` in the
+/// figures, its sends and logs dropped) with its recording.
+pub(crate) async fn load_trial(
+    canary: &presence_router_model::CanaryConfig,
+    source: &Path,
+    trusted_key_config: &[TrustedKey],
+    trusted_keys: &Arc<TrustedKeys>,
+    options: &LoadOptions,
+) -> Result<Arc<Canary>, LoadError> {
+    let name = &canary.router.name;
     let compiler = compiler_for(std::iter::once(&canary.router), options)?;
     let loaded = Router::load(
         compiler,
         Arc::new(ShadowModuleApi),
         &canary.router,
-        &config.source,
+        source,
         trusted_keys,
-        Some(Arc::new(RouterMetrics::new(&format!(
-            "{}.canary",
-            router.name
-        )))),
+        Some(Arc::new(RouterMetrics::new(&format!("{name}.canary")))),
     )
     .await?;
     let recorder = match &canary.record_divergent {
@@ -1182,22 +1200,22 @@ async fn load_canary(
             )
             .map_err(|e| LoadError::Recording {
                 at: crate::error::RouterAt {
-                    file: config.source.clone(),
+                    file: source.to_owned(),
                     key: format!("{}.record_divergent", canary.router.key),
-                    router: router.name.clone(),
+                    router: name.clone(),
                 },
                 message: e.to_string(),
             })?,
         ),
     };
-    Ok(CanarySlot::Trial(Arc::new(Canary::new(
+    Ok(Arc::new(Canary::new(
         loaded,
         canary.clone(),
-        &config.source,
-        &config.trusted_keys,
+        source,
+        trusted_key_config,
         options.shadow,
         recorder,
-    ))))
+    )))
 }
 
 /// Collects failures and sends over the routers of one call.

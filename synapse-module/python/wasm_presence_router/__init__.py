@@ -43,6 +43,8 @@ from . import _metrics, _native
 from ._jobs import ReactorJobs
 from ._record import RecordSettings
 from ._canary import CanaryKeeper
+from ._migration import MigrationKeeper, PythonLiveRouter, PythonRouterSettings
+from ._migration import load_canary as load_python_canary
 from ._reload import ComponentWatcher, ReloadSettings
 
 __all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
@@ -65,8 +67,13 @@ class WasmPresenceRouterConfig:
     same files."""
 
     def __init__(self, routers_json: str, cache_dir: Optional[str], cache: bool,
-                 base_dir: str, record: Optional[RecordSettings] = None):
+                 base_dir: str, record: Optional[RecordSettings] = None,
+                 python_routers: Optional[List[PythonRouterSettings]] = None):
         self.routers_json = routers_json
+        # Python routers run as the live versions of their wasm ports
+        # (_migration.py), and the ports, loaded with the routers.
+        self.python_routers = python_routers or []
+        self.python_canaries: List[Any] = []
         self.cache_dir = cache_dir
         self.cache = cache
         self.base_dir = base_dir
@@ -76,6 +83,24 @@ class WasmPresenceRouterConfig:
         # How new builds of the components are picked up (_reload.py).
         self.reload = ReloadSettings()
         self.routers = self.load(compile_on_calling_thread=False)
+
+    def _original_path(self, path: Tuple[str, ...]) -> Tuple[str, ...]:
+        """A path into the wasm routers' list as a path into the module's
+        ``routers:``, which also holds the Python routers."""
+        if not self.python_routers or len(path) < 2 or path[0] != "routers":
+            return path
+        python = sorted(settings.index for settings in self.python_routers)
+        item = path[1]
+        if not (item.startswith("<item ") and item.endswith(">")):
+            return path
+        try:
+            index = int(item[len("<item "):-1])
+        except ValueError:
+            return path
+        for taken in python:
+            if taken <= index:
+                index += 1
+        return ("routers", f"<item {index}>", *path[2:])
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "WasmPresenceRouterConfig":
         # Synapse's test harness deep-copies module configurations. The
@@ -101,9 +126,14 @@ class WasmPresenceRouterConfig:
             )
         except _native.RouterLoadError as e:
             message, path = e.args
-            raise ConfigError(message, tuple(path)) from None
+            raise ConfigError(message, self._original_path(tuple(path))) from None
         if self.record is not None:
             self.record.attach(routers)
+        self.python_canaries = [
+            load_python_canary(settings, self.base_dir, self.cache_dir, self.cache,
+                               compile_on_calling_thread)
+            for settings in self.python_routers
+        ]
         # What the routers logged while starting stays queued: Synapse reads
         # its configuration before it sets up logging, and the module's
         # `__init__` logs it.
@@ -181,9 +211,18 @@ class WasmPresenceRouter:
         # New builds of the components replace the running ones without a
         # restart (_reload.py).
         self._watcher = ComponentWatcher(module_api, self._routers, config.reload)
+        # Python routers serving while their wasm ports are tried
+        # (_migration.py): Synapse calls them as it called them before.
+        self._python_routers = [
+            PythonLiveRouter(settings, canary, module_api)
+            for settings, canary in zip(config.python_routers, config.python_canaries)
+        ]
+        migration = (MigrationKeeper(module_api, self._routers, self._python_routers)
+                     if self._python_routers else None)
         # Canaries' decisions applied as they come, and the operators'
         # endpoint (_canary.py).
-        self._canaries = CanaryKeeper(module_api, self._routers, config.reload.interval)
+        self._canaries = CanaryKeeper(module_api, self._routers, config.reload.interval,
+                                      migration)
         # Its routers' figures on Synapse's /_synapse/metrics (_metrics.py).
         _metrics.register_module(self, getattr(module_api, "server_name", ""))
 
@@ -194,8 +233,9 @@ class WasmPresenceRouter:
         # Relative paths are resolved here, once: `__init__` may run after
         # Synapse has changed its working directory.
         base_dir = os.getcwd()
-        routers = _with_absolute_components(
-            {k: v for k, v in config.items() if k not in _MODULE_KEYS}, base_dir)
+        routers, python_routers = _python_routers(
+            {k: v for k, v in config.items() if k not in _MODULE_KEYS})
+        routers = _with_absolute_components(routers, base_dir)
         cache_dir = config.get("cache_dir")
         if cache_dir is not None and not isinstance(cache_dir, str):
             raise ConfigError("expected the path of a directory", ("cache_dir",))
@@ -213,7 +253,7 @@ class WasmPresenceRouter:
         reload = ReloadSettings.parse(config.get("reload"), ConfigError)
         record = RecordSettings.parse(config.get("record"), base_dir)
         parsed = WasmPresenceRouterConfig(routers_json, cache_dir, cache, base_dir,
-                                          record=record)
+                                          record=record, python_routers=python_routers)
         parsed.reload = reload
         return parsed
 
@@ -373,6 +413,34 @@ def _current_request() -> Any:
     except ImportError:  # pragma: no cover: every Synapse with modules has it
         return None
     return current_context()
+
+
+def _python_routers(routers: Dict[str, Any]
+                    ) -> Tuple[Dict[str, Any], List[PythonRouterSettings]]:
+    """``routers`` without its Python routers (entries with ``python:``),
+    and those, checked; their names may not be the wasm routers'."""
+    entries = routers.get("routers")
+    if not isinstance(entries, list):
+        return routers, []
+    python = [PythonRouterSettings.parse(i, entry) for i, entry in enumerate(entries)
+              if isinstance(entry, dict) and "python" in entry]
+    if not python:
+        return routers, []
+    wasm = [entry for entry in entries if not (isinstance(entry, dict) and "python" in entry)]
+    names = set()
+    for entry in wasm:
+        if isinstance(entry, dict):
+            name = entry.get("name")
+            if name is None and isinstance(entry.get("component"), str):
+                name = os.path.splitext(os.path.basename(entry["component"]))[0]
+            names.add(name)
+    seen = set()
+    for settings in python:
+        if settings.name in names or settings.name in seen:
+            raise ConfigError(f"the name `{settings.name}` is already used: give each router "
+                              "a unique `name`", ("routers", f"<item {settings.index}>", "name"))
+        seen.add(settings.name)
+    return {**routers, "routers": wasm}, python
 
 
 def _with_absolute_components(routers: Dict[str, Any], base_dir: str) -> Dict[str, Any]:

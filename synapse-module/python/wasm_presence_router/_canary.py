@@ -37,9 +37,12 @@ ENDPOINT = "/_synapse/client/wasm_presence_router/canaries"
 class CanaryKeeper:
     """Applies the canaries' decisions as they come."""
 
-    def __init__(self, api: ModuleApi, routers: "_native.RouterSet", interval: float):
+    def __init__(self, api: ModuleApi, routers: "_native.RouterSet", interval: float,
+                 migration: Optional[Any] = None):
         self._api = api
         self._routers = routers
+        # The ports of Python routers (_migration.py), if any.
+        self._migration = migration
         self._applying = False
         looping = getattr(api, "looping_background_call", None)
         if looping is not None:
@@ -58,6 +61,8 @@ class CanaryKeeper:
 
     async def apply_decisions(self) -> None:
         """Applies the decisions made since the last look, if any."""
+        if self._migration is not None:
+            await self._migration.apply_decisions()
         if self._applying or not self._routers.canary_decided():
             return
         self._applying = True
@@ -75,17 +80,30 @@ class CanaryKeeper:
             for failure in await self._api.defer_to_thread(self._routers.warm_up):
                 logger.warning("warming up: %s", failure)
 
+    def _all(self) -> list:
+        canaries = list(self._routers.canaries())
+        if self._migration is not None:
+            canaries += [canary.stats() for canary in self._migration.canaries()]
+        return canaries
+
     def describe(self) -> list:
         return [
             {"router": router, "component": str(component), "calls": calls,
              "agreed": agreed, "diverged": diverged, "failed": failed, "skipped": skipped,
              "decision": decision, "why": why}
             for (router, component, calls, agreed, diverged, failed, skipped, decision, why)
-            in self._routers.canaries()
+            in self._all()
         ]
 
     def decide(self, router: str, decision: str) -> bool:
-        return self._routers.decide_canary(router, decision)
+        if self._routers.decide_canary(router, decision):
+            return True
+        if self._migration is not None:
+            for canary in self._migration.canaries():
+                if canary.stats()[0] == router and canary.decision() is None:
+                    canary.decide(decision)
+                    return True
+        return False
 
 
 class CanaryResource(DirectServeJsonResource):

@@ -1,0 +1,188 @@
+//! A canary beside a Python presence router: the live version is a Python
+//! class the module runs itself (migrating to a wasm port), and the port is
+//! tried in shadow on the calls it draws (`_migration.py` hands it the
+//! Python router's answers), in the runtime's [`ExternalCanary`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use presence_router_runtime::{
+    CacheSetting, CanaryDecision, ExternalCanary, InterestedUsers, LoadError, LoadOptions,
+    RouterSetConfig, TrustedKey,
+};
+use pyo3::prelude::*;
+
+use crate::batch::Batch;
+use crate::events::EventQueue;
+use crate::load::{load_error, no_tokio};
+
+/// The wasm port of a Python presence router, on trial.
+#[pyclass(frozen, name = "PythonCanary", module = "wasm_presence_router._native")]
+pub(crate) struct PyPythonCanary {
+    pub(crate) canary: ExternalCanary,
+    pub(crate) source: PathBuf,
+    pub(crate) trusted_keys: Vec<TrustedKey>,
+    events: Arc<EventQueue>,
+}
+
+#[pymethods]
+impl PyPythonCanary {
+    /// Loads the canary `canary_json` (a router's `canary:` mapping, JSON)
+    /// of router `name`, written at `key` (`routers[0].canary`); relative
+    /// paths resolve against `base_dir`. Raises `RouterLoadError` as
+    /// `RouterSet.load` does. (No `signed_by`: a Python router's port is
+    /// not checked against trusted keys.)
+    #[staticmethod]
+    #[pyo3(signature = (name, canary_json, *, key, source, base_dir, cache_dir=None, cache=true, compile_on_calling_thread=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        py: Python<'_>,
+        name: &str,
+        canary_json: &str,
+        key: &str,
+        source: &str,
+        base_dir: PathBuf,
+        cache_dir: Option<PathBuf>,
+        cache: bool,
+        compile_on_calling_thread: bool,
+    ) -> PyResult<Self> {
+        let value: serde_json::Value = serde_json::from_str(canary_json).map_err(|e| {
+            crate::RouterLoadError::new_err((format!("not JSON: {e}"), crate::load::NO_PATH))
+        })?;
+        let source = PathBuf::from(source);
+        let config = RouterSetConfig::external_canary(value, name, key, &source, &base_dir)
+            .map_err(|e| load_error(LoadError::Config(e)))?;
+        let options = LoadOptions {
+            cache: match (cache, cache_dir) {
+                (false, _) => CacheSetting::Disabled,
+                (true, Some(dir)) => CacheSetting::Dir(dir),
+                (true, None) => CacheSetting::UserCacheDir,
+            },
+            compile_on_calling_thread,
+            ..LoadOptions::default()
+        };
+        let trusted_keys: Vec<TrustedKey> = Vec::new();
+        let canary = py.detach(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(no_tokio)?
+                .block_on(ExternalCanary::load(
+                    &config,
+                    &source,
+                    &trusted_keys,
+                    &options,
+                ))
+                .map_err(load_error)
+        })?;
+        Ok(PyPythonCanary {
+            canary,
+            source,
+            trusted_keys,
+            events: Arc::new(EventQueue::new()),
+        })
+    }
+
+    /// Whether the call that just ended is to be tried on the canary.
+    fn draw(&self) -> bool {
+        self.canary.draw()
+    }
+
+    /// A drawn `get_users_for_states` call: Synapse's states, and the
+    /// Python router's answer as the positions in `states` routed to each
+    /// user. A batch with a state that can't be read is not compared
+    /// (skipped).
+    fn shadow_states<'py>(
+        &self,
+        py: Python<'py>,
+        states: Vec<Bound<'py, PyAny>>,
+        answer: BTreeMap<String, Vec<u32>>,
+    ) {
+        let read = Batch::read(py, &states, &self.events);
+        if read.states.len() != states.len() {
+            self.canary.skip();
+            return;
+        }
+        self.canary.shadow_states(read.states, &answer);
+    }
+
+    /// A drawn `get_interested_users` call and the Python router's answer:
+    /// the users, or `None` for all users.
+    fn shadow_interest(&self, user_id: &str, answer: Option<Vec<String>>) {
+        let live = match answer {
+            None => InterestedUsers::All,
+            Some(users) => InterestedUsers::Users(users.into_iter().collect()),
+        };
+        self.canary.shadow_interest(user_id, &live);
+    }
+
+    /// A drawn call the Python router answered with something that can't be
+    /// compared (a state not of the batch), or failed.
+    fn skip(&self) {
+        self.canary.skip();
+    }
+
+    /// The operator's decision: `promote` or `reject`.
+    fn decide(&self, decision: &str) -> PyResult<()> {
+        self.canary.decide(match decision {
+            "promote" => CanaryDecision::Promoted,
+            "reject" => CanaryDecision::Rejected,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "expected `promote` or `reject`, found `{}`",
+                    presence_router_runtime::text::escape_control(other)
+                )));
+            }
+        });
+        Ok(())
+    }
+
+    /// `promoted`, `rejected`, or `None` while on trial.
+    fn decision(&self) -> Option<&'static str> {
+        self.canary
+            .stats()
+            .decision
+            .map(|(decision, _)| decision.as_str())
+    }
+
+    /// The decision's one log line, once decided.
+    fn decision_line(&self) -> Option<String> {
+        self.canary
+            .flush_recording(std::time::Duration::from_secs(5));
+        self.canary.stats().decision_line()
+    }
+
+    /// `(router, component, calls, agreed, diverged, failed, skipped,
+    /// decision, why)`, as `RouterSet.canaries()` gives them.
+    #[allow(clippy::type_complexity)]
+    fn stats(&self) -> (String, PathBuf, u64, u64, u64, u64, u64, String, String) {
+        let canary = self.canary.stats();
+        let (decision, why) = match canary.decision {
+            Some((decision, why)) => (decision.as_str().to_owned(), why),
+            None => ("on_trial".to_owned(), String::new()),
+        };
+        (
+            canary.router,
+            canary.component,
+            canary.calls,
+            canary.agreed,
+            canary.diverged,
+            canary.failed,
+            canary.skipped,
+            decision,
+            why,
+        )
+    }
+
+    /// Its component file, for the file watch.
+    fn component(&self) -> PathBuf {
+        self.canary.router_config().component.clone()
+    }
+}
+
+impl PyPythonCanary {
+    pub(crate) fn source(&self) -> &Path {
+        &self.source
+    }
+}
