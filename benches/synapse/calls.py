@@ -21,7 +21,10 @@ It prints, as markdown tables with the ratios of the issue's targets:
 3. what a spinning (hostile) router costs the reactor: the CPU time of the
    call that finds out, and of the calls after it;
 4. the Twisted thread-pool hop (`deferToThread`) the module no longer pays
-   for small calls.
+   for small calls;
+5. what a canary on trial costs the reactor per call: none, one that agrees
+   on every call (each call drawn), one that spins on every call (its
+   shadow calls on its own thread, skipped once its queue is full).
 
 The Python router's answers and the wasm module's are checked equal first.
 """
@@ -209,6 +212,46 @@ async def thread_hop() -> None:
           f"{us((time.perf_counter() - start) / n)}")
 
 
+async def canaries(tmp: Path) -> None:
+    """The reactor's CPU time per one-state call with a canary on trial,
+    against none: the reactor only copies a drawn call for the canary's
+    thread."""
+    rebuilt = tmp / "example-rebuilt.wasm"
+    body = bytes([len(b"rebuilt")]) + b"rebuilt" + b"x"
+    rebuilt.write_bytes(Path(guest("example_router")).read_bytes() + bytes([0, len(body)]) + body)
+    live = {"name": "example", "component": guest("example_router"), "config": CONFIG}
+    on_trial = {"promote_after": 10**12, "max_divergent": 10**12, "max_failures": 10**12}
+    variants = [
+        ("no canary", wasm_module(live)),
+        ("a canary that agrees, every call drawn",
+         wasm_module({**live, "canary": {"component": str(rebuilt), **on_trial}})),
+        ("a canary that agrees, a tenth of calls drawn",
+         wasm_module({**live, "canary": {"component": str(rebuilt), "sample": 0.1,
+                                         **on_trial}})),
+        ("a canary that spins, every call drawn",
+         wasm_module({**live, "canary": {"component": guest("hostile_spin"), "config": {},
+                                         "limits": {"timeout": "50ms"}, **on_trial}})),
+        ("a canary that spins, rejected at its first call",
+         wasm_module({**live, "canary": {"component": guest("hostile_spin"), "config": {},
+                                         "limits": {"timeout": "50ms"}}})),
+    ]
+    one = batch(1)
+    print("\n| reactor CPU per one-state call | `get_users_for_states` | ratio "
+          "| `get_interested_users` | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    base = None
+    for label, api in variants:
+        states_cb = api.callbacks["get_users_for_states"]
+        interest_cb = api.callbacks["get_interested_users"]
+        assert await states_cb(one) == await variants[0][1].callbacks[
+            "get_users_for_states"](one), label
+        s = (await timed(lambda: states_cb(one), 20000))[1]
+        i = (await timed(lambda: interest_cb("@user7:x"), 20000))[1]
+        if base is None:
+            base = (s, i)
+        print(f"| {label} | {us(s)} | {s / base[0]:.2f}× | {us(i)} | {i / base[1]:.2f}× |")
+
+
 async def main() -> None:
     python = python_router()
     wasm = wasm_module({"name": "example", "component": guest("example_router"),
@@ -217,6 +260,10 @@ async def main() -> None:
     await busy_reactor(python, wasm)
     await hostile()
     await thread_hop()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        await canaries(Path(tmp))
 
 
 def run() -> None:

@@ -95,3 +95,60 @@ impl DivergentRecord {
     /// Rotated files kept unless `keep` says otherwise.
     pub const DEFAULT_KEEP: u32 = 1;
 }
+
+/// What a canary's trial came to so far, or how it ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryStats {
+    /// The router it is a new version of.
+    pub router: String,
+    /// Its component file.
+    pub component: PathBuf,
+    /// Shadow calls made: agreed + diverged + failed.
+    pub calls: u64,
+    /// Answers the same as the live version's.
+    pub agreed: u64,
+    /// Answers that differed.
+    pub diverged: u64,
+    /// Calls that failed (trapped, ran out of a limit, answered nonsense).
+    pub failed: u64,
+    /// Sampled calls not made: its queue was full, or the live call failed
+    /// (nothing to compare with).
+    pub skipped: u64,
+    /// Its mean fuel per call against the live version's on the same calls.
+    pub fuel_ratio: Option<f64>,
+    /// Divergent requests written to `record_divergent`, and where.
+    pub recorded: u64,
+    pub record_path: Option<PathBuf>,
+    /// Promoted or rejected, and why; `None` while on trial.
+    pub decision: Option<(CanaryDecision, String)>,
+}
+
+impl CanaryStats {
+    /// The one log line of its decision, once applied; `None` on trial.
+    pub fn decision_line(&self) -> Option<String> {
+        let (decision, why) = self.decision.as_ref()?;
+        let component =
+            crate::text::escape_control(&self.component.display().to_string());
+        let mut line = format!(
+            "canary of router `{}` ({component}) {} after {} shadow call(s): {why}",
+            self.router,
+            decision.as_str(),
+            self.calls,
+        );
+        match decision {
+            CanaryDecision::Promoted => line.push_str("; it is the live version now"),
+            CanaryDecision::Rejected => line.push_str("; the live version goes on serving"),
+        }
+        if let Some(path) = &self.record_path
+            && self.recorded > 0
+        {
+            line.push_str(&format!(
+                "; {} divergent request(s) recorded in {} (replay them with `presence-router diff`)",
+                self.recorded,
+                crate::text::escape_control(&path.display().to_string())
+            ));
+        }
+        Some(line)
+    }
+}
+

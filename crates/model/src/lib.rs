@@ -17,7 +17,7 @@ mod presence;
 pub mod text;
 mod user_id;
 
-pub use canary::{CanaryConfig, CanaryCriteria, CanaryDecision, DivergentRecord};
+pub use canary::{CanaryConfig, CanaryCriteria, CanaryDecision, CanaryStats, DivergentRecord};
 pub use config::{ConfigError, RouterConfig, RouterSetConfig, TrustedKey};
 pub use failure::{FailureKind, RouterFailure, Suspension};
 pub use limits::{FailurePolicy, Limits, format_bytes};

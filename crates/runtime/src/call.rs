@@ -7,12 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::collections::btree_map::Entry;
+use std::sync::Arc;
 
 use presence_router_model::{
     CallStats, InterestedUsers, RouterFailure, UserPresenceState, UsersForStates,
 };
 
-use crate::canary::{LiveAnswer, ShadowInput};
 use crate::guest::{CallUsage, CheckedInterest, CheckedRoutes, Failure, GuestInstance};
 use crate::stats::Callback;
 
@@ -66,6 +66,19 @@ pub(crate) trait RouterCall {
 
     /// A live router's answer, copied to compare a canary's with.
     fn live_answer(answer: &Self::Answer) -> LiveAnswer;
+}
+
+/// A live call, copied for a canary's shadow call.
+#[derive(Clone)]
+pub(crate) enum ShadowInput {
+    States(Arc<[UserPresenceState]>),
+    Interest(Arc<str>),
+}
+
+/// The live router's answer to it, as it was checked.
+pub(crate) enum LiveAnswer {
+    Routes(CheckedRoutes),
+    Interest(CheckedInterest),
 }
 
 /// `get-users-for-states` on a batch.

@@ -22,10 +22,10 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use presence_router_model::{
-    CanaryConfig, CanaryDecision, FailureKind, RouterFailure, TrustedKey, UserPresenceState,
+    CanaryConfig, CanaryDecision, CanaryStats, FailureKind, RouterFailure, TrustedKey,
 };
 
-use crate::call::{GetInterestedUsers, GetUsersForStates, RouterOutcome};
+use crate::call::{GetInterestedUsers, GetUsersForStates, LiveAnswer, RouterOutcome, ShadowInput};
 use crate::guest::{CheckedInterest, CheckedRoutes};
 use crate::module_api::{LogLevel, ModuleApi};
 use crate::recording::Recorder;
@@ -46,172 +46,11 @@ pub enum ShadowMode {
     Inline,
 }
 
-/// What a canary's trial came to so far, or how it ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CanaryStats {
-    /// The router it is a new version of.
-    pub router: String,
-    /// Its component file.
-    pub component: PathBuf,
-    /// Shadow calls made: agreed + diverged + failed.
-    pub calls: u64,
-    /// Answers the same as the live version's.
-    pub agreed: u64,
-    /// Answers that differed.
-    pub diverged: u64,
-    /// Calls that failed (trapped, ran out of a limit, answered nonsense).
-    pub failed: u64,
-    /// Sampled calls not made: its queue was full, or the live call failed
-    /// (nothing to compare with).
-    pub skipped: u64,
-    /// Its mean fuel per call against the live version's on the same calls.
-    pub fuel_ratio: Option<f64>,
-    /// Divergent requests written to `record_divergent`, and where.
-    pub recorded: u64,
-    pub record_path: Option<PathBuf>,
-    /// Promoted or rejected, and why; `None` while on trial.
-    pub decision: Option<(CanaryDecision, String)>,
-}
-
-impl CanaryStats {
-    /// The one log line of its decision, once applied; `None` on trial.
-    pub fn decision_line(&self) -> Option<String> {
-        let (decision, why) = self.decision.as_ref()?;
-        let component =
-            presence_router_model::text::escape_control(&self.component.display().to_string());
-        let mut line = format!(
-            "canary of router `{}` ({component}) {} after {} shadow call(s): {why}",
-            self.router,
-            decision.as_str(),
-            self.calls,
-        );
-        match decision {
-            CanaryDecision::Promoted => line.push_str("; it is the live version now"),
-            CanaryDecision::Rejected => line.push_str("; the live version goes on serving"),
-        }
-        if let Some(path) = &self.record_path
-            && self.recorded > 0
-        {
-            line.push_str(&format!(
-                "; {} divergent request(s) recorded in {} (replay them with `presence-router diff`)",
-                self.recorded,
-                presence_router_model::text::escape_control(&path.display().to_string())
-            ));
-        }
-        Some(line)
-    }
-}
-
-/// The live call a shadow call repeats.
-#[derive(Clone)]
-pub(crate) enum ShadowInput {
-    States(Arc<[UserPresenceState]>),
-    Interest(Arc<str>),
-}
-
-/// The live router's answer to it, as it was checked.
-pub(crate) enum LiveAnswer {
-    Routes(CheckedRoutes),
-    Interest(CheckedInterest),
-}
-
 /// One sampled call.
 pub(crate) struct ShadowJob {
     pub input: ShadowInput,
     pub live: LiveAnswer,
     pub live_fuel: u64,
-}
-
-/// A canary whose live version runs outside the runtime (the Synapse
-/// module's Python presence router, which a port is to replace): the
-/// embedder hands it each live answer it draws, and on its promotion adds
-/// [`ExternalCanary::router_config`] to its router set as the live version
-/// (`LiveRouterSet::reload_router`). Its fuel can't be compared with the
-/// live version's: `max_fuel_ratio` does not apply.
-pub struct ExternalCanary {
-    canary: Arc<Canary>,
-}
-
-impl ExternalCanary {
-    /// Loads the canary (checking its signature against `trusted_keys`
-    /// where its configuration requires one), as a router set loads one.
-    pub async fn load(
-        config: &CanaryConfig,
-        source: &Path,
-        trusted_keys: &[TrustedKey],
-        options: &crate::LoadOptions,
-    ) -> Result<ExternalCanary, crate::LoadError> {
-        let keys = crate::router_set::read_trusted_keys(trusted_keys, source).await?;
-        crate::router_set::load_trial(config, source, trusted_keys, &keys, options)
-            .await
-            .map(|canary| ExternalCanary { canary })
-    }
-
-    /// Whether the live call that just ended is to be repeated on the
-    /// canary (the configuration's `sample`, evenly): copy its input and
-    /// answer only then.
-    pub fn draw(&self) -> bool {
-        self.canary.draw()
-    }
-
-    /// A drawn `get_users_for_states` call and the live version's answer
-    /// (the states routed to each user, as indices into `states`).
-    pub fn shadow_states(
-        &self,
-        states: Vec<UserPresenceState>,
-        live: &presence_router_model::UsersForStates,
-    ) {
-        self.canary.submit(ShadowJob {
-            input: ShadowInput::States(states.into()),
-            live: LiveAnswer::Routes(
-                live.iter()
-                    .map(|(user, indices)| (user.clone(), indices.clone()))
-                    .collect(),
-            ),
-            live_fuel: 0,
-        });
-    }
-
-    /// A drawn `get_interested_users` call and the live version's answer.
-    pub fn shadow_interest(&self, user_id: &str, live: &presence_router_model::InterestedUsers) {
-        self.canary.submit(ShadowJob {
-            input: ShadowInput::Interest(user_id.into()),
-            live: LiveAnswer::Interest(match live {
-                presence_router_model::InterestedUsers::All => None,
-                presence_router_model::InterestedUsers::Users(users) => {
-                    Some(users.iter().cloned().collect())
-                }
-            }),
-            live_fuel: 0,
-        });
-    }
-
-    /// A drawn call whose live version failed: nothing to compare.
-    pub fn skip(&self) {
-        self.canary.skip();
-    }
-
-    /// The operator's decision, taken at once.
-    pub fn decide(&self, decision: CanaryDecision) {
-        self.canary
-            .decide_now(decision, "the operator's decision".to_owned());
-    }
-
-    /// Its trial so far, or its decision.
-    pub fn stats(&self) -> CanaryStats {
-        self.canary.stats()
-    }
-
-    /// The canary as a router, to be loaded as the live version once it is
-    /// promoted.
-    pub fn router_config(&self) -> &presence_router_model::RouterConfig {
-        &self.canary.config().router
-    }
-
-    /// Waits, at most `timeout`, for its divergent requests to be written.
-    pub fn flush_recording(&self, timeout: std::time::Duration) -> bool {
-        self.canary.flush_recording(timeout)
-    }
 }
 
 /// A canary on trial.

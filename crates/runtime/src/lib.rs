@@ -33,6 +33,7 @@ mod canary;
 mod compiler;
 mod component_file;
 mod error;
+mod external_canary;
 mod guest;
 mod health;
 mod host_budget;
@@ -48,13 +49,14 @@ pub mod stats;
 pub mod strict_modes;
 
 pub use cache::{CacheBound, CacheSetting, CompileSource};
-pub use canary::{CanaryStats, ExternalCanary, QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
+pub use canary::{QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
 pub use error::{LoadError, RouterAt};
+pub use external_canary::ExternalCanary;
 pub use guest::{CheckedInterest, CheckedRoutes};
 pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
-    CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, ConfigError, DivergentRecord,
+    CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, CanaryStats, ConfigError, DivergentRecord,
     FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence, Routed,
     RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey, UserPresenceState,
     UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use presence_router_model::{RouterConfig, RouterSetConfig};
 
-use crate::canary::CanaryStats;
+use presence_router_model::CanaryStats;
 use crate::error::LoadError;
 use crate::router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
 

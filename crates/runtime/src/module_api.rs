@@ -1,8 +1,6 @@
 //! What the embedding homeserver provides to its routers.
 
-use presence_router_model::RouterFailure;
-
-use crate::canary::CanaryStats;
+use presence_router_model::{CanaryStats, RouterFailure};
 
 /// Made where a guest's lines are captured (the sandbox, the bottom layer).
 pub use crate::guest::LogLevel;

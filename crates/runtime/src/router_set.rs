@@ -14,7 +14,8 @@ use presence_router_model::text::escape_control;
 
 use crate::cache::CacheSetting;
 use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
-use crate::canary::{Canary, CanaryStats, ShadowJob, ShadowMode, ShadowModuleApi};
+use crate::canary::{Canary, ShadowJob, ShadowMode, ShadowModuleApi};
+use presence_router_model::CanaryStats;
 use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
