@@ -127,8 +127,7 @@ impl CanaryStats {
     /// The one log line of its decision, once applied; `None` on trial.
     pub fn decision_line(&self) -> Option<String> {
         let (decision, why) = self.decision.as_ref()?;
-        let component =
-            crate::text::escape_control(&self.component.display().to_string());
+        let component = crate::text::escape_control(&self.component.display().to_string());
         let mut line = format!(
             "canary of router `{}` ({component}) {} after {} shadow call(s): {why}",
             self.router,
@@ -151,4 +150,3 @@ impl CanaryStats {
         Some(line)
     }
 }
-

@@ -10,16 +10,19 @@
 //! runs under its own limits, at a lower scheduling priority than the
 //! thread that made the live call, and at most [`QUEUE_CALLS`] calls wait
 //! for it: a sampled call that finds the queue full is skipped, not
-//! waited for, so a slow canary delays no live call.
+//! waited for, so a slow canary delays no live call. Handing a call over
+//! is a copy and a push onto that queue: the canary's thread looks for
+//! work itself, so a live call never wakes it with a system call.
 //!
 //! A decision is only recorded here; [`crate::LiveRouterSet`] applies it
 //! (a promoted canary is loaded again as the live version, as a reload
 //! loads a router) and reports it once through [`ModuleApi`].
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
 
 use presence_router_model::{
     CanaryConfig, CanaryDecision, CanaryStats, FailureKind, RouterFailure, TrustedKey,
@@ -67,10 +70,15 @@ pub(crate) struct Canary {
     trial: Mutex<Trial>,
     decided: AtomicBool,
     recorder: Option<Recorder>,
-    /// The thread's queue, made at the first sampled call (in the process
-    /// that serves: a daemonizing homeserver forks after loading, and
-    /// threads don't follow a fork); `None`: the thread could not start.
-    queue: OnceLock<Option<SyncSender<ShadowJob>>>,
+    /// The drawn calls waiting for the canary's thread. The thread looks
+    /// for them itself (every [`IDLE_POLL`] at first when idle, less often
+    /// the longer it stays idle): a live call only pushes its copy, and
+    /// never pays a system call to wake a thread.
+    queue: Mutex<VecDeque<ShadowJob>>,
+    /// Whether the thread runs: started at the first drawn call (in the
+    /// process that serves: a daemonizing homeserver forks after loading,
+    /// and threads don't follow a fork); false if it could not start.
+    thread: OnceLock<bool>,
 }
 
 #[derive(Default)]
@@ -110,7 +118,8 @@ impl Canary {
             trial: Mutex::new(Trial::default()),
             decided: AtomicBool::new(false),
             recorder,
-            queue: OnceLock::new(),
+            queue: Mutex::new(VecDeque::new()),
+            thread: OnceLock::new(),
             config,
         };
         if let Some(decision) = canary.config.decision {
@@ -176,12 +185,15 @@ impl Canary {
         match self.mode {
             ShadowMode::Inline => self.run(job),
             ShadowMode::Thread => {
-                let sent = match self.queue.get_or_init(|| self.start_thread()) {
-                    Some(queue) => match queue.try_send(job) {
-                        Ok(()) => true,
-                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-                    },
-                    None => false,
+                let started = *self.thread.get_or_init(|| self.start_thread());
+                let sent = started && {
+                    let mut queue = self.lock_queue();
+                    if queue.len() < QUEUE_CALLS {
+                        queue.push_back(job);
+                        true
+                    } else {
+                        false
+                    }
                 };
                 if !sent {
                     self.lock_trial().skipped += 1;
@@ -195,14 +207,16 @@ impl Canary {
         self.lock_trial().skipped += 1;
     }
 
-    fn start_thread(self: &Arc<Self>) -> Option<SyncSender<ShadowJob>> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CALLS);
+    fn start_thread(self: &Arc<Self>) -> bool {
         let canary = Arc::downgrade(self);
         std::thread::Builder::new()
             .name(format!("canary-{}", self.config.router.name))
-            .spawn(move || shadow_thread(&canary, &receiver))
-            .ok()
-            .map(|_| sender)
+            .spawn(move || shadow_thread(&canary))
+            .is_ok()
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, VecDeque<ShadowJob>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes one shadow call, compares, and decides if the criteria say so.
@@ -360,15 +374,32 @@ impl Canary {
     }
 }
 
-/// A canary's thread: its sampled calls, one at a time, until the canary
-/// is dropped (its queue with it).
-fn shadow_thread(canary: &Weak<Canary>, jobs: &Receiver<ShadowJob>) {
+/// How long an idle canary's thread first sleeps before it looks for drawn
+/// calls again; each idle look doubles it, up to [`IDLE_POLL_MAX`].
+const IDLE_POLL: Duration = Duration::from_millis(1);
+const IDLE_POLL_MAX: Duration = Duration::from_millis(64);
+
+/// A canary's thread: its drawn calls, one at a time, until the canary is
+/// dropped (it holds the canary weakly, and looks at every round).
+fn shadow_thread(canary: &Weak<Canary>) {
     lower_priority();
-    while let Ok(job) = jobs.recv() {
+    let mut idle = IDLE_POLL;
+    loop {
         let Some(canary) = canary.upgrade() else {
             return;
         };
-        canary.run(job);
+        let job = canary.lock_queue().pop_front();
+        match job {
+            Some(job) => {
+                canary.run(job);
+                idle = IDLE_POLL;
+            }
+            None => {
+                drop(canary);
+                std::thread::sleep(idle);
+                idle = (idle * 2).min(IDLE_POLL_MAX);
+            }
+        }
     }
 }
 

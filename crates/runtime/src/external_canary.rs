@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use presence_router_model::{
-    CanaryConfig, CanaryDecision, CanaryStats, InterestedUsers, RouterConfig, TrustedKey, UserPresenceState,
-    UsersForStates,
+    CanaryConfig, CanaryDecision, CanaryStats, InterestedUsers, RouterConfig, TrustedKey,
+    UserPresenceState, UsersForStates,
 };
 
 use crate::call::{LiveAnswer, ShadowInput};

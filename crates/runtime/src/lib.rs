@@ -56,10 +56,10 @@ pub use guest::{CheckedInterest, CheckedRoutes};
 pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
-    CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, CanaryStats, ConfigError, DivergentRecord,
-    FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN, Presence, Routed,
-    RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey, UserPresenceState,
-    UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
+    CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, CanaryStats, ConfigError,
+    DivergentRecord, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
+    Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey,
+    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};

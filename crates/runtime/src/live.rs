@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use presence_router_model::{RouterConfig, RouterSetConfig};
 
-use presence_router_model::CanaryStats;
 use crate::error::LoadError;
 use crate::router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
+use presence_router_model::CanaryStats;
 
 /// A [`RouterSet`] behind an atomic pointer, replaced by [`LiveRouterSet::reload`]
 /// or [`LiveRouterSet::replace`].

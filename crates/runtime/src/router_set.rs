@@ -15,7 +15,6 @@ use presence_router_model::text::escape_control;
 use crate::cache::CacheSetting;
 use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
 use crate::canary::{Canary, ShadowJob, ShadowMode, ShadowModuleApi};
-use presence_router_model::CanaryStats;
 use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
@@ -25,6 +24,7 @@ use crate::router::{Router, RouterInfo, component_digest};
 use crate::signature::TrustedKeys;
 use crate::slice::{Part, RouterPart, Slice, Unfinished};
 use crate::stats::{Callback, RouterMetrics, RouterStats};
+use presence_router_model::CanaryStats;
 
 /// How a router set is loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -150,8 +150,12 @@ impl Watchdog {
         // SeqCst here and in `run`: either this call sees `parked` set and
         // unparks the watchdog, or the watchdog sees this call running and
         // does not park (the two stores and loads are totally ordered).
+        // Only the call that clears `parked` unparks: the calls after it
+        // would each pay a system call for nothing while the watchdog
+        // waits for a core (another thread busy on it), and one unpark
+        // wakes the watchdog even if it has not parked yet.
         self.shared.running.fetch_add(1, Ordering::SeqCst);
-        if self.shared.parked.load(Ordering::SeqCst)
+        if self.shared.parked.swap(false, Ordering::SeqCst)
             && let Some(thread) = &self.thread
         {
             thread.unpark();
