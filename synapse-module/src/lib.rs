@@ -81,8 +81,14 @@ struct Counters {
 }
 
 /// What `RouterSet.reload` returns to Python: the routers reloaded, those
-/// kept, and those taken out for their signature (with why).
-type ReloadOutcome = (Vec<String>, Vec<String>, Vec<(String, String)>);
+/// kept, those taken out for their signature (with why), and those whose
+/// new canary could not be loaded (with why).
+type ReloadOutcome = (
+    Vec<String>,
+    Vec<String>,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+);
 
 /// Loaded routers and what their calls run on.
 // `weakref`: the recording's flush at exit (`_record.py`) must not keep a
@@ -348,14 +354,21 @@ impl PyRouterSet {
     /// routers whose file holds the same bytes are kept as they are; the
     /// others are compiled, checked and configured, and the new version
     /// is swapped in atomically (calls running finish on the old one).
-    /// Returns `(reloaded, kept, revoked)`: router names, and the routers
-    /// taken out because their signature no longer verifies (a trusted key
-    /// file replaced), each with why; raises `RouterLoadError` like `load`
-    /// (the running version goes on serving).
+    /// Returns `(reloaded, kept, revoked, canaries_refused)`: router names,
+    /// the routers taken out because their signature no longer verifies (a
+    /// trusted key file replaced), and those whose new canary could not be
+    /// loaded (the router itself goes on, with no canary), each with why;
+    /// raises `RouterLoadError` like `load` (the running version goes on
+    /// serving).
     fn reload(&self, py: Python<'_>) -> PyResult<ReloadOutcome> {
         let report =
             py.detach(|| block_on_load(self.routers.reload(&self.config(), &self.options)))?;
-        Ok((report.reloaded, report.kept, report.revoked))
+        Ok((
+            report.reloaded,
+            report.kept,
+            report.revoked,
+            report.canaries_refused,
+        ))
     }
 
     /// Makes a Python router's promoted port (`PythonCanary`) a router of
@@ -368,16 +381,11 @@ impl PyRouterSet {
         canary: &Bound<'_, PyPythonCanary>,
     ) -> PyResult<()> {
         let canary = canary.get();
-        let router = canary.canary.router_config().clone();
-        py.detach(|| {
-            block_on_load(self.routers.reload_router(
-                &router,
-                canary.source(),
-                &canary.trusted_keys,
-                &self.options,
-            ))
-        })?;
-        self.lock_config().routers.push(router);
+        // Held across the promotion: a reload that starts meanwhile reads
+        // the configuration with the port in it, and so keeps it.
+        let mut config = self.lock_config();
+        py.detach(|| block_on_load(self.routers.promote_external(&canary.canary, &self.options)))?;
+        config.routers.push(canary.canary.router_config().clone());
         Ok(())
     }
 

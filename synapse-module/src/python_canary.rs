@@ -4,12 +4,12 @@
 //! Python router's answers), in the runtime's [`ExternalCanary`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use presence_router_runtime::{
-    CacheSetting, CanaryDecision, ExternalCanary, InterestedUsers, LoadError, LoadOptions,
-    RouterSetConfig, TrustedKey,
+    CacheSetting, Callback, CanaryDecision, ExternalCanary, InterestedUsers, LoadError,
+    LoadOptions, RouterSetConfig,
 };
 use pyo3::prelude::*;
 
@@ -21,25 +21,24 @@ use crate::load::{load_error, no_tokio};
 #[pyclass(frozen, name = "PythonCanary", module = "wasm_presence_router._native")]
 pub(crate) struct PyPythonCanary {
     pub(crate) canary: ExternalCanary,
-    pub(crate) source: PathBuf,
-    pub(crate) trusted_keys: Vec<TrustedKey>,
     events: Arc<EventQueue>,
 }
 
 #[pymethods]
 impl PyPythonCanary {
-    /// Loads the canary `canary_json` (a router's `canary:` mapping, JSON)
-    /// of router `name`, written at `key` (`routers[0].canary`); relative
-    /// paths resolve against `base_dir`. Raises `RouterLoadError` as
-    /// `RouterSet.load` does. (No `signed_by`: a Python router's port is
-    /// not checked against trusted keys.)
+    /// Loads the port `document_json` describes: `{"canary": {...},
+    /// "signed_by": ..., "trusted_keys": {...}, "require_signatures": ...}`
+    /// (router `name`'s `canary:` and `signed_by`, written at `key`
+    /// (`routers[0]`), and the module's keys); relative paths resolve
+    /// against `base_dir`. Raises `RouterLoadError` as `RouterSet.load`
+    /// does.
     #[staticmethod]
-    #[pyo3(signature = (name, canary_json, *, key, source, base_dir, cache_dir=None, cache=true, compile_on_calling_thread=false))]
+    #[pyo3(signature = (name, document_json, *, key, source, base_dir, cache_dir=None, cache=true, compile_on_calling_thread=false))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
         name: &str,
-        canary_json: &str,
+        document_json: &str,
         key: &str,
         source: &str,
         base_dir: PathBuf,
@@ -47,12 +46,13 @@ impl PyPythonCanary {
         cache: bool,
         compile_on_calling_thread: bool,
     ) -> PyResult<Self> {
-        let value: serde_json::Value = serde_json::from_str(canary_json).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(document_json).map_err(|e| {
             crate::RouterLoadError::new_err((format!("not JSON: {e}"), crate::load::NO_PATH))
         })?;
         let source = PathBuf::from(source);
-        let config = RouterSetConfig::external_canary(value, name, key, &source, &base_dir)
-            .map_err(|e| load_error(LoadError::Config(e)))?;
+        let (config, trusted_keys) =
+            RouterSetConfig::external_canary(value, name, key, &source, &base_dir)
+                .map_err(|e| load_error(LoadError::Config(e)))?;
         let options = LoadOptions {
             cache: match (cache, cache_dir) {
                 (false, _) => CacheSetting::Disabled,
@@ -62,7 +62,6 @@ impl PyPythonCanary {
             compile_on_calling_thread,
             ..LoadOptions::default()
         };
-        let trusted_keys: Vec<TrustedKey> = Vec::new();
         let canary = py.detach(|| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -78,15 +77,19 @@ impl PyPythonCanary {
         })?;
         Ok(PyPythonCanary {
             canary,
-            source,
-            trusted_keys,
             events: Arc::new(EventQueue::new()),
         })
     }
 
-    /// Whether the call that just ended is to be tried on the canary.
-    fn draw(&self) -> bool {
-        self.canary.draw()
+    /// Whether the call of `callback` (`get_users_for_states` or
+    /// `get_interested_users`) that just ended, of `size` states and answer
+    /// entries, is to be tried on the canary.
+    fn draw(&self, callback: &str, size: usize) -> bool {
+        let callback = match callback {
+            "get_users_for_states" => Callback::GetUsersForStates,
+            _ => Callback::GetInterestedUsers,
+        };
+        self.canary.draw(callback, size)
     }
 
     /// A drawn `get_users_for_states` call: Synapse's states, and the
@@ -178,11 +181,5 @@ impl PyPythonCanary {
     /// Its component file, for the file watch.
     fn component(&self) -> PathBuf {
         self.canary.router_config().component.clone()
-    }
-}
-
-impl PyPythonCanary {
-    pub(crate) fn source(&self) -> &Path {
-        &self.source
     }
 }

@@ -466,3 +466,61 @@ async fn a_canary_that_cannot_load_fails_the_load_naming_its_key() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_changed_canary_records_on_and_a_canary_that_cannot_load_fails_no_reload() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let trial = |sample: &str| {
+        config(
+            dir.path(),
+            &format!(
+                r#"config: {{always_send_to_users: ["@alice:example.com"]}}, sample: {sample},
+                   promote_after: 1000, max_divergent: 1000, record_divergent: divergent.jsonl"#
+            ),
+        )
+    };
+    let options = options(ShadowMode::Inline);
+    let (live, _api) = live(&trial("1"), ShadowMode::Inline).await;
+    live.current()
+        .get_users_for_states_blocking(&from_mallory());
+    // A changed canary recording to the same file: the same recorder goes
+    // on (a file is locked by one), and the trial starts again.
+    let report = live.reload(&trial("0.5"), &options).await.expect("reloads");
+    assert_eq!(report.canaries, ["example"]);
+    assert_eq!(report.kept, ["example"]);
+    for _ in 0..2 {
+        live.current()
+            .get_users_for_states_blocking(&from_mallory());
+    }
+    let stats = only_canary(&live);
+    assert_eq!(
+        (stats.calls, stats.diverged, stats.recorded),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    assert!(
+        live.current()
+            .flush_canary_recordings(Duration::from_secs(60))
+    );
+    let recorded = std::fs::read_to_string(dir.path().join("divergent.jsonl")).expect("there");
+    assert_eq!(recorded.lines().count(), 2);
+    // A canary that can't load fails no reload: the router goes on, with
+    // no canary, and the report says why.
+    let missing = config(dir.path(), "component: missing.wasm");
+    let report = live.reload(&missing, &options).await.expect("reloads");
+    assert_eq!(report.kept, ["example"]);
+    assert_eq!(report.canaries, ["example"]);
+    assert_eq!(report.canaries_refused.len(), 1, "{report:?}");
+    assert!(
+        report.canaries_refused[0]
+            .1
+            .contains("routers[0].canary.component")
+            && report.canaries_refused[0].1.contains("missing.wasm"),
+        "{report:?}"
+    );
+    assert!(live.current().canary_stats().is_empty());
+    let routed = live
+        .current()
+        .get_users_for_states_blocking(&from_mallory());
+    assert_eq!(routed.answer.get("@alice:example.com"), Some(&vec![1]));
+}

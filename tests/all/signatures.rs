@@ -480,3 +480,53 @@ fn read_key(public: &Path) -> presence_router_runtime::TrustedKeys {
         ]))
         .expect("reads")
 }
+
+#[tokio::test]
+async fn a_canary_is_signed_as_its_router_and_a_promoted_one_is_revoked_with_its_key() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (secret, public) = key_pair(dir.path(), "ops");
+    let component = write_file(dir.path(), "router.wasm", signed_example(&secret));
+    let with_canary = |canary: &str| {
+        let yaml = format!(
+            "trusted_keys: {{ops: {}}}\nrouters:\n  - {{name: signed, component: {}, signed_by: \
+             ops, config: {{always_send_to_users: [\"@w:x\"]}}, canary: {{{canary}}}}}\n",
+            public.display(),
+            component.display(),
+        );
+        RouterSetConfig::from_yaml(&yaml, Path::new("routers.yaml"), Path::new("."))
+            .expect("parses")
+    };
+    // An unsigned canary of a router that must be signed does not load.
+    let unsigned = with_canary(&format!("component: {}", guests::EXAMPLE_ROUTER));
+    match load(&unsigned, dir.path()).await {
+        Err(LoadError::Signature { at, .. }) => assert_eq!(at.key, "routers[0].canary.component"),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("an unsigned canary loaded"),
+    }
+    // A signed one, promoted by the operator, serves...
+    let config = with_canary("config: {always_send_to_users: [\"@c:x\"]}, decision: promote");
+    let options = LoadOptions {
+        shadow: presence_router_runtime::ShadowMode::Inline,
+        ..options(dir.path())
+    };
+    let live = LiveRouterSet::new(
+        RouterSet::load_with(&config, Arc::new(RecordingModuleApi::default()), &options)
+            .await
+            .expect("loads"),
+    );
+    assert_eq!(live.apply_canary_decisions(&options).await.len(), 1);
+    let states = batch(&[("@u:x", Presence::Online)]);
+    let routed = live.current().get_users_for_states_blocking(&states);
+    assert_eq!(routed.answer.get("@c:x"), Some(&vec![0]), "{routed:?}");
+    // ...until its key is revoked: the next reload takes it out, as any
+    // router only that key signed.
+    let (_, other) = key_pair(dir.path(), "other");
+    std::fs::copy(&other, &public).expect("copied");
+    let report = live
+        .reload(&config, &options)
+        .await
+        .unwrap_or_else(|e| panic!("the reload goes ahead without the revoked router: {e}"));
+    assert_eq!(report.revoked.len(), 1, "{report:?}");
+    assert_eq!(report.revoked[0].0, "signed");
+    assert!(live.current().routers().next().is_none());
+}

@@ -198,30 +198,46 @@ impl RouterSetConfig {
     }
 
     /// A canary whose live version is not a component (a Python presence
-    /// router the Synapse module runs itself): `value` is the `canary:`
-    /// mapping of router `name`, written at `key` (`routers[0].canary`).
-    /// Its `component` is required; its `config` and `limits` default to
-    /// `{}` and the defaults. An error names the key.
+    /// router the Synapse module runs itself), with the trusted keys it may
+    /// be checked against. `document` is `{"canary": {...}, "signed_by":
+    /// ..., "trusted_keys": {...}, "require_signatures": ...}`: router
+    /// `name`'s `canary:` mapping (written at `ROUTER_KEY.canary`), its
+    /// `signed_by`, and the configuration's keys, as in a configuration.
+    /// The canary's `component` is required; its `config` and `limits`
+    /// default to `{}` and the defaults. An error names the key.
     pub fn external_canary(
-        value: serde_json::Value,
+        document: serde_json::Value,
         name: &str,
-        key: &str,
+        router_key: &str,
         source: &Path,
         base_dir: &Path,
-    ) -> Result<CanaryConfig, ConfigError> {
+    ) -> Result<(CanaryConfig, Vec<TrustedKey>), ConfigError> {
         let error =
             |at: String, message: String| ConfigError::new(source, &at, Some(name), &message, None);
-        check_router_name(name).map_err(|why| error(key.to_owned(), why))?;
-        let raw: RawCanary = serde_path_to_error::deserialize(value).map_err(|e| {
+        check_router_name(name).map_err(|why| error(format!("{router_key}.name"), why))?;
+        let raw: RawExternal = serde_path_to_error::deserialize(document).map_err(|e| {
             let path = e.path().to_string();
-            let at = if path == "." {
-                key.to_owned()
-            } else {
-                format!("{key}.{path}")
+            let at = match path.as_str() {
+                "." => router_key.to_owned(),
+                _ if path.starts_with("trusted_keys") || path.starts_with("require_signatures") => {
+                    path
+                }
+                _ => format!("{router_key}.{path}"),
             };
             error(at, e.inner().to_string())
         })?;
-        if raw.component.is_none() {
+        let trusted_keys =
+            trusted_keys(raw.trusted_keys, base_dir).map_err(|(at, message)| error(at, message))?;
+        let require_signatures = raw.require_signatures.unwrap_or(false);
+        let signed_by = signed_by(
+            raw.signed_by.map(KeyNames::into_vec),
+            &trusted_keys,
+            require_signatures,
+            router_key,
+        )
+        .map_err(|(at, message)| error(at, message))?;
+        let key = format!("{router_key}.canary");
+        if raw.canary.component.is_none() {
             return Err(error(
                 format!("{key}.component"),
                 "the component that is to replace the live version is required".to_owned(),
@@ -234,12 +250,15 @@ impl RouterSetConfig {
             config_json: "{}".to_owned(),
             limits: Limits::DEFAULT,
             failure_policy: FailurePolicy::DEFAULT,
-            signed_by: None,
+            signed_by,
             canary: None,
-            key: key.strip_suffix(".canary").unwrap_or(key).to_owned(),
+            key: router_key.to_owned(),
         };
-        raw.into_canary(&live, base_dir)
-            .map_err(|(at, message)| error(at, message))
+        let canary = raw
+            .canary
+            .into_canary(&live, base_dir)
+            .map_err(|(at, message)| error(at, message))?;
+        Ok((canary, trusted_keys))
     }
 
     fn from_raw(raw: RawConfig, source: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
@@ -324,12 +343,53 @@ impl RouterSetConfig {
             }
             routers.push(router);
         }
+        check_canaries(&routers)
+            .map_err(|(key, router, message)| error(key, Some(router), message))?;
         Ok(RouterSetConfig {
             source: source.to_owned(),
             routers,
             trusted_keys,
         })
     }
+}
+
+/// What canaries may not share: `NAME.canary` names the figures of router
+/// `NAME`'s canary, so no router may be called that; and two canaries
+/// can't record to one file. An error is `(key, router, message)`.
+fn check_canaries(routers: &[RouterConfig]) -> Result<(), (String, &str, String)> {
+    let mut recordings: Vec<(&Path, &str)> = Vec::new();
+    for router in routers {
+        let Some(canary) = router.canary.as_deref() else {
+            continue;
+        };
+        let reserved = format!("{}.canary", router.name);
+        if let Some(clash) = routers.iter().find(|r| r.name == reserved) {
+            return Err((
+                format!("{}.name", clash.key),
+                &clash.name,
+                format!(
+                    "`{reserved}` names the figures of router `{}`'s canary: give this router \
+                     another name",
+                    router.name
+                ),
+            ));
+        }
+        if let Some(record) = &canary.record_divergent {
+            if let Some((_, other)) = recordings.iter().find(|(path, _)| *path == record.path) {
+                return Err((
+                    format!("{}.record_divergent", canary.router.key),
+                    &router.name,
+                    format!(
+                        "{} is already where router `{other}`'s canary records: give each \
+                         canary a file of its own",
+                        escape_control(&record.path.display().to_string())
+                    ),
+                ));
+            }
+            recordings.push((&record.path, &router.name));
+        }
+    }
+    Ok(())
 }
 
 /// The `trusted_keys` mapping, checked: plain names, key files resolved
@@ -488,6 +548,19 @@ struct RawRouter {
     signed_by: Option<KeyNames>,
     #[serde(default)]
     canary: Option<RawCanary>,
+}
+
+/// What [`RouterSetConfig::external_canary`] reads.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternal {
+    canary: RawCanary,
+    #[serde(default)]
+    signed_by: Option<KeyNames>,
+    #[serde(default)]
+    trusted_keys: Option<std::collections::BTreeMap<String, PathBuf>>,
+    #[serde(default)]
+    require_signatures: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1458,37 +1531,40 @@ mod tests {
 
     #[test]
     fn a_canary_of_a_live_version_elsewhere_needs_its_component() {
-        let canary = RouterSetConfig::external_canary(
-            serde_json::json!({"component": "new.wasm", "promote_after": 7}),
-            "example",
-            "routers[0].canary",
-            Path::new("hs.yaml"),
-            Path::new("/etc/pr"),
-        )
+        let external = |document: serde_json::Value| {
+            RouterSetConfig::external_canary(
+                document,
+                "example",
+                "routers[0]",
+                Path::new("hs.yaml"),
+                Path::new("/etc/pr"),
+            )
+        };
+        let (canary, keys) = external(serde_json::json!({
+            "canary": {"component": "new.wasm", "promote_after": 7},
+            "trusted_keys": {"ops": "ops.pub"},
+            "require_signatures": true,
+        }))
         .expect("parses");
         assert_eq!(canary.router.component, Path::new("/etc/pr/new.wasm"));
         assert_eq!(canary.router.config_json, "{}");
         assert_eq!(canary.router.key, "routers[0].canary");
         assert_eq!(canary.criteria.promote_after, 7);
-        let error = RouterSetConfig::external_canary(
-            serde_json::json!({"promote_after": 7}),
-            "example",
-            "routers[0].canary",
-            Path::new("hs.yaml"),
-            Path::new("."),
-        )
-        .expect_err("refused");
+        // Signed as any router of the configuration must be.
+        assert_eq!(canary.router.signed_by, Some(vec!["ops".to_owned()]));
+        assert_eq!(keys[0].file, Path::new("/etc/pr/ops.pub"));
+        let error =
+            external(serde_json::json!({"canary": {"promote_after": 7}})).expect_err("refused");
         assert_eq!(error.key, "routers[0].canary.component");
-        let error = RouterSetConfig::external_canary(
-            serde_json::json!({"component": "n.wasm", "sampel": 1}),
-            "example",
-            "routers[0].canary",
-            Path::new("hs.yaml"),
-            Path::new("."),
-        )
-        .expect_err("refused");
+        let error = external(serde_json::json!({"canary": {"component": "n.wasm", "sampel": 1}}))
+            .expect_err("refused");
         assert!(error.key.starts_with("routers[0].canary"), "{error}");
         assert!(error.message.contains("sampel"), "{error}");
+        let error = external(serde_json::json!({
+            "canary": {"component": "n.wasm"}, "signed_by": "dev",
+        }))
+        .expect_err("refused");
+        assert_eq!(error.key, "routers[0].signed_by[0]");
     }
 
     #[test]
@@ -1533,6 +1609,23 @@ mod tests {
         let error = canary("component: b.wasm, sampel: 1");
         assert!(error.contains("routers[0].canary"), "{error}");
         assert!(error.contains("sampel"), "{error}");
+        assert_eq!(
+            document_error(
+                "routers: [{name: a, component: a.wasm, canary: {component: b.wasm}}, \
+                 {name: a.canary, component: c.wasm}]"
+            ),
+            "r.yaml: routers[1].name (router `a.canary`): `a.canary` names the figures of router \
+             `a`'s canary: give this router another name"
+        );
+        assert_eq!(
+            document_error(
+                "routers: [{name: a, component: a.wasm, canary: {component: b.wasm, \
+                 record_divergent: d.jsonl}}, {name: b, component: c.wasm, canary: {component: \
+                 d.wasm, record_divergent: d.jsonl}}]"
+            ),
+            "r.yaml: routers[1].canary.record_divergent (router `b`): /etc/pr/d.jsonl is already \
+             where router `a`'s canary records: give each canary a file of its own"
+        );
     }
 
     #[test]

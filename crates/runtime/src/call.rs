@@ -64,6 +64,9 @@ pub(crate) trait RouterCall {
     /// The call's input, copied for a canary's shadow call.
     fn shadow_input(&self) -> ShadowInput;
 
+    /// The size of its input: its states, or one user.
+    fn input_size(&self) -> usize;
+
     /// A live router's answer, copied to compare a canary's with.
     fn live_answer(answer: &Self::Answer) -> LiveAnswer;
 }
@@ -98,6 +101,10 @@ impl RouterCall for GetUsersForStates<'_> {
 
     fn shadow_input(&self) -> ShadowInput {
         ShadowInput::States(self.0.into())
+    }
+
+    fn input_size(&self) -> usize {
+        self.0.len()
     }
 
     fn live_answer(answer: &CheckedRoutes) -> LiveAnswer {
@@ -145,6 +152,10 @@ impl RouterCall for GetInterestedUsers<'_> {
 
     fn shadow_input(&self) -> ShadowInput {
         ShadowInput::Interest(self.0.into())
+    }
+
+    fn input_size(&self) -> usize {
+        1
     }
 
     fn live_answer(answer: &CheckedInterest) -> LiveAnswer {

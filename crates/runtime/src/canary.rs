@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -33,9 +33,14 @@ use crate::guest::{CheckedInterest, CheckedRoutes};
 use crate::module_api::{LogLevel, ModuleApi};
 use crate::recording::Recorder;
 use crate::router::Router;
+use crate::stats::Callback;
 
-/// Sampled calls waiting for a canary's thread; more are skipped.
+/// Drawn calls waiting for a canary's thread; more are skipped.
 pub const QUEUE_CALLS: usize = 64;
+/// States and answer entries of the drawn calls waiting for a canary's
+/// thread, all together; a call that would pass it is skipped (before
+/// anything is copied for it).
+pub const QUEUE_ENTRIES: usize = 1 << 18;
 
 /// Where shadow calls run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +59,9 @@ pub(crate) struct ShadowJob {
     pub input: ShadowInput,
     pub live: LiveAnswer,
     pub live_fuel: u64,
+    /// Its states (or user) and the live answer's entries, against
+    /// [`QUEUE_ENTRIES`].
+    pub size: usize,
 }
 
 /// A canary on trial.
@@ -63,18 +71,28 @@ pub(crate) struct Canary {
     /// The configuration it came from, and the keys its promotion checks
     /// its signature against again.
     source: PathBuf,
-    trusted_keys: Vec<TrustedKey>,
+    /// Those of the configuration a reload kept it for last.
+    trusted_keys: Mutex<Vec<TrustedKey>>,
     mode: ShadowMode,
-    /// Live calls seen, for the even draw.
-    seen: AtomicU64,
+    /// Live calls seen per callback, for the even draw: one count per
+    /// callback, so that the two kinds alternating don't alias.
+    seen: [AtomicU64; 2],
     trial: Mutex<Trial>,
     decided: AtomicBool,
-    recorder: Option<Recorder>,
+    /// Shared with the canary before it that recorded to the same file
+    /// (one file, one lock), and with its decided self.
+    recorder: Option<Arc<Recorder>>,
+    /// Lines in the recording before this trial began.
+    recorded_before: u64,
     /// The drawn calls waiting for the canary's thread. The thread looks
     /// for them itself (every [`IDLE_POLL`] at first when idle, less often
     /// the longer it stays idle): a live call only pushes its copy, and
     /// never pays a system call to wake a thread.
     queue: Mutex<VecDeque<ShadowJob>>,
+    /// The jobs in the queue, and their sizes all together, read by
+    /// [`Canary::draw`] without the lock.
+    queued_jobs: AtomicUsize,
+    queued_entries: AtomicUsize,
     /// Whether the thread runs: started at the first drawn call (in the
     /// process that serves: a daemonizing homeserver forks after loading,
     /// and threads don't follow a fork); false if it could not start.
@@ -107,18 +125,21 @@ impl Canary {
         source: &Path,
         trusted_keys: &[TrustedKey],
         mode: ShadowMode,
-        recorder: Option<Recorder>,
+        recorder: Option<Arc<Recorder>>,
     ) -> Canary {
         let canary = Canary {
             router: Arc::new(router),
             source: source.to_owned(),
-            trusted_keys: trusted_keys.to_vec(),
+            trusted_keys: Mutex::new(trusted_keys.to_vec()),
             mode,
-            seen: AtomicU64::new(0),
+            seen: Default::default(),
             trial: Mutex::new(Trial::default()),
             decided: AtomicBool::new(false),
+            recorded_before: recorder.as_ref().map_or(0, |r| r.counts().written),
             recorder,
             queue: Mutex::new(VecDeque::new()),
+            queued_jobs: AtomicUsize::new(0),
+            queued_entries: AtomicUsize::new(0),
             thread: OnceLock::new(),
             config,
         };
@@ -140,8 +161,26 @@ impl Canary {
         &self.source
     }
 
-    pub(crate) fn trusted_keys(&self) -> &[TrustedKey] {
-        &self.trusted_keys
+    /// The trusted keys of the configuration it was last loaded or kept
+    /// with: its promotion checks its signature against them.
+    pub(crate) fn trusted_keys(&self) -> Vec<TrustedKey> {
+        self.trusted_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A reload kept it: its promotion goes by the keys of that
+    /// configuration.
+    pub(crate) fn set_trusted_keys(&self, keys: &[TrustedKey]) {
+        *self
+            .trusted_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = keys.to_vec();
+    }
+
+    pub(crate) fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// Whether a reload to `config` would make this very canary again: the
@@ -169,15 +208,34 @@ impl Canary {
         }
     }
 
-    /// Whether the live call that just ended is to be repeated on the
-    /// canary: `sample` of them, evenly (for 0.25, every fourth).
-    pub(crate) fn draw(&self) -> bool {
+    /// Whether the live call of `callback` that just ended, of `size`
+    /// states (or one user) and answer entries, is to be repeated on the
+    /// canary: `sample` of them, evenly (for 0.25, every fourth), counted
+    /// per callback. A drawn call that would not fit in the queue is
+    /// skipped here, before anything is copied for it.
+    pub(crate) fn draw(&self, callback: Callback, size: usize) -> bool {
         if self.is_decided() {
             return false;
         }
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        let n = self.seen[callback.index()].fetch_add(1, Ordering::Relaxed) as f64;
         let sample = self.config.sample;
-        ((n + 1.0) * sample).floor() > (n * sample).floor()
+        if ((n + 1.0) * sample).floor() <= (n * sample).floor() {
+            return false;
+        }
+        if self.mode == ShadowMode::Thread && !self.has_room(size) {
+            self.skip();
+            return false;
+        }
+        true
+    }
+
+    fn has_room(&self, size: usize) -> bool {
+        self.queued_jobs.load(Ordering::Relaxed) < QUEUE_CALLS
+            && self
+                .queued_entries
+                .load(Ordering::Relaxed)
+                .saturating_add(size)
+                <= QUEUE_ENTRIES
     }
 
     /// Runs `job` where the canary's [`ShadowMode`] says.
@@ -188,7 +246,11 @@ impl Canary {
                 let started = *self.thread.get_or_init(|| self.start_thread());
                 let sent = started && {
                     let mut queue = self.lock_queue();
-                    if queue.len() < QUEUE_CALLS {
+                    // Checked again under the lock: another call may have
+                    // filled it since this one was drawn.
+                    if self.has_room(job.size) {
+                        self.queued_jobs.fetch_add(1, Ordering::Relaxed);
+                        self.queued_entries.fetch_add(job.size, Ordering::Relaxed);
                         queue.push_back(job);
                         true
                     } else {
@@ -196,10 +258,18 @@ impl Canary {
                     }
                 };
                 if !sent {
-                    self.lock_trial().skipped += 1;
+                    self.skip();
                 }
             }
         }
+    }
+
+    /// The next drawn call for the canary's thread.
+    fn next_job(&self) -> Option<ShadowJob> {
+        let job = self.lock_queue().pop_front()?;
+        self.queued_jobs.fetch_sub(1, Ordering::Relaxed);
+        self.queued_entries.fetch_sub(job.size, Ordering::Relaxed);
+        Some(job)
     }
 
     /// A live call that failed: nothing to compare the canary with.
@@ -351,7 +421,9 @@ impl Canary {
             failed: trial.failed,
             skipped: trial.skipped,
             fuel_ratio: trial.fuel_ratio(),
-            recorded: self.recorder.as_ref().map_or(0, |r| r.counts().written),
+            recorded: self.recorder.as_ref().map_or(0, |r| {
+                r.counts().written.saturating_sub(self.recorded_before)
+            }),
             record_path: self
                 .config
                 .record_divergent
@@ -388,7 +460,7 @@ fn shadow_thread(canary: &Weak<Canary>) {
         let Some(canary) = canary.upgrade() else {
             return;
         };
-        let job = canary.lock_queue().pop_front();
+        let job = canary.next_job();
         match job {
             Some(job) => {
                 canary.run(job);

@@ -14,13 +14,16 @@ use crate::call::{LiveAnswer, ShadowInput};
 use crate::canary::{Canary, ShadowJob};
 use crate::error::LoadError;
 use crate::router_set::{LoadOptions, load_trial, read_trusted_keys};
+use crate::stats::Callback;
 
 /// A canary whose live version runs outside the runtime (the Synapse
 /// module's Python presence router, which a port is to replace): the
 /// embedder hands it each live answer it draws, and on its promotion adds
-/// [`ExternalCanary::router_config`] to its router set as the live version
-/// (`LiveRouterSet::reload_router`). Its fuel can't be compared with the
-/// live version's: `max_fuel_ratio` does not apply.
+/// it to its router set as the live version
+/// ([`crate::LiveRouterSet::promote_external`]: loaded anew, its signature
+/// checked again, refused if its file changed during the trial). Its fuel
+/// can't be compared with the live version's: `max_fuel_ratio` does not
+/// apply.
 pub struct ExternalCanary {
     canary: Arc<Canary>,
 }
@@ -35,22 +38,29 @@ impl ExternalCanary {
         options: &LoadOptions,
     ) -> Result<ExternalCanary, LoadError> {
         let keys = read_trusted_keys(trusted_keys, source).await?;
-        load_trial(config, source, trusted_keys, &keys, options)
+        load_trial(config, source, trusted_keys, &keys, options, None)
             .await
             .map(|canary| ExternalCanary { canary })
     }
 
-    /// Whether the live call that just ended is to be repeated on the
-    /// canary (the configuration's `sample`, evenly): copy its input and
-    /// answer only then.
-    pub fn draw(&self) -> bool {
-        self.canary.draw()
+    /// Whether the live call of `callback` that just ended, of `size`
+    /// states (or one user) and answer entries, is to be repeated on the
+    /// canary (the configuration's `sample`, evenly, and room in its
+    /// queue): copy its input and answer only then.
+    pub fn draw(&self, callback: Callback, size: usize) -> bool {
+        self.canary.draw(callback, size)
     }
 
     /// A drawn `get_users_for_states` call and the live version's answer
     /// (the states routed to each user, as indices into `states`).
     pub fn shadow_states(&self, states: Vec<UserPresenceState>, live: &UsersForStates) {
+        let size = states.len()
+            + live
+                .values()
+                .map(|indices| 1 + indices.len())
+                .sum::<usize>();
         self.canary.submit(ShadowJob {
+            size,
             input: ShadowInput::States(states.into()),
             live: LiveAnswer::Routes(
                 live.iter()
@@ -63,7 +73,12 @@ impl ExternalCanary {
 
     /// A drawn `get_interested_users` call and the live version's answer.
     pub fn shadow_interest(&self, user_id: &str, live: &InterestedUsers) {
+        let size = 1 + match live {
+            InterestedUsers::All => 1,
+            InterestedUsers::Users(users) => users.len(),
+        };
         self.canary.submit(ShadowJob {
+            size,
             input: ShadowInput::Interest(user_id.into()),
             live: LiveAnswer::Interest(match live {
                 InterestedUsers::All => None,
@@ -93,6 +108,20 @@ impl ExternalCanary {
     /// promoted.
     pub fn router_config(&self) -> &RouterConfig {
         &self.canary.config().router
+    }
+
+    /// The configuration it was loaded from, and its trusted keys.
+    pub fn source(&self) -> &Path {
+        self.canary.source()
+    }
+
+    pub fn trusted_keys(&self) -> Vec<TrustedKey> {
+        self.canary.trusted_keys()
+    }
+
+    /// SHA-256 of the component file as it was tried.
+    pub(crate) fn digest(&self) -> &[u8; 32] {
+        self.canary.router().digest()
     }
 
     /// Waits, at most `timeout`, for its divergent requests to be written.

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use presence_router_model::{RouterConfig, RouterSetConfig};
 
 use crate::error::LoadError;
+use crate::external_canary::ExternalCanary;
 use crate::router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};
 use presence_router_model::CanaryStats;
 
@@ -79,10 +80,40 @@ impl LiveRouterSet {
         trusted_keys: &[presence_router_model::TrustedKey],
         options: &LoadOptions,
     ) -> Result<ReloadReport, LoadError> {
+        self.load_router(router, source, trusted_keys, options, None)
+            .await
+    }
+
+    /// Makes a promoted [`ExternalCanary`] a router of the set, as
+    /// [`LiveRouterSet::reload_router`] does, refused if its file no longer
+    /// holds the bytes it was tried with.
+    pub async fn promote_external(
+        &self,
+        canary: &ExternalCanary,
+        options: &LoadOptions,
+    ) -> Result<ReloadReport, LoadError> {
+        self.load_router(
+            canary.router_config(),
+            canary.source(),
+            &canary.trusted_keys(),
+            options,
+            Some(canary.digest()),
+        )
+        .await
+    }
+
+    async fn load_router(
+        &self,
+        router: &RouterConfig,
+        source: &std::path::Path,
+        trusted_keys: &[presence_router_model::TrustedKey],
+        options: &LoadOptions,
+        digest: Option<&[u8; 32]>,
+    ) -> Result<ReloadReport, LoadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let running = self.current();
         let outcome = running
-            .with_router(router, source, trusted_keys, options)
+            .with_router_of(router, source, trusted_keys, options, digest)
             .await
             .map(|set| {
                 let existed = running.routers().any(|r| r.name == router.name);
@@ -102,9 +133,7 @@ impl LiveRouterSet {
                     } else {
                         vec![router.name.clone()]
                     },
-                    removed: Vec::new(),
-                    revoked: Vec::new(),
-                    canaries: Vec::new(),
+                    ..ReloadReport::default()
                 };
                 Reloaded { set, report }
             });

@@ -259,6 +259,11 @@ impl Recorder {
         true
     }
 
+    /// The file it records to.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
     pub fn counts(&self) -> RecordCounts {
         RecordCounts {
             written: self.shared.written.load(Ordering::Relaxed),
@@ -1428,7 +1433,7 @@ mod tests {
             .arg(test)
             .args([
                 "--exact",
-                "tests::a_write_cut_short_is_taken_back_to_the_last_whole_line",
+                "recording::tests::a_write_cut_short_is_taken_back_to_the_last_whole_line",
                 "--test-threads=1",
                 "--nocapture",
             ])

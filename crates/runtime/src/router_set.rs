@@ -13,7 +13,9 @@ use presence_router_model::{
 use presence_router_model::text::escape_control;
 
 use crate::cache::CacheSetting;
-use crate::call::{GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome};
+use crate::call::{
+    CheckedAnswer, GetInterestedUsers, GetUsersForStates, RouterAnswer, RouterCall, RouterOutcome,
+};
 use crate::canary::{Canary, ShadowJob, ShadowMode, ShadowModuleApi};
 use crate::compiler::Compiler;
 use crate::component_file::read_component;
@@ -92,20 +94,23 @@ pub(crate) struct DecidedCanary {
     pub config: presence_router_model::CanaryConfig,
     pub digest: [u8; 32],
     pub stats: CanaryStats,
+    /// Its recording, kept open for a later canary recording to the same
+    /// file (a file is locked by one recorder).
+    pub recorder: Option<Arc<crate::recording::Recorder>>,
 }
 
 impl DecidedCanary {
-    /// Whether `config`, whose file now has `digest`, names this canary.
+    /// Whether `config`, whose file now has `digest`, names this very
+    /// version: the same component bytes, configuration, limits and
+    /// signature requirement (the criteria of a decided trial no longer
+    /// matter: editing them does not undo a promotion).
     fn is_same(&self, config: &presence_router_model::CanaryConfig, digest: &[u8; 32]) -> bool {
-        let (old, new) = (&self.config, config);
-        old.router.name == new.router.name
-            && old.router.component == new.router.component
-            && old.router.config_json == new.router.config_json
-            && old.router.limits == new.router.limits
-            && old.router.failure_policy == new.router.failure_policy
-            && old.sample == new.sample
-            && old.criteria == new.criteria
-            && old.record_divergent == new.record_divergent
+        let (old, new) = (&self.config.router, &config.router);
+        old.name == new.name
+            && old.component == new.component
+            && old.config_json == new.config_json
+            && old.limits == new.limits
+            && old.signed_by == new.signed_by
             && self.digest == *digest
     }
 
@@ -136,6 +141,10 @@ pub struct ReloadReport {
     /// Routers whose canary started, changed or ended (with the router
     /// itself reloaded or kept).
     pub canaries: Vec<String>,
+    /// Routers whose new canary could not be loaded, with why: the router
+    /// itself is reloaded or kept as usual, with no canary (one bad canary
+    /// fails no reload).
+    pub canaries_refused: Vec<(String, String)>,
 }
 
 impl ReloadReport {
@@ -258,34 +267,53 @@ impl RouterSet {
             // A router whose canary was promoted serves as that canary
             // while the configuration still names it.
             let promoted = match (old, &router.canary) {
-                (Some(_), Some(canary)) => self.promoted_canary(&router.name, canary).await,
-                _ => false,
+                (Some(_), Some(canary)) => self
+                    .promoted_canary(&router.name, canary)
+                    .await
+                    .map(|bytes| (&canary.router, bytes)),
+                _ => None,
             };
             let before = match old {
                 None => Previous::Load,
-                Some(old) if promoted => Previous::Keep(old.clone()),
-                Some(old) => match read_component(&router.component).await {
-                    Ok(bytes) if old.is_same(router, &component_digest(&bytes)) => {
-                        match check_signature(router, &config.source, &trusted_keys, bytes).await {
-                            Ok(()) => Previous::Keep(old.clone()),
-                            Err(LoadError::Signature { refusal, .. }) => {
-                                old.metrics().signature_refused(refusal.reason());
-                                revoked.push((
-                                    router.name.clone(),
-                                    format!(
-                                        "{}: {}",
-                                        escape_control(&router.component.display().to_string()),
-                                        refusal
-                                    ),
-                                ));
-                                Previous::Revoked
+                Some(old) => {
+                    // What serves: the promoted canary, or the configured
+                    // version if its file and configuration are the same.
+                    let kept = match promoted {
+                        Some((canary, bytes)) => Some((canary, bytes)),
+                        None => match read_component(&router.component).await {
+                            Ok(bytes) if old.is_same(router, &component_digest(&bytes)) => {
+                                Some((router, bytes))
                             }
-                            Err(other) => return Err(other),
+                            // Reported by the load below, naming the router.
+                            Ok(_) | Err(_) => None,
+                        },
+                    };
+                    match kept {
+                        None => Previous::Load,
+                        Some((version, bytes)) => {
+                            match check_signature(version, &config.source, &trusted_keys, bytes)
+                                .await
+                            {
+                                Ok(()) => Previous::Keep(old.clone()),
+                                Err(LoadError::Signature { refusal, .. }) => {
+                                    old.metrics().signature_refused(refusal.reason());
+                                    revoked.push((
+                                        router.name.clone(),
+                                        format!(
+                                            "{}: {}",
+                                            escape_control(
+                                                &version.component.display().to_string()
+                                            ),
+                                            refusal
+                                        ),
+                                    ));
+                                    Previous::Revoked
+                                }
+                                Err(other) => return Err(other),
+                            }
                         }
                     }
-                    // Reported by the load below, naming the router.
-                    Ok(_) | Err(_) => Previous::Load,
-                },
+                }
             };
             previous.push(before);
         }
@@ -332,7 +360,13 @@ impl RouterSet {
                         options,
                         running_canary.clone(),
                     )
-                    .await?;
+                    .await
+                    .unwrap_or_else(|e| {
+                        report
+                            .canaries_refused
+                            .push((router.name.clone(), e.to_string()));
+                        CanarySlot::None
+                    });
                     if !canary.is_same_slot(running_canary.as_ref()) {
                         report.canaries.push(router.name.clone());
                     }
@@ -376,7 +410,13 @@ impl RouterSet {
                 options,
                 running_canary.clone(),
             )
-            .await?;
+            .await
+            .unwrap_or_else(|e| {
+                report
+                    .canaries_refused
+                    .push((router.name.clone(), e.to_string()));
+                CanarySlot::None
+            });
             if !canary.is_same_slot(running_canary.as_ref()) {
                 report.canaries.push(router.name.clone());
             }
@@ -404,6 +444,20 @@ impl RouterSet {
         trusted_keys: &[TrustedKey],
         options: &LoadOptions,
     ) -> Result<RouterSet, LoadError> {
+        self.with_router_of(router, source, trusted_keys, options, None)
+            .await
+    }
+
+    /// [`RouterSet::with_router`], refused if the component file does not
+    /// hold the bytes of `digest` (a canary's file changed since its trial).
+    pub(crate) async fn with_router_of(
+        &self,
+        router: &presence_router_model::RouterConfig,
+        source: &Path,
+        trusted_keys: &[TrustedKey],
+        options: &LoadOptions,
+        digest: Option<&[u8; 32]>,
+    ) -> Result<RouterSet, LoadError> {
         let old = self.routers.iter().position(|r| r.name() == router.name);
         let metrics = old.map(|i| self.routers[i].metrics().clone());
         let loaded = match (
@@ -423,6 +477,20 @@ impl RouterSet {
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
+        let loaded = loaded.and_then(|loaded| match digest {
+            Some(digest) if loaded.digest() != digest => Err(LoadError::Component {
+                at: crate::error::RouterAt {
+                    file: source.to_owned(),
+                    key: format!("{}.component", router.key),
+                    router: router.name.clone(),
+                },
+                path: router.component.clone(),
+                message: "the file changed since the canary's trial: the bytes tried are not \
+                          there any more"
+                    .to_owned(),
+            }),
+            _ => Ok(loaded),
+        });
         let loaded = match loaded {
             Ok(loaded) => Arc::new(loaded),
             Err(e) => {
@@ -478,20 +546,18 @@ impl RouterSet {
         &self,
         name: &str,
         canary: &presence_router_model::CanaryConfig,
-    ) -> bool {
-        let Some(i) = self.routers.iter().position(|r| r.name() == name) else {
-            return false;
-        };
+    ) -> Option<Vec<u8>> {
+        let i = self.routers.iter().position(|r| r.name() == name)?;
         let CanarySlot::Decided(decided) = &self.canaries[i] else {
-            return false;
+            return None;
         };
         if !decided.promoted() {
-            return false;
+            return None;
         }
-        match read_component(&canary.router.component).await {
-            Ok(bytes) => decided.is_same(canary, &component_digest(&bytes)),
-            Err(_) => false,
-        }
+        let bytes = read_component(&canary.router.component).await.ok()?;
+        decided
+            .is_same(canary, &component_digest(&bytes))
+            .then_some(bytes)
     }
 
     /// This set with its decided canaries applied: a promoted one loaded
@@ -542,7 +608,7 @@ impl RouterSet {
                 }
                 presence_router_model::CanaryDecision::Rejected => router.clone(),
             };
-            canary.flush_recording(std::time::Duration::from_secs(5));
+            canary.flush_recording(std::time::Duration::from_secs(1));
             stats.recorded = canary.stats().recorded;
             self.module_api.canary_decided(&stats);
             routers.push(live);
@@ -550,6 +616,7 @@ impl RouterSet {
                 config: canary.config().clone(),
                 digest: *canary.router().digest(),
                 stats: stats.clone(),
+                recorder: canary.recorder().cloned(),
             })));
             applied.push(stats);
         }
@@ -571,7 +638,7 @@ impl RouterSet {
         live: &Router,
         options: &LoadOptions,
     ) -> Result<Router, String> {
-        let keys = read_trusted_keys(canary.trusted_keys(), canary.source())
+        let keys = read_trusted_keys(&canary.trusted_keys(), canary.source())
             .await
             .map_err(|e| e.to_string())?;
         let config = &canary.config().router;
@@ -1091,11 +1158,14 @@ impl Shadow {
         call: &C,
         answer: &Result<RouterAnswer<C::Answer>, presence_router_model::RouterFailure>,
     ) {
-        if !canary.draw() {
-            return;
-        }
         match answer {
             Ok(answer) => {
+                let size = call
+                    .input_size()
+                    .saturating_add(answer.answer.answer_entries());
+                if !canary.draw(C::CALLBACK, size) {
+                    return;
+                }
                 // One copy of the input for every canary of the call.
                 let input = match self.jobs.first() {
                     Some((_, job)) => job.input.clone(),
@@ -1107,10 +1177,16 @@ impl Shadow {
                         input,
                         live: C::live_answer(&answer.answer),
                         live_fuel: answer.stats.fuel_used,
+                        size,
                     },
                 ));
             }
-            Err(_) => canary.skip(),
+            // Nothing to compare with.
+            Err(_) => {
+                if canary.draw(C::CALLBACK, 0) {
+                    canary.skip();
+                }
+            }
         }
     }
 
@@ -1133,6 +1209,20 @@ async fn load_canary(
     let Some(canary) = router.canary.as_deref() else {
         return Ok(CanarySlot::None);
     };
+    // A recording of the running canary's to the same file goes on being
+    // written by the same recorder: the file is locked by one.
+    let recorder = match (&running, &canary.record_divergent) {
+        (Some(CanarySlot::Trial(running)), Some(record)) => running
+            .recorder()
+            .filter(|recorder| recorder.path() == record.path)
+            .cloned(),
+        (Some(CanarySlot::Decided(decided)), Some(record)) => decided
+            .recorder
+            .as_ref()
+            .filter(|recorder| recorder.path() == record.path)
+            .cloned(),
+        _ => None,
+    };
     match running {
         Some(CanarySlot::Trial(running)) => {
             let same = match read_component(&canary.router.component).await {
@@ -1143,6 +1233,7 @@ async fn load_canary(
                 _ => false,
             };
             if same {
+                running.set_trusted_keys(&config.trusted_keys);
                 if let Some(decision) = canary.decision {
                     running
                         .decide_now(decision, "the operator's decision (`decision:`)".to_owned());
@@ -1165,6 +1256,7 @@ async fn load_canary(
         &config.trusted_keys,
         trusted_keys,
         options,
+        recorder,
     )
     .await
     .map(CanarySlot::Trial)
@@ -1178,6 +1270,7 @@ pub(crate) async fn load_trial(
     trusted_key_config: &[TrustedKey],
     trusted_keys: &Arc<TrustedKeys>,
     options: &LoadOptions,
+    recorder: Option<Arc<crate::recording::Recorder>>,
 ) -> Result<Arc<Canary>, LoadError> {
     let name = &canary.router.name;
     let compiler = compiler_for(std::iter::once(&canary.router), options)?;
@@ -1190,9 +1283,10 @@ pub(crate) async fn load_trial(
         Some(Arc::new(RouterMetrics::new(&format!("{name}.canary")))),
     )
     .await?;
-    let recorder = match &canary.record_divergent {
-        None => None,
-        Some(record) => Some(
+    let recorder = match (&canary.record_divergent, recorder) {
+        (None, _) => None,
+        (Some(_), Some(recorder)) => Some(recorder),
+        (Some(record), None) => Some(Arc::new(
             crate::recording::Recorder::new(
                 record.path.clone(),
                 1.0,
@@ -1207,7 +1301,7 @@ pub(crate) async fn load_trial(
                 },
                 message: e.to_string(),
             })?,
-        ),
+        )),
     };
     Ok(Arc::new(Canary::new(
         loaded,

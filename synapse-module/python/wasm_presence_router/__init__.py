@@ -426,6 +426,9 @@ def _python_routers(routers: Dict[str, Any]
               if isinstance(entry, dict) and "python" in entry]
     if not python:
         return routers, []
+    for settings in python:
+        settings.trusted_keys = routers.get("trusted_keys")
+        settings.require_signatures = routers.get("require_signatures")
     wasm = [entry for entry in entries if not (isinstance(entry, dict) and "python" in entry)]
     names = set()
     for entry in wasm:

@@ -44,6 +44,10 @@ class CanaryKeeper:
         # The ports of Python routers (_migration.py), if any.
         self._migration = migration
         self._applying = False
+        # Canaries are the configuration's, fixed for the life of the
+        # process: without any, nothing to look at or serve.
+        if not routers.canary_files() and migration is None:
+            return
         looping = getattr(api, "looping_background_call", None)
         if looping is not None:
             looping(
@@ -62,7 +66,10 @@ class CanaryKeeper:
     async def apply_decisions(self) -> None:
         """Applies the decisions made since the last look, if any."""
         if self._migration is not None:
-            await self._migration.apply_decisions()
+            try:
+                await self._migration.apply_decisions()
+            except Exception:
+                logger.exception("applying the Python routers' ports' decisions failed")
         if self._applying or not self._routers.canary_decided():
             return
         self._applying = True
@@ -83,7 +90,7 @@ class CanaryKeeper:
     def _all(self) -> list:
         canaries = list(self._routers.canaries())
         if self._migration is not None:
-            canaries += [canary.stats() for canary in self._migration.canaries()]
+            canaries += self._migration.describe()
         return canaries
 
     def describe(self) -> list:
@@ -99,7 +106,7 @@ class CanaryKeeper:
         if self._routers.decide_canary(router, decision):
             return True
         if self._migration is not None:
-            for canary in self._migration.canaries():
+            for canary in self._migration.on_trial():
                 if canary.stats()[0] == router and canary.decision() is None:
                     canary.decide(decision)
                     return True

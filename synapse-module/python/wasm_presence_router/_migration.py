@@ -44,20 +44,26 @@ logger = logging.getLogger("wasm_presence_router")
 class PythonRouterSettings:
     """One ``routers:`` entry with ``python:``, checked."""
 
-    def __init__(self, index: int, name: str, module: str, config: Any, canary: Any):
+    def __init__(self, index: int, name: str, module: str, config: Any, canary: Any,
+                 signed_by: Any = None):
         self.index = index
         self.name = name
         self.module = module
         self.config = config
         self.canary = canary
+        self.signed_by = signed_by
+        # The module's `trusted_keys` and `require_signatures`, which the
+        # port is checked against as any router of the module.
+        self.trusted_keys: Any = None
+        self.require_signatures: Any = None
 
     @classmethod
     def parse(cls, index: int, entry: Dict[str, Any]) -> "PythonRouterSettings":
         where = ("routers", f"<item {index}>")
-        unknown = sorted(set(entry) - {"name", "python", "canary"})
+        unknown = sorted(set(entry) - {"name", "python", "canary", "signed_by"})
         if unknown:
             raise ConfigError(f"unknown key `{unknown[0]}` beside `python` (expected `name`, "
-                              "`python`, `canary`)", (*where, unknown[0]))
+                              "`python`, `canary`, `signed_by`)", (*where, unknown[0]))
         name = entry.get("name")
         if not isinstance(name, str):
             raise ConfigError("a Python router needs a `name`", (*where, "name"))
@@ -74,7 +80,17 @@ class PythonRouterSettings:
             raise ConfigError("a Python router is run here only as the live version of its "
                               "wasm port: give it a `canary:` with the port's `component`",
                               (*where, "canary"))
-        return cls(index, name, python["module"], python.get("config") or {}, canary)
+        return cls(index, name, python["module"], python.get("config") or {}, canary,
+                   entry.get("signed_by"))
+
+    def document(self) -> Dict[str, Any]:
+        """What the runtime checks and loads the port from."""
+        document: Dict[str, Any] = {"canary": self.canary}
+        for key in ("signed_by", "trusted_keys", "require_signatures"):
+            value = getattr(self, key)
+            if value is not None:
+                document[key] = value
+        return document
 
     def router_class(self) -> Any:
         module_name, _, class_name = self.module.rpartition(".")
@@ -109,8 +125,9 @@ class PythonLiveRouter:
                  api: ModuleApi):
         self.settings = settings
         self.canary: Optional["_native.PythonCanary"] = canary
-        # The canary once its decision is applied: still described.
-        self.decided: Optional["_native.PythonCanary"] = None
+        # What the canary came to once its decision is applied (its
+        # `stats()`): the port itself is dropped then.
+        self.decided: Optional[tuple] = None
         self.promoted = False
         router_class = settings.router_class()
         config = settings.config
@@ -134,12 +151,19 @@ class PythonLiveRouter:
         states = list(state_updates)
         answer = await self._states(states)
         canary = self.canary
-        if canary is not None and canary.draw():
-            indices = _positions(states, answer)
-            if indices is None:
-                canary.skip()
-            else:
-                canary.shadow_states(states, indices)
+        if canary is not None:
+            # The port's side never costs the live answer.
+            try:
+                size = len(states) + sum(1 + len(routed) for routed in answer.values())
+                if canary.draw("get_users_for_states", size):
+                    indices = _positions(states, answer)
+                    if indices is None:
+                        canary.skip()
+                    else:
+                        canary.shadow_states(states, indices)
+            except Exception as e:
+                logger.debug("router `%s`: this call is not compared with its port: %s",
+                             self.settings.name, e)
         return answer
 
     async def get_interested_users(self, user_id: str) -> Union[Set[str], str]:
@@ -147,11 +171,16 @@ class PythonLiveRouter:
             return set()
         answer = await self._interest(user_id)
         canary = self.canary
-        if canary is not None and canary.draw():
-            if answer == PRESENCE_ALL_USERS:
-                canary.shadow_interest(user_id, None)
-            else:
-                canary.shadow_interest(user_id, sorted(str(u) for u in answer))
+        if canary is not None:
+            try:
+                all_users = answer == PRESENCE_ALL_USERS
+                size = 2 if all_users else 1 + len(answer)
+                if canary.draw("get_interested_users", size):
+                    canary.shadow_interest(
+                        user_id, None if all_users else sorted({str(u) for u in answer}))
+            except Exception as e:
+                logger.debug("router `%s`: this call is not compared with its port: %s",
+                             self.settings.name, e)
         return answer
 
 
@@ -177,7 +206,9 @@ def _positions(states: List[Any], answer: Dict[str, Iterable[Any]]
                 if i is None:
                     return None
             found.append(i)
-        positions[str(user)] = sorted(set(found))
+        positions.setdefault(str(user), []).extend(found)
+    for user, found in positions.items():
+        positions[user] = sorted(set(found))
     return positions
 
 
@@ -185,8 +216,8 @@ def load_canary(settings: PythonRouterSettings, base_dir: str, cache_dir: Option
                 cache: bool, compile_on_calling_thread: bool) -> "_native.PythonCanary":
     try:
         return _native.PythonCanary.load(
-            settings.name, json.dumps(settings.canary),
-            key=f"routers[{settings.index}].canary", source="the module's config",
+            settings.name, json.dumps(settings.document()),
+            key=f"routers[{settings.index}]", source="the module's config",
             base_dir=base_dir, cache_dir=cache_dir, cache=cache,
             compile_on_calling_thread=compile_on_calling_thread)
     except _native.RouterLoadError as e:
@@ -207,10 +238,14 @@ class MigrationKeeper:
         self._live = live
         self._applying = False
 
-    def canaries(self) -> List["_native.PythonCanary"]:
-        """The ports on trial, and those decided."""
-        return [canary for router in self._live for canary in (router.canary, router.decided)
-                if canary is not None]
+    def on_trial(self) -> List["_native.PythonCanary"]:
+        return [router.canary for router in self._live if router.canary is not None]
+
+    def describe(self) -> List[tuple]:
+        """Each port's `stats()`, on trial or decided."""
+        return [router.canary.stats() if router.canary is not None else router.decided
+                for router in self._live
+                if router.canary is not None or router.decided is not None]
 
     async def apply_decisions(self) -> None:
         if self._applying:
@@ -221,7 +256,13 @@ class MigrationKeeper:
                 canary = router.canary
                 if canary is None or canary.decision() is None:
                     continue
-                await self._apply(router, canary)
+                try:
+                    await self._apply(router, canary)
+                except Exception:
+                    logger.exception("applying the decision on the port of router `%s` "
+                                     "failed; the Python router goes on serving",
+                                     router.settings.name)
+                    router.canary, router.decided = None, canary.stats()
         finally:
             self._applying = False
 
@@ -232,15 +273,15 @@ class MigrationKeeper:
                 await self._api.defer_to_thread(self._routers.promote_python_canary, canary)
             except _native.RouterLoadError as e:
                 message, _ = e.args
-                router.canary, router.decided = None, canary
+                router.canary, router.decided = None, canary.stats()
                 logger.warning("%s; but it could not be made the live version: %s; the Python "
                                "router goes on serving", line, message)
                 return
             router.promoted = True
-            router.canary, router.decided = None, canary
+            router.canary, router.decided = None, canary.stats()
             logger.info("%s", line)
             for failure in await self._api.defer_to_thread(self._routers.warm_up):
                 logger.warning("warming up: %s", failure)
         else:
-            router.canary, router.decided = None, canary
+            router.canary, router.decided = None, canary.stats()
             logger.warning("%s", line)

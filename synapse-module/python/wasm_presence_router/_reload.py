@@ -165,7 +165,8 @@ class ComponentWatcher:
         # seen as changed by the next poll.
         self._seen = self._identities()
         try:
-            reloaded, kept, revoked = await self._api.defer_to_thread(self._routers.reload)
+            reloaded, kept, revoked, canaries_refused = await self._api.defer_to_thread(
+                self._routers.reload)
         except _native.RouterLoadError as e:
             message, path = e.args
             where = ".".join(path) if path else "the module's config"
@@ -181,6 +182,9 @@ class ComponentWatcher:
         for name, why in revoked:
             logger.error("router `%s` taken out: its signature no longer verifies: %s",
                          name, why)
+        for name, why in canaries_refused:
+            logger.error("the canary of router `%s` can't be loaded; the router goes on "
+                         "without one: %s", name, why)
         if reloaded:
             # Warm as at start-up: the new routers start with one instance.
             for failure in await self._api.defer_to_thread(self._routers.warm_up):
