@@ -13,8 +13,6 @@ criteria or by a server admin, while the live version serves.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import shutil
 import subprocess
@@ -24,11 +22,10 @@ import httpx
 
 from built_guests import guest
 from test_e2e import (
-    PASSWORD,
     PRESENCE_ROUTER_CLI,
     ROUTER_CONFIG,
-    SHARED_SECRET,
     login,
+    register,
     register_and_login,
     running_synapse,
     uid,
@@ -58,17 +55,8 @@ def rebuilt_example(dir: Path) -> Path:
 
 
 def register_admin(http: httpx.Client, localpart: str) -> str:
-    """A server admin, by shared-secret registration; their access token."""
-    nonce = http.get("/_synapse/admin/v1/register").json()["nonce"]
-    mac = hmac.new(SHARED_SECRET.encode(), digestmod=hashlib.sha1)
-    for part in (nonce, localpart, PASSWORD):
-        mac.update(part.encode() + b"\x00")
-    mac.update(b"admin")
-    r = http.post("/_synapse/admin/v1/register", json={
-        "nonce": nonce, "username": localpart, "password": PASSWORD,
-        "admin": True, "mac": mac.hexdigest(),
-    })
-    assert r.status_code == 200, f"register {localpart}: {r.status_code} {r.text}"
+    """A server admin; their access token."""
+    register(http, localpart, admin=True)
     return login(http, localpart).token
 
 

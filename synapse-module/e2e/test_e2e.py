@@ -343,16 +343,17 @@ class User:
         pytest.fail(f"{self.user_id}: presence never went quiet: {self.seen[-20:]}")
 
 
-def register(http: httpx.Client, localpart: str) -> None:
-    """Shared-secret admin registration (GET nonce, POST HMAC-SHA1)."""
+def register(http: httpx.Client, localpart: str, admin: bool = False) -> None:
+    """Shared-secret registration (GET nonce, POST HMAC-SHA1), of a server
+    admin if `admin`."""
     nonce = http.get("/_synapse/admin/v1/register").json()["nonce"]
     mac = hmac.new(SHARED_SECRET.encode(), digestmod=hashlib.sha1)
     for part in (nonce, localpart, PASSWORD):
         mac.update(part.encode() + b"\x00")
-    mac.update(b"notadmin")
+    mac.update(b"admin" if admin else b"notadmin")
     r = http.post("/_synapse/admin/v1/register", json={
         "nonce": nonce, "username": localpart, "password": PASSWORD,
-        "admin": False, "mac": mac.hexdigest(),
+        "admin": admin, "mac": mac.hexdigest(),
     })
     assert r.status_code == 200, f"register {localpart}: {r.status_code} {r.text}"
     assert r.json()["user_id"] == uid(localpart)

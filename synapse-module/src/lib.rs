@@ -24,7 +24,7 @@
 //! | `inline.rs` | which routers are tried on the reactor, per router and callback |
 //! | `jobs.rs` | the whole life of a call finished off the reactor |
 //! | `events.rs` | what the runtime reports, as lines for Python's `logging` |
-//! | `load.rs` | load errors as Synapse's `ConfigError` paths |
+//! | `load.rs` | load options, and load errors as Synapse's `ConfigError` paths |
 //! | `python_canary.rs` | a Python router's wasm port tried in shadow beside it |
 
 mod answer;
@@ -42,9 +42,8 @@ use std::time::{Duration, Instant};
 
 use presence_router_runtime::recording;
 use presence_router_runtime::{
-    CacheSetting, CallStats, Callback, CanaryDecision, CheckedInterest, CheckedRoutes,
-    InterestedUsers, LiveRouterSet, LoadError, LoadOptions, Routed, RouterSet, RouterSetConfig,
-    Slice, Unfinished, UsersForStates,
+    CallStats, Callback, CheckedInterest, CheckedRoutes, InterestedUsers, LiveRouterSet, LoadError,
+    LoadOptions, Routed, RouterSet, RouterSetConfig, Slice, Unfinished, UsersForStates,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
@@ -57,7 +56,7 @@ use events::{
 };
 use inline::{InlinePolicies, InlinePolicy, RouterPolicies};
 use jobs::{Call, JobTable, Work};
-use load::{NO_PATH, load_error, no_tokio};
+use load::{NO_PATH, load_error, load_options, no_tokio};
 use python_canary::PyPythonCanary;
 
 create_exception!(
@@ -141,15 +140,7 @@ impl PyRouterSet {
             .map_err(|e| RouterLoadError::new_err((format!("not JSON: {e}"), NO_PATH)))?;
         let config = RouterSetConfig::from_json_value(value, Path::new(source), &base_dir)
             .map_err(|e| load_error(LoadError::Config(e)))?;
-        let options = LoadOptions {
-            cache: match (cache, cache_dir) {
-                (false, _) => CacheSetting::Disabled,
-                (true, Some(dir)) => CacheSetting::Dir(dir),
-                (true, None) => CacheSetting::UserCacheDir,
-            },
-            compile_on_calling_thread,
-            ..LoadOptions::default()
-        };
+        let options = load_options(cache, cache_dir, compile_on_calling_thread);
         let events = Arc::new(EventQueue::new());
         let module_api = Arc::new(QueueingModuleApi(events.clone()));
         let routers =
@@ -421,45 +412,17 @@ impl PyRouterSet {
     /// `reject`, applied by the next `apply_canary_decisions`. False if the
     /// router has no canary on trial.
     fn decide_canary(&self, router: &str, decision: &str) -> PyResult<bool> {
-        let decision = match decision {
-            "promote" => CanaryDecision::Promoted,
-            "reject" => CanaryDecision::Rejected,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "expected `promote` or `reject`, found `{}`",
-                    presence_router_runtime::text::escape_control(other)
-                )));
-            }
-        };
+        let decision = python_canary::operator_decision(decision)?;
         Ok(self.routers.current().decide_canary(router, decision))
     }
 
-    /// Each canary as `(router, component, calls, agreed, diverged,
-    /// failed, skipped, decision, why)`; `decision` is `on_trial`,
-    /// `promoted` or `rejected`.
-    #[allow(clippy::type_complexity)]
-    fn canaries(&self) -> Vec<(String, PathBuf, u64, u64, u64, u64, u64, String, String)> {
+    /// Each canary, on trial or decided (`python_canary::CanaryRow`).
+    fn canaries(&self) -> Vec<python_canary::CanaryRow> {
         self.routers
             .current()
             .canary_stats()
             .into_iter()
-            .map(|canary| {
-                let (decision, why) = match canary.decision {
-                    Some((decision, why)) => (decision.as_str().to_owned(), why),
-                    None => ("on_trial".to_owned(), String::new()),
-                };
-                (
-                    canary.router,
-                    canary.component,
-                    canary.calls,
-                    canary.agreed,
-                    canary.diverged,
-                    canary.failed,
-                    canary.skipped,
-                    decision,
-                    why,
-                )
-            })
+            .map(python_canary::canary_row)
             .collect()
     }
 

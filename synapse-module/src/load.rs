@@ -1,5 +1,6 @@
-//! Loading errors as Synapse's `ConfigError` wants them: a message and the
-//! path of config keys at fault.
+//! How the module loads its routers: its options, and load errors as
+//! Synapse's `ConfigError` wants them (a message and the path of config
+//! keys at fault).
 
 use presence_router_runtime::LoadError;
 use presence_router_runtime::text::escape_control;
@@ -87,4 +88,23 @@ fn synapse_config_path(key: &str) -> Vec<String> {
     }
     path.retain(|part| !part.is_empty());
     path
+}
+
+/// How the module loads: its `cache` and `cache_dir` keys, and whether to
+/// compile on the calling thread (after a fork).
+pub(crate) fn load_options(
+    cache: bool,
+    cache_dir: Option<std::path::PathBuf>,
+    compile_on_calling_thread: bool,
+) -> presence_router_runtime::LoadOptions {
+    use presence_router_runtime::{CacheSetting, LoadOptions};
+    LoadOptions {
+        cache: match (cache, cache_dir) {
+            (false, _) => CacheSetting::Disabled,
+            (true, Some(dir)) => CacheSetting::Dir(dir),
+            (true, None) => CacheSetting::UserCacheDir,
+        },
+        compile_on_calling_thread,
+        ..LoadOptions::default()
+    }
 }

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use presence_router_runtime::{
-    CacheSetting, Callback, CanaryDecision, ExternalCanary, InterestedUsers, LoadError,
-    LoadOptions, RouterSetConfig,
+    Callback, CanaryDecision, CanaryStats, ExternalCanary, InterestedUsers, LoadError,
+    RouterSetConfig,
 };
 use pyo3::prelude::*;
 
 use crate::batch::Batch;
 use crate::events::EventQueue;
-use crate::load::{load_error, no_tokio};
+use crate::load::{load_error, load_options, no_tokio};
 
 /// The wasm port of a Python presence router, on trial.
 #[pyclass(frozen, name = "PythonCanary", module = "wasm_presence_router._native")]
@@ -53,15 +53,7 @@ impl PyPythonCanary {
         let (config, trusted_keys) =
             RouterSetConfig::external_canary(value, name, key, &source, &base_dir)
                 .map_err(|e| load_error(LoadError::Config(e)))?;
-        let options = LoadOptions {
-            cache: match (cache, cache_dir) {
-                (false, _) => CacheSetting::Disabled,
-                (true, Some(dir)) => CacheSetting::Dir(dir),
-                (true, None) => CacheSetting::UserCacheDir,
-            },
-            compile_on_calling_thread,
-            ..LoadOptions::default()
-        };
+        let options = load_options(cache, cache_dir, compile_on_calling_thread);
         let canary = py.detach(|| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -128,16 +120,7 @@ impl PyPythonCanary {
 
     /// The operator's decision: `promote` or `reject`.
     fn decide(&self, decision: &str) -> PyResult<()> {
-        self.canary.decide(match decision {
-            "promote" => CanaryDecision::Promoted,
-            "reject" => CanaryDecision::Rejected,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "expected `promote` or `reject`, found `{}`",
-                    presence_router_runtime::text::escape_control(other)
-                )));
-            }
-        });
+        self.canary.decide(operator_decision(decision)?);
         Ok(())
     }
 
@@ -152,34 +135,52 @@ impl PyPythonCanary {
     /// The decision's one log line, once decided.
     fn decision_line(&self) -> Option<String> {
         self.canary
-            .flush_recording(std::time::Duration::from_secs(5));
+            .flush_recording(std::time::Duration::from_secs(1));
         self.canary.stats().decision_line()
     }
 
-    /// `(router, component, calls, agreed, diverged, failed, skipped,
-    /// decision, why)`, as `RouterSet.canaries()` gives them.
-    #[allow(clippy::type_complexity)]
-    fn stats(&self) -> (String, PathBuf, u64, u64, u64, u64, u64, String, String) {
-        let canary = self.canary.stats();
-        let (decision, why) = match canary.decision {
-            Some((decision, why)) => (decision.as_str().to_owned(), why),
-            None => ("on_trial".to_owned(), String::new()),
-        };
-        (
-            canary.router,
-            canary.component,
-            canary.calls,
-            canary.agreed,
-            canary.diverged,
-            canary.failed,
-            canary.skipped,
-            decision,
-            why,
-        )
+    /// What `RouterSet.canaries()` gives for each canary (`CanaryRow`).
+    fn stats(&self) -> CanaryRow {
+        canary_row(self.canary.stats())
     }
 
     /// Its component file, for the file watch.
     fn component(&self) -> PathBuf {
         self.canary.router_config().component.clone()
+    }
+}
+
+/// A canary for Python: `(router, component, calls, agreed, diverged,
+/// failed, skipped, decision, why)`; `decision` is `on_trial`, `promoted`
+/// or `rejected`.
+pub(crate) type CanaryRow = (String, PathBuf, u64, u64, u64, u64, u64, String, String);
+
+pub(crate) fn canary_row(canary: CanaryStats) -> CanaryRow {
+    let (decision, why) = match canary.decision {
+        Some((decision, why)) => (decision.as_str().to_owned(), why),
+        None => ("on_trial".to_owned(), String::new()),
+    };
+    (
+        canary.router,
+        canary.component,
+        canary.calls,
+        canary.agreed,
+        canary.diverged,
+        canary.failed,
+        canary.skipped,
+        decision,
+        why,
+    )
+}
+
+/// An operator's decision as Python gives it: `promote` or `reject`.
+pub(crate) fn operator_decision(decision: &str) -> PyResult<CanaryDecision> {
+    match decision {
+        "promote" => Ok(CanaryDecision::Promoted),
+        "reject" => Ok(CanaryDecision::Rejected),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "expected `promote` or `reject`, found `{}`",
+            presence_router_runtime::text::escape_control(other)
+        ))),
     }
 }

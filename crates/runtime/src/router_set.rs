@@ -353,24 +353,11 @@ impl RouterSet {
                 Previous::Keep(kept) => {
                     report.kept.push(router.name.clone());
                     set.routers.push(kept);
-                    let canary = load_canary(
-                        router,
-                        config,
-                        &trusted_keys,
-                        options,
-                        running_canary.clone(),
-                    )
-                    .await
-                    .unwrap_or_else(|e| {
-                        report
-                            .canaries_refused
-                            .push((router.name.clone(), e.to_string()));
-                        CanarySlot::None
-                    });
-                    if !canary.is_same_slot(running_canary.as_ref()) {
-                        report.canaries.push(router.name.clone());
-                    }
-                    set.canaries.push(canary);
+                    set.canaries.push(
+                        next_canary(router, config, &trusted_keys, options, running_canary)
+                            .await
+                            .reported_in(&mut report, &router.name),
+                    );
                     continue;
                 }
                 Previous::Revoked => continue,
@@ -403,24 +390,11 @@ impl RouterSet {
             // canary is the same and was decided.
             let running_canary =
                 running_canary.filter(|slot| matches!(slot, CanarySlot::Decided(_)));
-            let canary = load_canary(
-                router,
-                config,
-                &trusted_keys,
-                options,
-                running_canary.clone(),
-            )
-            .await
-            .unwrap_or_else(|e| {
-                report
-                    .canaries_refused
-                    .push((router.name.clone(), e.to_string()));
-                CanarySlot::None
-            });
-            if !canary.is_same_slot(running_canary.as_ref()) {
-                report.canaries.push(router.name.clone());
-            }
-            set.canaries.push(canary);
+            set.canaries.push(
+                next_canary(router, config, &trusted_keys, options, running_canary)
+                    .await
+                    .reported_in(&mut report, &router.name),
+            );
         }
         // Counted once the whole new version loaded: a reload that fails on
         // a later router reloaded none.
@@ -1194,6 +1168,49 @@ impl Shadow {
         for (canary, job) in self.jobs {
             canary.submit(job);
         }
+    }
+}
+
+/// What a reload makes of a router's canary: the slot, how it differs from
+/// the running one, and why a new canary could not be loaded.
+struct NextCanary {
+    slot: CanarySlot,
+    changed: bool,
+    refused: Option<String>,
+}
+
+impl NextCanary {
+    /// The slot, with what became of it written in `report`.
+    fn reported_in(self, report: &mut ReloadReport, router: &str) -> CanarySlot {
+        if self.changed {
+            report.canaries.push(router.to_owned());
+        }
+        if let Some(why) = self.refused {
+            report.canaries_refused.push((router.to_owned(), why));
+        }
+        self.slot
+    }
+}
+
+/// A router's canary at a reload: [`load_canary`], where one that can't be
+/// loaded leaves the router without a canary (one bad canary fails no
+/// reload).
+async fn next_canary(
+    router: &presence_router_model::RouterConfig,
+    config: &RouterSetConfig,
+    trusted_keys: &Arc<TrustedKeys>,
+    options: &LoadOptions,
+    running: Option<CanarySlot>,
+) -> NextCanary {
+    let (slot, refused) =
+        match load_canary(router, config, trusted_keys, options, running.clone()).await {
+            Ok(slot) => (slot, None),
+            Err(e) => (CanarySlot::None, Some(e.to_string())),
+        };
+    NextCanary {
+        changed: !slot.is_same_slot(running.as_ref()),
+        slot,
+        refused,
     }
 }
 
