@@ -116,7 +116,8 @@ pub struct CanaryStats {
     pub skipped: u64,
     /// Its mean fuel per call against the live version's on the same calls.
     pub fuel_ratio: Option<f64>,
-    /// Divergent requests written to `record_divergent`, and where.
+    /// Divergent requests recorded to `record_divergent` (handed to its
+    /// writer: written, or being written), and where.
     pub recorded: u64,
     pub record_path: Option<PathBuf>,
     /// Promoted or rejected, and why; `None` while on trial.

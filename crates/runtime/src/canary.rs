@@ -135,7 +135,7 @@ impl Canary {
             seen: Default::default(),
             trial: Mutex::new(Trial::default()),
             decided: AtomicBool::new(false),
-            recorded_before: recorder.as_ref().map_or(0, |r| r.counts().written),
+            recorded_before: recorder.as_ref().map_or(0, |r| r.handed_to_writer()),
             recorder,
             queue: Mutex::new(VecDeque::new()),
             queued_jobs: AtomicUsize::new(0),
@@ -422,7 +422,7 @@ impl Canary {
             skipped: trial.skipped,
             fuel_ratio: trial.fuel_ratio(),
             recorded: self.recorder.as_ref().map_or(0, |r| {
-                r.counts().written.saturating_sub(self.recorded_before)
+                r.handed_to_writer().saturating_sub(self.recorded_before)
             }),
             record_path: self
                 .config

@@ -259,6 +259,13 @@ impl Recorder {
         true
     }
 
+    /// Lines handed to the writer thread so far: written, or to be written
+    /// unless recording stops. Unlike what [`Recorder::counts`] says was
+    /// written, it is known as soon as a call is recorded.
+    pub fn handed_to_writer(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
     /// The file it records to.
     pub fn path(&self) -> &Path {
         &self.shared.path
