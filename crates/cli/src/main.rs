@@ -43,7 +43,8 @@ use presence_router_runtime::{
     RouterSetConfig, ShadowMode,
 };
 use presence_router_testkit::{
-    CaseResult, LiftVerdict, TestKit, read_case_file, single_router, thousands,
+    Budgets, CaseResult, LiftVerdict, TestKit, read_case_file_with_budgets, single_router,
+    thousands,
 };
 
 #[derive(Parser)]
@@ -137,9 +138,41 @@ struct TestArgs {
     #[command(flatten)]
     component: ComponentArgs,
     /// Your own cases: a YAML or JSON file of batches and expected routes
-    /// (see docs/writing-a-router.md).
+    /// (see docs/writing-a-router.md), and `budgets:`.
     #[arg(long, value_name = "FILE")]
     cases: Option<PathBuf>,
+    #[command(flatten)]
+    budgets: BudgetArgs,
+}
+
+/// Cost budgets a case's call must keep within (each also settable in the
+/// case file's `budgets:`; these win).
+#[derive(clap::Args)]
+struct BudgetArgs {
+    /// Fuel one call may use.
+    #[arg(long, value_name = "FUEL")]
+    max_fuel_per_call: Option<u64>,
+    /// Fuel one call may use per state of its batch (an interest call
+    /// counts as one state).
+    #[arg(long, value_name = "FUEL")]
+    max_fuel_per_state: Option<u64>,
+    /// The instance's linear memory after a call, such as `2MiB`.
+    #[arg(long, value_name = "SIZE", value_parser = presence_router_testkit::parse_size)]
+    max_memory: Option<u64>,
+    /// Entries of one answer (routes, indices, user IDs).
+    #[arg(long, value_name = "ENTRIES")]
+    max_answer_entries: Option<u64>,
+}
+
+impl BudgetArgs {
+    fn budgets(&self) -> Budgets {
+        Budgets {
+            fuel_per_call: self.max_fuel_per_call,
+            fuel_per_state: self.max_fuel_per_state,
+            memory: self.max_memory,
+            answer_entries: self.max_answer_entries,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -425,10 +458,11 @@ async fn serve(
 async fn test(args: TestArgs) -> anyhow::Result<()> {
     let component = &args.component;
     let config_json = component.config_json()?;
-    let cases = match &args.cases {
-        Some(path) => read_case_file(path)?,
-        None => Vec::new(),
+    let (cases, file_budgets) = match &args.cases {
+        Some(path) => read_case_file_with_budgets(path)?,
+        None => (Vec::new(), Budgets::default()),
     };
+    let budgets = file_budgets.overridden_by(args.budgets.budgets());
     let mut kit = TestKit::new(
         &component.component,
         &config_json,
@@ -496,8 +530,27 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         }
         Err(message) => println!("  SKIP  could not read its exports: {message}"),
     }
+    let mut over_budget = 0;
+    if !budgets.is_empty() {
+        println!("\ncost budgets: {budgets}");
+        for result in run.builtin.iter().chain(&run.cases) {
+            let Some(stats) = &result.stats else {
+                continue;
+            };
+            let overruns = budgets.overruns(stats, result.states);
+            if overruns.is_empty() {
+                println!("  PASS  {}", result.name);
+            } else {
+                over_budget += 1;
+                println!("  FAIL  {}", result.name);
+                for line in overruns {
+                    println!("        {line}");
+                }
+            }
+        }
+    }
     let warnings = run.warnings(kit.limits().memory).len();
-    match run.failed() {
+    match run.failed() + over_budget {
         0 if warnings == 0 => {
             println!("\nall passed");
             Ok(())

@@ -17,6 +17,9 @@
 //!     expect_config_error: "unknown field `colour`"
 //! ```
 //!
+//! Beside `cases:`, `budgets:` holds the router to costs
+//! ([`crate::budgets`]).
+//!
 //! A case without `config` uses the configuration given on the command line.
 //! States are written as in the CLI's JSON Lines. A user routed nothing and
 //! a user not in the answer are the same to Synapse, so `expect` need not
@@ -28,6 +31,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use presence_router_runtime::{UserPresenceState, validate_user_id};
+
+use crate::budgets::Budgets;
 
 /// A case file that can't be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +84,50 @@ pub enum CaseCall {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
     cases: Vec<RawCase>,
+    #[serde(default)]
+    budgets: Option<RawBudgets>,
+}
+
+/// `budgets:` ([`crate::budgets`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudgets {
+    #[serde(default)]
+    fuel_per_call: Option<u64>,
+    #[serde(default)]
+    fuel_per_state: Option<u64>,
+    #[serde(default)]
+    memory: Option<Size>,
+    #[serde(default)]
+    answer_entries: Option<u64>,
+}
+
+/// A number of bytes, or a size such as `2MiB`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(text) => text
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .map(|size| size.as_u64())
+                .map_err(|_| format!("expected a size such as `2MiB`, found `{text}`")),
+        }
+    }
+}
+
+/// A size as the command line writes it (`--max-memory 2MiB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    Size::Text(text.to_owned()).bytes()
 }
 
 #[derive(Deserialize)]
@@ -98,8 +146,14 @@ struct RawCase {
     expect_config_error: Option<String>,
 }
 
-/// Reads and checks a case file.
+/// Reads and checks a case file (its cases; its `budgets:` too with
+/// [`read_case_file_with_budgets`]).
 pub fn read_case_file(path: &Path) -> Result<Vec<Case>, CaseFileError> {
+    read_case_file_with_budgets(path).map(|(cases, _)| cases)
+}
+
+/// Reads and checks a case file, with its `budgets:`.
+pub fn read_case_file_with_budgets(path: &Path) -> Result<(Vec<Case>, Budgets), CaseFileError> {
     let error = |key: &str, message: String| CaseFileError {
         file: path.to_owned(),
         key: key.to_owned(),
@@ -107,23 +161,44 @@ pub fn read_case_file(path: &Path) -> Result<Vec<Case>, CaseFileError> {
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| error(".", format!("cannot read: {e}")))?;
-    parse_cases(&text).map_err(|(key, message)| error(&key, message))
+    parse_case_file(&text).map_err(|(key, message)| error(&key, message))
 }
 
 /// Parses case-file text; the error is (key path, message).
 pub fn parse_cases(text: &str) -> Result<Vec<Case>, (String, String)> {
+    parse_case_file(text).map(|(cases, _)| cases)
+}
+
+/// Parses case-file text, cases and budgets; the error is (key path,
+/// message).
+pub fn parse_case_file(text: &str) -> Result<(Vec<Case>, Budgets), (String, String)> {
     let raw: RawFile = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
         .map_err(|e| {
         let key = e.path().to_string();
         (key, e.into_inner().to_string())
     })?;
-    raw.cases
+    let budgets = match raw.budgets {
+        None => Budgets::default(),
+        Some(raw) => Budgets {
+            fuel_per_call: raw.fuel_per_call,
+            fuel_per_state: raw.fuel_per_state,
+            memory: raw
+                .memory
+                .map(Size::bytes)
+                .transpose()
+                .map_err(|why| ("budgets.memory".to_owned(), why))?,
+            answer_entries: raw.answer_entries,
+        },
+    };
+    let cases = raw
+        .cases
         .into_iter()
         .enumerate()
         .map(|(i, case)| {
             check_case(case).map_err(|(key, message)| (format!("cases[{i}]{key}"), message))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((cases, budgets))
 }
 
 fn check_case(raw: RawCase) -> Result<Case, (String, String)> {

@@ -7,6 +7,7 @@
 //! It is what `presence-router test` runs, and what the conformance suite
 //! runs against the example router in every language.
 
+pub mod budgets;
 pub mod cases;
 pub mod consistency;
 pub mod leaks;
@@ -22,7 +23,10 @@ use presence_router_runtime::{
     format_bytes,
 };
 
-pub use cases::{Case, CaseCall, CaseFileError, read_case_file};
+pub use budgets::Budgets;
+pub use cases::{
+    Case, CaseCall, CaseFileError, parse_size, read_case_file, read_case_file_with_budgets,
+};
 pub use consistency::{Mismatch, check_consistency};
 pub use leaks::{
     ExportLift, Growth, GrowthPlan, InspectError, LiftVerdict, inspect_exports, measure_growth,
