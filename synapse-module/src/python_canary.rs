@@ -144,6 +144,12 @@ impl PyPythonCanary {
         canary_row(self.canary.stats())
     }
 
+    /// What reading drawn calls reported (a state that could not be read),
+    /// for Python's `logging`.
+    fn take_events(&self) -> Vec<crate::events::Event> {
+        self.events.drain()
+    }
+
     /// Its component file, for the file watch.
     fn component(&self) -> PathBuf {
         self.canary.router_config().component.clone()

@@ -6,6 +6,7 @@ longer called. What the port's side does never costs the live answer."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Callable, Dict, List, Set, Union
 
@@ -169,3 +170,19 @@ def test_a_port_without_its_component_names_the_key() -> None:
                          "canary": {"promote_after": 3}}],
             "cache_dir": CACHE_DIR})
     assert refused.value.path == ("routers", "<item 0>", "canary", "component"), refused.value
+
+
+def test_a_state_the_port_cannot_read_is_not_compared_and_said(caplog) -> None:
+    module, api = migrating("TinyRouter", promote_after=3)
+
+    @attr.s(frozen=True, auto_attribs=True)
+    class NoStatus:
+        """A state without Synapse's fields: the Python router routes it."""
+        user_id: str
+
+    with caplog.at_level(logging.WARNING, logger="wasm_presence_router"):
+        api.states([NoStatus("@a:x")])
+        asyncio.run(module._canaries.apply_decisions())
+    [described] = module._canaries.describe()
+    assert (described["calls"], described["skipped"]) == (0, 1), described
+    assert "presence state 0 of the batch was not routed" in caplog.text, caplog.text

@@ -279,10 +279,23 @@ impl Canary {
 
     fn start_thread(self: &Arc<Self>) -> bool {
         let canary = Arc::downgrade(self);
-        std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name(format!("canary-{}", self.config.router.name))
             .spawn(move || shadow_thread(&canary))
-            .is_ok()
+        {
+            Ok(_) => true,
+            Err(e) => {
+                // Said once: the thread is started once, at the first
+                // drawn call; every drawn call after it is skipped.
+                tracing::warn!(
+                    router = self.config.router.name,
+                    "the canary of router `{}` can't start its thread ({e}): its drawn calls \
+                     are skipped",
+                    self.config.router.name
+                );
+                false
+            }
+        }
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, VecDeque<ShadowJob>> {

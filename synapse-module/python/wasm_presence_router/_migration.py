@@ -248,6 +248,9 @@ class MigrationKeeper:
                 if router.canary is not None or router.decided is not None]
 
     async def apply_decisions(self) -> None:
+        for canary in self.on_trial():
+            for level, message in canary.take_events():
+                logger.log(level, "%s", message)
         if self._applying:
             return
         self._applying = True
