@@ -44,6 +44,14 @@ def example_with_canary(canary: dict) -> dict:
     return module
 
 
+def decision_of(synapse, needle: str, after: int) -> str:
+    """The log line of `example`'s canary's decision, past offset `after`,
+    once one holding `needle` is there."""
+    wait_for_log(synapse, needle, after)
+    return next(text for text in synapse.log_text()[after:].splitlines()
+                if "canary of router `example` (" in text)
+
+
 def rebuilt_example(dir: Path) -> Path:
     """The example router with a custom section added: other bytes, the
     same behaviour."""
@@ -81,10 +89,7 @@ def test_a_diverging_canary_is_rejected_with_exact_counts_and_the_live_version_s
         alice.set_presence("online")
         watcher.wait_to_see(alice.user_id)
         hidden.set_presence("unavailable", "two")
-        line = "canary of router `example` ("
-        wait_for_log(synapse, ") rejected after ", mark)
-        log = synapse.log_text()[mark:]
-        decision = next(text for text in log.splitlines() if line in text)
+        decision = decision_of(synapse, ") rejected after ", mark)
         assert "WARNING" in decision, decision
         assert ": 2 divergent answer(s), more than the 1 allowed (" in decision, decision
         assert "; the live version goes on serving" in decision, decision
@@ -132,10 +137,7 @@ def test_a_rebuild_is_promoted_after_n_agreeing_answers_and_then_serves(
         for i in range(6):
             alice.set_presence(states[i % 2])
             watcher.sync(0)
-        wait_for_log(synapse, ") promoted after ", mark)
-        log = synapse.log_text()[mark:]
-        decision = next(text for text in log.splitlines()
-                        if "canary of router `example` (" in text)
+        decision = decision_of(synapse, ") promoted after ", mark)
         assert f"canary of router `example` ({rebuilt}) promoted after " in decision, decision
         assert ": 5 agreeing, 0 divergent, 0 failed" in decision, decision
         assert decision.endswith("; it is the live version now"), decision
@@ -171,9 +173,7 @@ def test_a_spinning_canary_is_rejected_and_an_admin_decides_a_canary_on_trial(
         hidden.set_presence("online")
         alice.set_presence("online")
         watcher.wait_to_see(alice.user_id)
-        wait_for_log(synapse, "canary of router `example` (", mark)
-        decision = next(text for text in synapse.log_text()[mark:].splitlines()
-                        if "canary of router `example` (" in text)
+        decision = decision_of(synapse, "canary of router `example` (", mark)
         assert ") rejected after " in decision, decision
         assert ": 1 failed call(s), more than the 0 allowed" in decision, decision
         # The live versions' answers didn't change: nothing skipped, and
@@ -230,9 +230,7 @@ def test_a_python_router_serves_until_its_wasm_port_agreed_with_it_then_the_port
             hidden.set_presence(states[i % 2])
             alice.set_presence(states[i % 2])
             watcher.sync(0)
-        wait_for_log(synapse, ") promoted after ", mark)
-        decision = next(text for text in synapse.log_text()[mark:].splitlines()
-                        if "canary of router `example` (" in text)
+        decision = decision_of(synapse, ") promoted after ", mark)
         assert ": 5 agreeing, 0 divergent, 0 failed" in decision, decision
         r = http.get(ENDPOINT, headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 200, r.text
@@ -261,9 +259,7 @@ def test_a_port_that_diverges_from_the_python_router_is_rejected_and_python_serv
         hidden.set_presence("online")
         alice.set_presence("online")
         watcher.wait_to_see(alice.user_id)
-        wait_for_log(synapse, ") rejected after ", mark)
-        decision = next(text for text in synapse.log_text()[mark:].splitlines()
-                        if "canary of router `example` (" in text)
+        decision = decision_of(synapse, ") rejected after ", mark)
         assert ": 1 divergent answer(s), more than the 0 allowed" in decision, decision
         assert "1 divergent request(s) recorded in" in decision, decision
         hidden.set_presence("unavailable")
