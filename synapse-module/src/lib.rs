@@ -56,7 +56,7 @@ use events::{
 };
 use inline::{InlinePolicies, InlinePolicy, RouterPolicies};
 use jobs::{Call, JobTable, Work};
-use load::{NO_PATH, load_error, load_options, no_tokio};
+use load::{NO_PATH, block_on, block_on_load, load_error, load_options};
 use python_canary::PyPythonCanary;
 
 create_exception!(
@@ -392,14 +392,8 @@ impl PyRouterSet {
     /// once, as an event (`take_events`). Returns `(router, decision)` per
     /// canary decided, `decision` being `promoted` or `rejected`.
     fn apply_canary_decisions(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
-        let applied = py.detach(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map(|runtime| runtime.block_on(self.routers.apply_canary_decisions(&self.options)))
-        });
+        let applied = py.detach(|| block_on(self.routers.apply_canary_decisions(&self.options)))?;
         Ok(applied
-            .map_err(no_tokio)?
             .into_iter()
             .filter_map(|canary| {
                 let (decision, _) = canary.decision?;
@@ -429,7 +423,7 @@ impl PyRouterSet {
     /// The canaries' component files, for the file watch: a canary
     /// replaced starts a new trial.
     fn canary_files(&self) -> Vec<PathBuf> {
-        self.config()
+        self.lock_config()
             .routers
             .iter()
             .filter_map(|router| router.canary.as_ref())
@@ -440,7 +434,7 @@ impl PyRouterSet {
     /// The trusted key files of the configuration, for the file watch: a
     /// key replaced is a key revoked.
     fn trusted_key_files(&self) -> Vec<PathBuf> {
-        self.config()
+        self.lock_config()
             .trusted_keys
             .iter()
             .map(|key| key.file.clone())
@@ -741,17 +735,6 @@ impl<'py> ReactorCall<'py> for InterestCall {
         let work = Work::Interest(Call::new(routers, self.user_id.into(), done));
         (work, Vec::new(), Vec::new())
     }
-}
-
-/// Runs a load on a runtime of its own: loading reads files on tokio's
-/// blocking threads, and this runtime, with those threads, ends with it.
-fn block_on_load<T>(load: impl std::future::Future<Output = Result<T, LoadError>>) -> PyResult<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(no_tokio)?
-        .block_on(load)
-        .map_err(load_error)
 }
 
 #[pymodule]

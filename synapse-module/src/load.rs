@@ -4,14 +4,14 @@
 
 use presence_router_runtime::LoadError;
 use presence_router_runtime::text::escape_control;
-use pyo3::PyErr;
+use pyo3::{PyErr, PyResult};
 
 use crate::RouterLoadError;
 
 /// The path of an error no config key is at fault for.
 pub(crate) const NO_PATH: [&str; 0] = [];
 
-pub(crate) fn no_tokio(e: std::io::Error) -> PyErr {
+fn no_tokio(e: std::io::Error) -> PyErr {
     RouterLoadError::new_err((format!("cannot start tokio: {e}"), NO_PATH))
 }
 
@@ -107,4 +107,21 @@ pub(crate) fn load_options(
         compile_on_calling_thread,
         ..LoadOptions::default()
     }
+}
+
+/// Runs `work` on a runtime of its own: loading reads files on tokio's
+/// blocking threads, and this runtime, with those threads, ends with it.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> PyResult<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(no_tokio)?
+        .block_on(work))
+}
+
+/// [`block_on`] for a load, its error as Synapse's `ConfigError` wants it.
+pub(crate) fn block_on_load<T>(
+    load: impl std::future::Future<Output = Result<T, LoadError>>,
+) -> PyResult<T> {
+    block_on(load)?.map_err(load_error)
 }

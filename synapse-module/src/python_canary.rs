@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 
 use crate::batch::Batch;
 use crate::events::EventQueue;
-use crate::load::{load_error, load_options, no_tokio};
+use crate::load::{block_on_load, load_error, load_options};
 
 /// The wasm port of a Python presence router, on trial.
 #[pyclass(frozen, name = "PythonCanary", module = "wasm_presence_router._native")]
@@ -55,17 +55,12 @@ impl PyPythonCanary {
                 .map_err(|e| load_error(LoadError::Config(e)))?;
         let options = load_options(cache, cache_dir, compile_on_calling_thread);
         let canary = py.detach(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(no_tokio)?
-                .block_on(ExternalCanary::load(
-                    &config,
-                    &source,
-                    &trusted_keys,
-                    &options,
-                ))
-                .map_err(load_error)
+            block_on_load(ExternalCanary::load(
+                &config,
+                &source,
+                &trusted_keys,
+                &options,
+            ))
         })?;
         Ok(PyPythonCanary {
             canary,

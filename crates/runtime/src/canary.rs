@@ -28,7 +28,9 @@ use presence_router_model::{
     CanaryConfig, CanaryDecision, CanaryStats, FailureKind, RouterFailure, TrustedKey,
 };
 
-use crate::call::{GetInterestedUsers, GetUsersForStates, LiveAnswer, RouterOutcome, ShadowInput};
+use crate::call::{
+    GetInterestedUsers, GetUsersForStates, LiveAnswer, RouterCall, RouterOutcome, ShadowInput,
+};
 use crate::guest::{CheckedInterest, CheckedRoutes};
 use crate::module_api::{LogLevel, ModuleApi};
 use crate::recording::Recorder;
@@ -307,35 +309,18 @@ impl Canary {
         if self.is_decided() {
             return;
         }
-        let (outcome, canary_fuel) = match &job.input {
-            ShadowInput::States(states) => {
-                match self.router.call(&GetUsersForStates(states), None) {
-                    RouterOutcome::Answered(answer) => {
-                        let fuel = answer.stats.fuel_used;
-                        let agreed = match &job.live {
-                            LiveAnswer::Routes(live) => same_routes(live, &answer.answer),
-                            LiveAnswer::Interest(_) => false,
-                        };
-                        (Ok(agreed), fuel)
-                    }
-                    RouterOutcome::Failed(failure) => (Err(failure), 0),
-                    RouterOutcome::SliceUsedUp { .. } => (Err(not_run()), 0),
-                }
-            }
-            ShadowInput::Interest(user_id) => {
-                match self.router.call(&GetInterestedUsers(user_id), None) {
-                    RouterOutcome::Answered(answer) => {
-                        let fuel = answer.stats.fuel_used;
-                        let agreed = match &job.live {
-                            LiveAnswer::Interest(live) => same_interest(live, &answer.answer),
-                            LiveAnswer::Routes(_) => false,
-                        };
-                        (Ok(agreed), fuel)
-                    }
-                    RouterOutcome::Failed(failure) => (Err(failure), 0),
-                    RouterOutcome::SliceUsedUp { .. } => (Err(not_run()), 0),
-                }
-            }
+        let (outcome, canary_fuel) = match (&job.input, &job.live) {
+            (ShadowInput::States(states), LiveAnswer::Routes(live)) => self
+                .shadow_call(&GetUsersForStates(states), |answer| {
+                    same_routes(live, answer)
+                }),
+            (ShadowInput::Interest(user_id), LiveAnswer::Interest(live)) => self
+                .shadow_call(&GetInterestedUsers(user_id), |answer| {
+                    same_interest(live, answer)
+                }),
+            // A job is copied from one call: its input and answer are of
+            // one callback.
+            _ => (Err(not_run()), 0),
         };
         if matches!(outcome, Ok(false))
             && let Some(recorder) = &self.recorder
@@ -366,6 +351,20 @@ impl Canary {
         {
             trial.decision = Some(decision);
             self.decided.store(true, Ordering::Release);
+        }
+    }
+
+    /// Makes `call` on the canary: whether its answer `agrees` with the
+    /// live one, or its failure; and the fuel it used.
+    fn shadow_call<C: RouterCall>(
+        &self,
+        call: &C,
+        agrees: impl FnOnce(&C::Answer) -> bool,
+    ) -> (Result<bool, RouterFailure>, u64) {
+        match self.router.call(call, None) {
+            RouterOutcome::Answered(answer) => (Ok(agrees(&answer.answer)), answer.stats.fuel_used),
+            RouterOutcome::Failed(failure) => (Err(failure), 0),
+            RouterOutcome::SliceUsedUp { .. } => (Err(not_run()), 0),
         }
     }
 
