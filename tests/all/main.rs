@@ -16,6 +16,8 @@ mod canary;
 mod config_bounds;
 /// The example router in every language against one suite.
 mod conformance;
+/// The example routers against each other on generated requests.
+mod differential;
 /// The documentation's example router.
 mod example_router;
 /// Skipping a failed router, and suspending one that keeps failing.
@@ -38,6 +40,8 @@ mod loading;
 mod memory;
 /// Several routers' answers merged.
 mod merging;
+/// Profiles by fuel of the example router in every language.
+mod profile;
 /// Hot reload.
 mod reload;
 /// What a router can see of the host: nothing.

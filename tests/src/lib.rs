@@ -26,6 +26,28 @@ pub use example_routers::Language;
 /// checks need).
 pub const CONFORMANCE_CONFIG: &str = r#"{"always_send_to_users": ["@alice:example.com", "@watcher:remote.org"], "blacklisted_users": ["@mallory:example.com"]}"#;
 
+/// A component with [`CONFORMANCE_CONFIG`], as one side of a differential
+/// test.
+pub fn conformance_contender(component: &str) -> presence_router_testkit::differential::Contender {
+    presence_router_testkit::differential::Contender::Component {
+        path: PathBuf::from(component),
+        config_json: CONFORMANCE_CONFIG.to_owned(),
+    }
+}
+
+/// The documentation's Python presence router
+/// (`synapse-module/e2e/example_presence_router.py`, which the e2e tests
+/// run in Synapse) with [`CONFORMANCE_CONFIG`], run by `python3` without
+/// Synapse, as `test --against python:...` runs it.
+pub fn docs_python_router() -> presence_router_testkit::differential::Contender {
+    presence_router_testkit::differential::Contender::Python {
+        python: presence_router_testkit::differential::default_python().to_owned(),
+        class: "example_presence_router.ExamplePresenceRouter".to_owned(),
+        config_json: CONFORMANCE_CONFIG.to_owned(),
+        python_path: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../synapse-module/e2e")),
+    }
+}
+
 /// Paths of the guest components, one constant per `.wasm` file
 /// (`EXAMPLE_ROUTER`, `SCRIPTED`, `HOSTILE_SPIN`, ...), and [`guests::ALL`].
 pub mod guests {

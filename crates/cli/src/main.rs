@@ -8,11 +8,13 @@
 //! feature only: without it, they take any arguments and exit 2 naming the
 //! command that installs them (without_authoring.rs).
 
+mod against;
 mod diff;
 #[cfg(feature = "authoring")]
 mod guest_build;
 #[cfg(feature = "authoring")]
 mod new;
+mod profile;
 mod sign;
 mod stats;
 #[cfg(not(feature = "authoring"))]
@@ -71,6 +73,8 @@ enum Command {
     /// Test one component before an operator loads it: built-in cases, your
     /// own (--cases), and whether its two callbacks agree; each call's use
     /// of fuel, memory, answer size and time against the default limits.
+    /// With --against, test it against another router instead (exit 0 if
+    /// they agreed, 1 if they differed, 2 if the test could not run).
     Test(TestArgs),
     /// Like `route`, for one component and no configuration file: quick
     /// experiments. SIGHUP reloads the component.
@@ -80,6 +84,11 @@ enum Command {
     /// stdout, a summary on stderr; exit 0 if nothing differed, 1 if
     /// something did, 2 if the diff could not run.
     Diff(diff::DiffArgs),
+    /// Replay JSON Lines requests (stdin), or generated batches, through one
+    /// component with its stacks sampled by fuel, and write where its fuel
+    /// went: an SVG flame graph and, with --firefox, a profile for the
+    /// Firefox Profiler. Answers go to stdout as `run` writes them.
+    Profile(profile::ProfileArgs),
     /// Sign a component with an Ed25519 key: the signature goes inside it,
     /// in the wasmsign2 tool's format (configurations can require one with
     /// `trusted_keys` and `signed_by`).
@@ -125,11 +134,16 @@ struct ComponentArgs {
 impl ComponentArgs {
     /// The configuration, checked to be a JSON object.
     fn config_json(&self) -> anyhow::Result<String> {
-        match serde_json::from_str::<serde_json::Value>(&self.config_json) {
-            Ok(value @ serde_json::Value::Object(_)) => Ok(value.to_string()),
-            Ok(_) => anyhow::bail!("--config-json: must be a JSON object, such as '{{}}'"),
-            Err(e) => anyhow::bail!("--config-json: not valid JSON: {e}"),
-        }
+        json_object("--config-json", &self.config_json)
+    }
+}
+
+/// `text`, given as `flag`, checked to be a JSON object.
+fn json_object(flag: &str, text: &str) -> anyhow::Result<String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value.to_string()),
+        Ok(_) => anyhow::bail!("{flag}: must be a JSON object, such as '{{}}'"),
+        Err(e) => anyhow::bail!("{flag}: not valid JSON: {e}"),
     }
 }
 
@@ -143,6 +157,8 @@ struct TestArgs {
     cases: Option<PathBuf>,
     #[command(flatten)]
     budgets: BudgetArgs,
+    #[command(flatten)]
+    against: against::AgainstArgs,
 }
 
 /// Cost budgets a case's call must keep within (each also settable in the
@@ -267,9 +283,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args).await,
         Command::Route(args) => route(args).await,
+        Command::Test(args) if args.against.against.is_some() => return against_test(args).await,
         Command::Test(args) => test(args).await,
         Command::Run(args) => run(args).await,
         Command::Diff(args) => return diff::diff(args).await,
+        Command::Profile(args) => profile::profile(args).await,
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args).await,
         Command::TrustedDir { dirs } => dirs.iter().try_for_each(|dir| {
@@ -561,6 +579,28 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
         }
         failed => anyhow::bail!("{failed} check(s) failed"),
     }
+}
+
+/// `test --against`: the differential test.
+async fn against_test(args: TestArgs) -> ExitCode {
+    let config_json = match args.component.config_json() {
+        Ok(json) => json,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    against::Differential {
+        a: presence_router_testkit::differential::Contender::Component {
+            path: args.component.component.clone(),
+            config_json,
+        },
+        args: &args.against,
+        cases: args.cases.clone(),
+        options: args.component.cache.options(),
+    }
+    .run()
+    .await
 }
 
 fn print_case(result: &CaseResult, limits: &Limits) {

@@ -29,6 +29,49 @@ pub struct Componentized {
     pub missing_post_returns: Vec<MissingPostReturn>,
 }
 
+/// The module without its DWARF debug information (the custom sections
+/// named `.debug_*`, megabytes for some toolchains); its name section,
+/// which names its functions in backtraces and in `presence-router
+/// profile`, stays.
+fn without_debug_info(module: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(module.len());
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        let payload = payload.map_err(Error::NotAModule)?;
+        match &payload {
+            wasmparser::Payload::Version {
+                encoding: wasmparser::Encoding::Component,
+                ..
+            } => return Err(Error::AlreadyAComponent),
+            wasmparser::Payload::Version { range, .. } => {
+                out.extend_from_slice(&module[range.clone()]);
+                continue;
+            }
+            wasmparser::Payload::CustomSection(section)
+                if section.name().starts_with(".debug_") =>
+            {
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((id, range)) = payload.as_section() {
+            out.push(id);
+            // The section's size, as unsigned LEB128.
+            let mut size = range.len();
+            loop {
+                let byte = (size & 0x7f) as u8;
+                size >>= 7;
+                if size == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+            out.extend_from_slice(&module[range]);
+        }
+    }
+    Ok(out)
+}
+
 /// Makes a component of the wasip1 reactor `module`. With `wit` (a WIT
 /// package directory and optionally a world in it), that world is embedded
 /// first, for modules whose bindings did not embed it.
@@ -37,7 +80,7 @@ pub fn componentize(
     wit: Option<(&Path, Option<&str>)>,
     post_returns: PostReturns,
 ) -> Result<Componentized, Error> {
-    let mut module = module.to_vec();
+    let mut module = without_debug_info(module)?;
     if let Some((dir, world)) = wit {
         let (resolve, world) = crate::bindgen::read_world(dir, world)?;
         wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)

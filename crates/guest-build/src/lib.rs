@@ -64,6 +64,8 @@ pub enum Error {
     },
     #[error("not a WebAssembly module")]
     NotAModule(#[source] wasmparser::BinaryReaderError),
+    #[error("already a component: componentize takes a core (wasip1 reactor) module")]
+    AlreadyAComponent,
     #[error(
         "the module carries no WIT world (no `component-type` custom section from the \
          bindings): pass the WIT with --wit DIR"

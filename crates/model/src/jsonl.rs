@@ -17,11 +17,22 @@ use serde_json::{Map, Value, json};
 use crate::{InterestedUsers, Routed, UserPresenceState, UsersForStates, validate_user_id};
 
 /// One request line.
-#[derive(Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     GetUsersForStates(Vec<UserPresenceState>),
     GetInterestedUsers(String),
+}
+
+impl Request {
+    /// The request as one line of this format (without the newline).
+    pub fn to_line(&self) -> String {
+        match self {
+            Request::GetUsersForStates(batch) => json!({ "get_users_for_states": batch }),
+            Request::GetInterestedUsers(user) => json!({ "get_interested_users": user }),
+        }
+        .to_string()
+    }
 }
 
 /// Parses one line; the error text says what is wrong and where.

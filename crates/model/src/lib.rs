@@ -1,6 +1,7 @@
 //! The data of presence routing, without the sandbox: presence states and
 //! answers, the YAML configuration and its limits, Matrix user ID rules, the
-//! checks every router answer must pass, and the CLI's JSON Lines contract.
+//! checks every router answer must pass, the CLI's JSON Lines contract, and
+//! requests generated from bytes for testing routers against each other.
 //!
 //! Nothing here runs a guest. It is split from `presence-router-runtime`
 //! (which re-exports all of it) so that tools such as the fuzzers can use it
@@ -11,6 +12,7 @@ pub mod answer;
 mod canary;
 mod config;
 mod failure;
+pub mod generate;
 pub mod jsonl;
 mod limits;
 mod presence;

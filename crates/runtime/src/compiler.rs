@@ -89,7 +89,7 @@ mod tests {
             max_memory_bytes: 64 << 20,
         };
         let compiler = || {
-            let engine = GuestEngine::new(&pool, false).expect("an engine");
+            let engine = GuestEngine::new(&pool, false, None).expect("an engine");
             Compiler::new(engine, &CacheSetting::Dir(dir.path().to_owned()))
         };
         let first = compiler();
@@ -101,7 +101,7 @@ mod tests {
         let (_, source) = compiler().compile(EMPTY_COMPONENT).expect("loads");
         assert_eq!(source, CompileSource::Cache);
         // Without a cache, always compiled.
-        let engine = GuestEngine::new(&pool, false).expect("an engine");
+        let engine = GuestEngine::new(&pool, false, None).expect("an engine");
         let uncached = Compiler::new(engine, &CacheSetting::Disabled);
         let (_, source) = uncached.compile(EMPTY_COMPONENT).expect("compiles");
         assert_eq!(source, CompileSource::Compiled);

@@ -52,14 +52,15 @@ pub use cache::{CacheBound, CacheSetting, CompileSource};
 pub use canary::{QUEUE_CALLS as CANARY_QUEUE_CALLS, ShadowMode};
 pub use error::{LoadError, RouterAt};
 pub use external_canary::ExternalCanary;
-pub use guest::{CheckedInterest, CheckedRoutes};
+pub use guest::{CheckedInterest, CheckedRoutes, FuelProfile, FuelProfiler};
 pub use live::LiveRouterSet;
 pub use module_api::{LogLevel, LoggingModuleApi, ModuleApi};
 pub use presence_router_model::{
     CallStats, CanaryConfig, CanaryCriteria, CanaryDecision, CanaryStats, ConfigError,
     DivergentRecord, FailureKind, FailurePolicy, InterestedUsers, Limits, MAX_USER_ID_LEN,
     Presence, Routed, RouterConfig, RouterFailure, RouterSetConfig, Suspension, TrustedKey,
-    UserPresenceState, UsersForStates, answer, format_bytes, jsonl, text, validate_user_id,
+    UserPresenceState, UsersForStates, answer, format_bytes, generate, jsonl, text,
+    validate_user_id,
 };
 pub use router::RouterInfo;
 pub use router_set::{LoadOptions, ReloadReport, Reloaded, RouterSet};

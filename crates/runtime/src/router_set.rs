@@ -20,7 +20,7 @@ use crate::canary::{Canary, ShadowJob, ShadowMode, ShadowModuleApi};
 use crate::compiler::Compiler;
 use crate::component_file::read_component;
 use crate::error::LoadError;
-use crate::guest::{CheckedInterest, CheckedRoutes, GuestEngine, InstancePool};
+use crate::guest::{CheckedInterest, CheckedRoutes, FuelProfiler, GuestEngine, InstancePool};
 use crate::module_api::ModuleApi;
 use crate::router::{Router, RouterInfo, component_digest};
 use crate::signature::TrustedKeys;
@@ -42,6 +42,9 @@ pub struct LoadOptions {
     pub compile_on_calling_thread: bool,
     /// Where routers' canaries make their shadow calls.
     pub shadow: ShadowMode,
+    /// Sample every instance's stacks by fuel into this profiler
+    /// (`presence-router profile`); calls run slower, never differently.
+    pub profiler: Option<FuelProfiler>,
 }
 
 /// Loaded presence routers, in configuration order.
@@ -1113,8 +1116,12 @@ pub(crate) fn compiler_for<'a>(
             .fold(0, u32::saturating_add),
         max_memory_bytes: routers.map(|r| r.limits.memory).max().unwrap_or(0),
     };
-    let engine =
-        GuestEngine::new(&pool, !options.compile_on_calling_thread).map_err(LoadError::Engine)?;
+    let engine = GuestEngine::new(
+        &pool,
+        !options.compile_on_calling_thread,
+        options.profiler.clone(),
+    )
+    .map_err(LoadError::Engine)?;
     Ok(Arc::new(Compiler::new(engine, &options.cache)))
 }
 

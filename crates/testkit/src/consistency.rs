@@ -21,9 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use presence_router_runtime::{
-    InterestedUsers, Presence, RouterSet, UserPresenceState, validate_user_id,
-};
+use presence_router_runtime::generate::RequestGenerator;
+use presence_router_runtime::{InterestedUsers, Presence, RouterSet, UserPresenceState};
 
 /// One way the two callbacks disagree, with the smallest example found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,20 +105,9 @@ pub async fn check_consistency(
 /// The user IDs in the configuration (the users a router treats
 /// specially), and some it has never heard of, local and remote.
 pub(crate) fn user_pool(config_json: &str) -> Vec<String> {
-    fn collect(value: &serde_json::Value, into: &mut BTreeSet<String>) {
-        match value {
-            serde_json::Value::String(s) if validate_user_id(s).is_ok() => {
-                into.insert(s.clone());
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| collect(v, into)),
-            serde_json::Value::Object(map) => map.values().for_each(|v| collect(v, into)),
-            _ => {}
-        }
-    }
-    let mut users = BTreeSet::new();
-    if let Ok(config) = serde_json::from_str::<serde_json::Value>(config_json) {
-        collect(&config, &mut users);
-    }
+    let mut users: BTreeSet<String> = RequestGenerator::users_in_config(config_json)
+        .into_iter()
+        .collect();
     users.extend((0..4).map(|i| format!("@kit{i}:example.com")));
     users.extend((0..2).map(|i| format!("@kit{i}:elsewhere.example.org")));
     users.into_iter().collect()

@@ -2,7 +2,9 @@
 //! through the runtime against built-in cases and the author's own, checks
 //! that its `get-users-for-states` and `get-interested-users` agree, and
 //! says what each call used against the default limits, and whether it
-//! leaks memory from call to call (`leaks.rs`).
+//! leaks memory from call to call (`leaks.rs`); and runs two routers (a
+//! port and what it replaces, a Python router among them) on the same
+//! requests, reporting the first difference shrunk (`differential.rs`).
 //!
 //! It is what `presence-router test` runs, and what the conformance suite
 //! runs against the example router in every language.
@@ -10,7 +12,9 @@
 pub mod budgets;
 pub mod cases;
 pub mod consistency;
+pub mod differential;
 pub mod leaks;
+mod python_router;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -41,9 +41,10 @@ mkdir -p "$work"
 # wasi-libc, whose malloc and free the bindings use. --stack: Zig's default
 # of 16 MiB would be linear memory every instance pays for; 1 MiB is what
 # Rust and C guests get. ReleaseFast: every instruction is paid in fuel.
-# -fstrip: the debug information would make the component 1.6 MB instead of
-# 0.2 MB.
-"${zig[@]}" build-exe -target wasm32-wasi -mexec-model=reactor -O ReleaseFast -fstrip -lc \
+# No -fstrip: it would drop the function names too, which backtraces and
+# `presence-router profile` show; `componentize` drops the debug
+# information (1.4 MB of it) and keeps the names.
+"${zig[@]}" build-exe -target wasm32-wasi -mexec-model=reactor -O ReleaseFast -lc \
   --stack 1048576 --name router -femit-bin="$work/module.wasm" \
   -I "$work/bindings" "$work/bindings/presence_router.c" \
   "$work/bindings/presence_router_component_type.o" \

@@ -7,6 +7,8 @@
 
 /// Routers load under an address-space limit (`ulimit -v`).
 mod address_space;
+/// `test --against`: differential testing of two routers.
+mod against;
 /// Canaries tried in shadow on recorded requests by `route` and `run`.
 mod canary;
 /// `check`'s report and its errors.
@@ -20,6 +22,8 @@ mod leaks;
 /// `new`: each language's project builds and passes its tests; another
 /// user can't take it over.
 mod new;
+/// `profile`: flame graphs and Firefox profiles, by fuel.
+mod profile;
 /// `route` and `run`: the JSON Lines contract.
 mod route;
 /// `route` and `run` as servers: `--stats`, reloading on SIGHUP.

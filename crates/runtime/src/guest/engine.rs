@@ -11,6 +11,7 @@ use super::failure::error_text;
 use super::limiter::{
     CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, MemoryLimiter, TABLES_PER_COMPONENT,
 };
+use super::profile::{CAPTURED_FRAMES, FuelProfiler};
 use super::state::GuestState;
 use super::time_budget::Watchdog;
 use super::{blocking, clock, state};
@@ -123,6 +124,8 @@ pub(crate) struct GuestEngine {
     pub(super) engine: Engine,
     linker: Linker<GuestState>,
     pub(super) watchdog: Watchdog,
+    /// Where every instance's stacks go, when profiling.
+    pub(super) profiler: Option<FuelProfiler>,
 }
 
 /// A compiled, link-checked router component, ready to instantiate cheaply.
@@ -135,12 +138,25 @@ pub(crate) struct LoadedComponent {
 impl GuestEngine {
     /// The engine, its linker and its watchdog; the error is wasmtime's, as
     /// one line.
-    pub(crate) fn new(pool: &InstancePool, parallel_compilation: bool) -> Result<Self, String> {
-        Self::make(pool, parallel_compilation).map_err(|e| error_text(&e))
+    pub(crate) fn new(
+        pool: &InstancePool,
+        parallel_compilation: bool,
+        profiler: Option<FuelProfiler>,
+    ) -> Result<Self, String> {
+        Self::make(pool, parallel_compilation, profiler).map_err(|e| error_text(&e))
     }
 
-    fn make(pool: &InstancePool, parallel_compilation: bool) -> wasmtime::Result<Self> {
-        let config = base_config(parallel_compilation);
+    fn make(
+        pool: &InstancePool,
+        parallel_compilation: bool,
+        profiler: Option<FuelProfiler>,
+    ) -> wasmtime::Result<Self> {
+        let mut config = base_config(parallel_compilation);
+        if profiler.is_some() {
+            // A sample is the stack (profile.rs cuts a deep one), not the
+            // innermost 20 frames a trap's backtrace keeps.
+            config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(CAPTURED_FRAMES));
+        }
         let engine = match pooled_engine(&config, pool) {
             Ok(engine) => engine,
             Err(e) => {
@@ -169,6 +185,7 @@ impl GuestEngine {
             engine,
             linker,
             watchdog,
+            profiler,
         })
     }
 

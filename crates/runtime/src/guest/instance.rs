@@ -20,11 +20,15 @@ use super::engine::{
     GET_INTERESTED_USERS, GET_USERS_FOR_STATES, GuestEngine, LoadedComponent, PARSE_CONFIG,
 };
 use super::failure::{Failure, error_text};
+use super::profile::FuelProfiler;
 use super::state::{
     BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, LiftBytes, MAX_GUEST_RESOURCES,
     SliceLimits, charge_fuel,
 };
 use super::time_budget::{BudgetUsedUp, TimeBudget};
+
+/// The root frame of a profile's samples taken while an instance is made.
+const INSTANTIATION: &str = "instantiation";
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
@@ -180,31 +184,75 @@ impl GuestInstance {
             CallHook::CallingHost => {
                 let imports = store.data().lift.imports;
                 store.set_hostcall_fuel(imports);
+                // A profiled call meets this hook at every epoch check,
+                // which an unprofiled one meets only at a watchdog tick:
+                // with too little fuel left for the charge, it is owed,
+                // and settled on the way back unless this was the check
+                // (profile.rs), so that profiling fails no call.
+                if let Some(sampler) = &store.data().sampler
+                    && !sampler.owes_host_fuel
+                    && store.get_fuel().unwrap_or(0) < HOST_CALL_FUEL
+                {
+                    if let Some(sampler) = &mut store.data_mut().sampler {
+                        sampler.owes_host_fuel = true;
+                    }
+                    return Ok(());
+                }
                 charge_fuel(&mut store, HOST_CALL_FUEL)
             }
             CallHook::ReturningFromHost => {
                 let answer = store.data().lift.answer;
                 store.set_hostcall_fuel(answer);
+                let owed = store
+                    .data_mut()
+                    .sampler
+                    .as_mut()
+                    .is_some_and(|sampler| std::mem::take(&mut sampler.owes_host_fuel));
+                if owed {
+                    let _ = store.set_fuel(0);
+                    return Err(wasmtime::Error::new(Trap::OutOfFuel));
+                }
                 Ok(())
             }
             _ => Ok(()),
         });
+        store.data_mut().sampler = engine.profiler.as_ref().map(FuelProfiler::sampler);
         store.epoch_deadline_callback(|mut store| {
+            // A profiled call's deadline is always due (profile.rs).
+            let mut next = 1;
+            if let Some(mut sampler) = store.data_mut().sampler.take() {
+                // The call hook charged this check as a host call (or owes
+                // it, which the check settles); compiled code drops that
+                // charge at its next write-back of the fuel count, so
+                // giving it back here changes nothing but what the sampler
+                // reads.
+                let mut fuel_left = store.get_fuel().unwrap_or(0);
+                if !std::mem::take(&mut sampler.owes_host_fuel) {
+                    fuel_left = fuel_left.saturating_add(HOST_CALL_FUEL);
+                    let _ = store.set_fuel(fuel_left);
+                }
+                sampler.check(&store, fuel_left);
+                store.data_mut().sampler = Some(sampler);
+                next = 0;
+            }
             let state = store.data_mut();
-            if state.time_budget.on_tick(&state.waits) {
+            // A profiled call has no time budget: sampling slows it, and
+            // must not change what it answers (profile.rs).
+            if next == 1 && state.time_budget.on_tick(&state.waits) {
                 state.budget_used_up = true;
                 return Err(wasmtime::Error::new(BudgetUsedUp));
             }
             // No yield to the executor: a call runs to its end on one thread,
             // so that its thread's CPU time is its own (time_budget.rs).
-            Ok(UpdateDeadline::Continue(1))
+            Ok(UpdateDeadline::Continue(next))
         });
         begin_budget(&mut store, limits, start, None);
-        prepare_call(&mut store, limits.fuel);
+        prepare_call(&mut store, limits.fuel, INSTANTIATION);
         let instantiated = {
             let _running = engine.watchdog.running();
             component.pre.instantiate(&mut store)
         };
+        end_sampling(&mut store);
         let instance = match instantiated {
             Ok(instance) => instance,
             Err(e) => {
@@ -381,7 +429,7 @@ impl GuestInstance {
         fuel: u64,
         batch: Option<usize>,
         params: Params,
-        export: &str,
+        export: &'static str,
     ) -> Result<(Return, CallUsage), Failure>
     where
         Params: ComponentNamedList + Lower,
@@ -427,7 +475,7 @@ impl GuestInstance {
             imports: import_bytes,
         };
         self.store.set_hostcall_fuel(answer_bytes);
-        prepare_call(&mut self.store, fuel);
+        prepare_call(&mut self.store, fuel, export);
         // Named only when a failure needs it: a call allocates nothing more.
         let what = || format!("`{export}`");
         // SAFETY: the caller guarantees the types were checked.
@@ -446,6 +494,7 @@ impl GuestInstance {
                 .then(|| self.engine.watchdog.running());
             typed.call(&mut self.store, params)
         };
+        end_sampling(&mut self.store);
         let answer = match answered {
             Ok(answer) => answer,
             Err(e) => return Err(classify(&mut self.store, &self.limits, &e, &what())),
@@ -460,7 +509,10 @@ impl GuestInstance {
             if state.time_budget.waits_overspent(&state.waits) {
                 return Err(Failure::slice_used_up(true));
             }
-        } else if self.engine.watchdog.ticks() != ticks && state.time_budget.on_tick(&state.waits) {
+        } else if self.engine.watchdog.ticks() != ticks
+            && state.sampler.is_none()
+            && state.time_budget.on_tick(&state.waits)
+        {
             // It spent its budget in a host call, after which no wasm ran to
             // notice the tick: the answer came too late all the same.
             let mut failure = budget_used_up(&self.limits, &what());
@@ -560,11 +612,27 @@ fn begin_budget(
 
 /// Resets the per-call state: a fresh fuel budget, the next epoch tick
 /// checks the time budget, and nothing remembered from before.
-fn prepare_call(store: &mut Store<GuestState>, fuel: u64) {
+fn prepare_call(store: &mut Store<GuestState>, fuel: u64, export: &'static str) {
     // Fuel is always enabled on this engine, so this cannot fail.
     let _ = store.set_fuel(fuel);
-    store.set_epoch_deadline(1);
+    match &mut store.data_mut().sampler {
+        Some(sampler) => {
+            sampler.begin(export, fuel);
+            store.set_epoch_deadline(0);
+        }
+        None => store.set_epoch_deadline(1),
+    }
     store.data_mut().start_call(fuel);
+}
+
+/// A profiled call's last stretch of fuel, after its last sample.
+fn end_sampling(store: &mut Store<GuestState>) {
+    if store.data().sampler.is_some() {
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        if let Some(sampler) = &mut store.data_mut().sampler {
+            sampler.end(fuel_left);
+        }
+    }
 }
 
 /// The failure of a call that waited on something that is never ready.

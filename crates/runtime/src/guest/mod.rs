@@ -21,6 +21,7 @@
 //! | `time_budget.rs` | the time budget of a call and the watchdog thread that enforces it |
 //! | `limiter.rs` | the memory and table limiter, and the per-component bounds it shares with the pool |
 //! | `output.rs` | captured stdout and stderr |
+//! | `profile.rs` | where a guest's fuel goes: its stacks sampled by fuel, when profiling |
 //! | `instance.rs` | one instance: making it, calling it, classifying a failure |
 //! | `failure.rs` | a failed call, and wasmtime's errors as one line |
 //! | `bindings.rs` | the WIT world's generated types and host interface |
@@ -34,6 +35,7 @@ mod failure;
 mod instance;
 mod limiter;
 mod output;
+mod profile;
 mod state;
 mod time_budget;
 mod waits;
@@ -43,5 +45,6 @@ pub(crate) use engine::{GuestEngine, InstancePool, LoadedComponent};
 pub(crate) use failure::Failure;
 pub(crate) use instance::{CallStart, CallUsage, GuestInstance, InstanceError};
 pub use instance::{CheckedInterest, CheckedRoutes, Slice};
+pub use profile::{FuelProfile, FuelProfiler};
 pub(crate) use state::CallEffects;
 pub use state::LogLevel;

@@ -189,6 +189,8 @@ pub(crate) struct GuestState {
     /// The last lines the guest wrote to stderr during the current call,
     /// kept even when the log was full: a panic's message, for the failure.
     pub(super) stderr_tail: Vec<String>,
+    /// Where a profiled instance records its stacks (`profile.rs`).
+    pub(super) sampler: Option<Box<super::profile::Sampler>>,
 }
 
 impl GuestState {
@@ -241,6 +243,7 @@ impl GuestState {
                 answer: 0,
             },
             stderr_tail: Vec::new(),
+            sampler: None,
         }
     }
 
