@@ -80,6 +80,25 @@ fn firefox_fuel(profile: &Value) -> BTreeMap<String, (u64, u64)> {
     fuel
 }
 
+/// `profile` of the hot-function guest with `args`, which must succeed.
+fn profile_generated(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec![
+        "profile",
+        "--component",
+        guests::HOT_FUNCTION,
+        "--cache-dir",
+        guests::COMPONENT_CACHE_DIR,
+    ];
+    all.extend_from_slice(args);
+    let output = run(&all, dir, "");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 fn profile_hot_function(dir: &Path, svg: &str, json: &str) -> std::process::Output {
     let mut requests = String::new();
     for i in 0..10 {
@@ -184,11 +203,9 @@ fn the_hot_function_is_the_widest_frame_under_its_export_and_the_profile_repeats
 #[test]
 fn a_sample_every_few_checks_still_finds_the_hot_function() {
     let dir = config_dir("routers: []\n");
-    let output = run(
+    profile_generated(
+        dir.path(),
         &[
-            "profile",
-            "--component",
-            guests::HOT_FUNCTION,
             "--output",
             "sparse.svg",
             "--interval",
@@ -197,16 +214,7 @@ fn a_sample_every_few_checks_still_finds_the_hot_function() {
             "5",
             "--batch-size",
             "2",
-            "--cache-dir",
-            guests::COMPONENT_CACHE_DIR,
         ],
-        dir.path(),
-        "",
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let svg = std::fs::read_to_string(dir.path().join("sparse.svg")).expect("an SVG");
     let frames = svg_frames(&svg);
@@ -268,27 +276,16 @@ fn profiling_answers_as_run_does() {
 #[test]
 fn profile_generates_batches_of_the_size_asked() {
     let dir = config_dir("routers: []\n");
-    let output = run(
+    let output = profile_generated(
+        dir.path(),
         &[
-            "profile",
-            "--component",
-            guests::HOT_FUNCTION,
             "--output",
             "generated.svg",
             "--generate",
             "3",
             "--batch-size",
             "4",
-            "--cache-dir",
-            guests::COMPONENT_CACHE_DIR,
         ],
-        dir.path(),
-        "",
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let answers = crate::support::json_lines(&output);
     assert_eq!(answers.len(), 3);
