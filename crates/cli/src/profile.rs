@@ -35,8 +35,12 @@ pub struct ProfileArgs {
     interval: u64,
     /// Profile N generated `get-users-for-states` batches instead of the
     /// JSON Lines requests on stdin.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "cases")]
     generate: Option<usize>,
+    /// Profile the calls of your cases file (`test --cases`: those without
+    /// a configuration of their own) instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
     /// The states in each generated batch (at most 100,000).
     #[arg(long, value_name = "STATES", default_value_t = 1, requires = "generate",
           value_parser = clap::value_parser!(u32).range(0..=100_000))]
@@ -59,8 +63,15 @@ pub async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
     let config = single_router(&component.component, &config_json, Limits::DEFAULT);
     let routers = RouterSet::load_with(&config, Arc::new(crate::CliModuleApi), &options).await?;
     let mut out = std::io::stdout().lock();
-    match args.generate {
-        Some(count) => {
+    match (args.generate, &args.cases) {
+        (None, Some(path)) => {
+            let cases = presence_router_testkit::read_case_file(path)?;
+            for (_, request) in presence_router_testkit::differential::case_requests(&cases) {
+                let line = answer(request, &routers).await;
+                writeln!(out, "{line}").context("writing stdout")?;
+            }
+        }
+        (Some(count), _) => {
             let generator = RequestGenerator::new(
                 RequestGenerator::users_in_config(&config_json),
                 args.batch_size as usize,
@@ -72,7 +83,7 @@ pub async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
                 writeln!(out, "{line}").context("writing stdout")?;
             }
         }
-        None => {
+        (None, None) => {
             for line in std::io::stdin().lock().lines() {
                 let line = line.context("reading stdin")?;
                 if line.trim().is_empty() {

@@ -298,3 +298,48 @@ fn profile_generates_batches_of_the_size_asked() {
         assert_eq!(states, 4, "{answer}");
     }
 }
+
+#[test]
+fn profile_replays_the_cases_file() {
+    let dir = config_dir("routers: []\n");
+    let cases =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/example-router.yaml");
+    let output = run(
+        &[
+            "profile",
+            "--component",
+            "routers/example.wasm",
+            "--config-json",
+            presence_router_tests::CONFORMANCE_CONFIG,
+            "--cases",
+            &cases.to_string_lossy(),
+            "--output",
+            "cases.svg",
+            "--no-cache",
+        ],
+        dir.path(),
+        "",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One answer per case that makes a call with the given configuration.
+    let cases = presence_router_testkit::read_case_file(&cases).expect("the cases parse");
+    let calls = presence_router_testkit::differential::case_requests(&cases).len();
+    let answers = crate::support::json_lines(&output);
+    assert!(
+        calls >= 5 && answers.len() == calls,
+        "{calls} calls: {answers:?}"
+    );
+    assert!(
+        answers.iter().all(|a| a.get("error").is_none()),
+        "{answers:?}"
+    );
+    let frames = svg_frames(&std::fs::read_to_string(dir.path().join("cases.svg")).expect("SVG"));
+    assert!(
+        frames.contains_key("export get-interested-users"),
+        "{frames:?}"
+    );
+}
