@@ -89,7 +89,7 @@ fn names(profile: &FuelProfile) -> Vec<&str> {
 
 /// Asserts that the profile names each of `own` somewhere under the
 /// `get-users-for-states` export, and that it adds up.
-async fn names_its_functions(component: &str, own: &[&str]) {
+async fn names_its_functions(component: &str, own: &[&str]) -> FuelProfile {
     let profile = profile(component).await;
     let under_export: Vec<&str> = (0..profile.stacks.len())
         .filter(|&stack| profile.stack(stack).next() == Some("export get-users-for-states"))
@@ -103,6 +103,7 @@ async fn names_its_functions(component: &str, own: &[&str]) {
         );
     }
     assert!(profile.total_fuel() > 0 && profile.calls >= 9);
+    profile
 }
 
 #[tokio::test]
@@ -153,11 +154,19 @@ async fn a_profile_of_the_javascript_example_shows_the_interpreter() {
     // StarlingMonkey, the JavaScript engine componentize-js builds in, comes
     // without a name section: under the export are its functions by index,
     // never the router's JavaScript functions.
-    names_its_functions(
+    let profile = names_its_functions(
         example_router!(Language::Js),
         &["get-users-for-states", "module!wasm-function["],
     )
     .await;
+    // And the profile knows which those are, to say so.
+    assert!(profile.unnamed.len() > 10);
+    assert!(
+        profile
+            .unnamed
+            .iter()
+            .all(|&id| profile.names[id as usize].contains("!wasm-function["))
+    );
 }
 
 #[tokio::test]

@@ -256,9 +256,16 @@ fn write_firefox_profile(profile: &FuelProfile, title: &str, path: &Path) -> any
 /// themselves (not counting what they called).
 fn summary(profile: &FuelProfile, args: &ProfileArgs) -> String {
     let mut own: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unnamed = 0u64;
     for &(stack, fuel) in &profile.samples {
         if let Some(leaf) = profile.stack(stack).last() {
             *own.entry(leaf).or_default() += fuel;
+        }
+        if profile.stacks[stack]
+            .last()
+            .is_some_and(|leaf| profile.unnamed.contains(leaf))
+        {
+            unnamed += fuel;
         }
     }
     let total = profile.total_fuel();
@@ -281,6 +288,18 @@ fn summary(profile: &FuelProfile, args: &ProfileArgs) -> String {
         text.push_str(&format!(
             "  {:>5.1}%  {name}\n",
             100.0 * *fuel as f64 / total.max(1) as f64
+        ));
+    }
+    if unnamed > 0 {
+        // Said here, not only in the docs: the picture is honest about
+        // what it can't name (an interpreter without a name section, a
+        // stripped build).
+        text.push_str(&format!(
+            "{:.1}% of the fuel is in functions the component has no names for \
+             (`module!wasm-function[N]`): it was built without a name section for \
+             them (stripped, or an engine such as componentize-js's); see \
+             docs/writing-a-router.md\n",
+            100.0 * unnamed as f64 / total.max(1) as f64
         ));
     }
     text

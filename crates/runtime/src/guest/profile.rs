@@ -67,6 +67,9 @@ pub struct FuelProfile {
     /// name sections (`module!wasm-function[N]` where it has none), escaped
     /// as all guest text is.
     pub names: Vec<String>,
+    /// The indices of `names` that stand for guest functions without a
+    /// name (the component has no name section for them).
+    pub unnamed: std::collections::BTreeSet<u32>,
     /// Each distinct stack, outermost frame first, as indices into `names`.
     pub stacks: Vec<Vec<u32>>,
     /// Samples in the order taken: a stack (an index into `stacks`) and the
@@ -209,11 +212,15 @@ fn root_frame(root: &str) -> String {
 fn frame_name(profile: &mut FuelProfile, frame: &wasmtime::FrameInfo) -> u32 {
     match frame.func_name() {
         Some(name) => profile.name_id(name),
-        None => profile.name_id(&format!(
-            "{}!wasm-function[{}]",
-            frame.module().name().unwrap_or("module"),
-            frame.func_index()
-        )),
+        None => {
+            let id = profile.name_id(&format!(
+                "{}!wasm-function[{}]",
+                frame.module().name().unwrap_or("module"),
+                frame.func_index()
+            ));
+            profile.unnamed.insert(id);
+            id
+        }
     }
 }
 
