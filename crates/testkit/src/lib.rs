@@ -15,6 +15,7 @@ pub mod consistency;
 pub mod differential;
 pub mod leaks;
 mod python_router;
+mod router_answer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ use presence_router_runtime::InterestedUsers;
 use presence_router_runtime::jsonl::Request;
 use serde::Deserialize;
 
-use crate::differential::{Answer, Outcome};
+use crate::router_answer::{Answer, Outcome};
 
 /// The driver, run with `python -c`.
 const DRIVER: &str = include_str!("python_router.py");
