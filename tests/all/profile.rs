@@ -244,3 +244,45 @@ async fn a_call_that_ends_with_little_fuel_left_answers_profiled_too() {
         assert_eq!(answers[0], answers[1], "a budget of {budget}, {used} used");
     }
 }
+
+#[tokio::test]
+async fn each_calls_samples_add_up_to_the_fuel_it_used() {
+    for component in [guests::HOT_FUNCTION, guests::EXAMPLE_ROUTER] {
+        for interval in [1, 3, 64] {
+            let profiler = FuelProfiler::new(interval);
+            let routers = load(component, Some(profiler.clone())).await;
+            let mut used = 0;
+            for size in [0, 1, 2, 7] {
+                let states: Vec<_> = (0..size)
+                    .map(|i| {
+                        presence_router_runtime::UserPresenceState::new(
+                            format!("@u{i}:example.com"),
+                            presence_router_runtime::Presence::Online,
+                        )
+                    })
+                    .collect();
+                let routed = routers.get_users_for_states(&states).await;
+                assert!(routed.failures.is_empty(), "{:?}", routed.failures);
+                used += routed.stats.iter().map(|s| s.fuel_used).sum::<u64>();
+                let routed = routers.get_interested_users("@alice:example.com").await;
+                used += routed.stats.iter().map(|s| s.fuel_used).sum::<u64>();
+            }
+            let profile = profiler.profile();
+            let sampled: u64 = profile
+                .samples
+                .iter()
+                .filter(|&&(stack, _)| {
+                    profile
+                        .stack(stack)
+                        .next()
+                        .is_some_and(|root| root.starts_with("export get-"))
+                })
+                .map(|&(_, fuel)| fuel)
+                .sum();
+            assert_eq!(
+                sampled, used,
+                "{component}, a sample every {interval} checks"
+            );
+        }
+    }
+}
