@@ -20,15 +20,12 @@ use super::engine::{
     GET_INTERESTED_USERS, GET_USERS_FOR_STATES, GuestEngine, LoadedComponent, PARSE_CONFIG,
 };
 use super::failure::{Failure, error_text};
-use super::profile::FuelProfiler;
+use super::profile::{FuelProfiler, INSTANTIATION};
 use super::state::{
     BrokenRule, CallEffects, GuestState, HOST_CALL_FUEL, LiftBytes, MAX_GUEST_RESOURCES,
     SliceLimits, charge_fuel,
 };
 use super::time_budget::{BudgetUsedUp, TimeBudget};
-
-/// The root frame of a profile's samples taken while an instance is made.
-const INSTANTIATION: &str = "instantiation";
 
 /// Host bytes an answer entry may cost while wasmtime lifts it. wasmtime
 /// charges what it lifts from a guest against the store's "hostcall fuel"
@@ -429,7 +426,7 @@ impl GuestInstance {
         fuel: u64,
         batch: Option<usize>,
         params: Params,
-        export: &'static str,
+        export: &str,
     ) -> Result<(Return, CallUsage), Failure>
     where
         Params: ComponentNamedList + Lower,
@@ -612,7 +609,7 @@ fn begin_budget(
 
 /// Resets the per-call state: a fresh fuel budget, the next epoch tick
 /// checks the time budget, and nothing remembered from before.
-fn prepare_call(store: &mut Store<GuestState>, fuel: u64, export: &'static str) {
+fn prepare_call(store: &mut Store<GuestState>, fuel: u64, export: &str) {
     // Fuel is always enabled on this engine, so this cannot fail.
     let _ = store.set_fuel(fuel);
     match &mut store.data_mut().sampler {

@@ -170,7 +170,7 @@ impl FuelProfiler {
     pub(super) fn sampler(&self) -> Box<Sampler> {
         Box::new(Sampler {
             profiler: self.clone(),
-            root: "",
+            root: 0,
             fuel_at_start: 0,
             used_as_read: 0,
             pending: Vec::new(),
@@ -198,12 +198,16 @@ impl PartialEq for FuelProfiler {
 
 impl Eq for FuelProfiler {}
 
+/// What a profiled call runs for while an instance is made (the other
+/// calls run for an export, by its WIT name).
+pub(super) const INSTANTIATION: &str = "instantiation";
+
 /// The outermost frame of a call's samples: `export get-users-for-states`
 /// (the guest's own function for an export is often named after it too),
 /// or `instantiation`.
 fn root_frame(root: &str) -> String {
     match root {
-        "instantiation" => root.to_owned(),
+        INSTANTIATION => root.to_owned(),
         export => format!("export {export}"),
     }
 }
@@ -227,8 +231,8 @@ fn frame_name(profile: &mut FuelProfile, frame: &wasmtime::FrameInfo) -> u32 {
 /// One instance's side of the profiler, in its store's data.
 pub(super) struct Sampler {
     profiler: FuelProfiler,
-    /// The export being called.
-    root: &'static str,
+    /// The name of the call's outermost frame ([`root_frame`]).
+    root: u32,
     /// The fuel the call began with.
     fuel_at_start: u64,
     /// The fuel used as last read (which changes only at calls, returns and
@@ -254,8 +258,8 @@ pub(super) struct Sampler {
 
 impl Sampler {
     /// A call of `root` begins with `fuel`.
-    pub(super) fn begin(&mut self, root: &'static str, fuel: u64) {
-        self.root = root;
+    pub(super) fn begin(&mut self, root: &str, fuel: u64) {
+        self.root = self.profiler.lock().name_id(&root_frame(root));
         self.fuel_at_start = fuel;
         self.used_as_read = 0;
         self.pending.clear();
@@ -293,7 +297,7 @@ impl Sampler {
         };
         let mut profile = self.profiler.lock();
         let mut stack = Vec::with_capacity(outer.len() + inner.len() + 2);
-        stack.push(profile.name_id(&root_frame(self.root)));
+        stack.push(self.root);
         for frame in outer {
             stack.push(frame_name(&mut profile, frame));
         }
@@ -354,11 +358,7 @@ impl Sampler {
         if tail > 0 || shares.is_empty() {
             let stack = match self.last {
                 Some(id) => id,
-                None => {
-                    let mut profile = self.profiler.lock();
-                    let root = vec![profile.name_id(&root_frame(self.root))];
-                    profile.intern(root)
-                }
+                None => self.profiler.lock().intern(vec![self.root]),
             };
             shares.push((stack, tail.max(1)));
         }
