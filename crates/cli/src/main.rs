@@ -614,6 +614,32 @@ fn print_case(result: &CaseResult, limits: &Limits) {
     }
 }
 
+/// The answer to one line of the JSON Lines contract (`None` for a blank
+/// line), as `route`, `run` and `profile` write it.
+async fn answer_line(routers: &RouterSet, line: &[u8]) -> Option<serde_json::Value> {
+    Some(match std::str::from_utf8(line) {
+        Err(e) => protocol::error_answer(&format!("not valid UTF-8: {e}")),
+        Ok(text) if text.trim().is_empty() => return None,
+        Ok(text) => match protocol::parse_request(text) {
+            Err(message) => protocol::error_answer(&message),
+            Ok(request) => answer(routers, request).await,
+        },
+    })
+}
+
+/// The answer to one request.
+async fn answer(routers: &RouterSet, request: Request) -> serde_json::Value {
+    match request {
+        Request::GetUsersForStates(batch) => {
+            let routed = routers.get_users_for_states(&batch).await;
+            protocol::users_for_states_answer(&batch, &routed)
+        }
+        Request::GetInterestedUsers(user_id) => {
+            protocol::interested_users_answer(&routers.get_interested_users(&user_id).await)
+        }
+    }
+}
+
 async fn serve_json_lines(live: &LiveRouterSet, options: &LoadOptions) -> anyhow::Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut output = tokio::io::stdout();
@@ -628,19 +654,8 @@ async fn serve_json_lines(live: &LiveRouterSet, options: &LoadOptions) -> anyhow
         {
             return Ok(());
         }
-        let answer = match std::str::from_utf8(&line) {
-            Err(e) => protocol::error_answer(&format!("not valid UTF-8: {e}")),
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => match protocol::parse_request(text) {
-                Err(message) => protocol::error_answer(&message),
-                Ok(Request::GetUsersForStates(batch)) => {
-                    let routed = live.current().get_users_for_states(&batch).await;
-                    protocol::users_for_states_answer(&batch, &routed)
-                }
-                Ok(Request::GetInterestedUsers(user_id)) => protocol::interested_users_answer(
-                    &live.current().get_interested_users(&user_id).await,
-                ),
-            },
+        let Some(answer) = answer_line(&live.current(), &line).await else {
+            continue;
         };
         // A canary decided by this request is promoted or rejected before
         // the next one.

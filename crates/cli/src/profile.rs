@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use presence_router_runtime::generate::{RequestGenerator, SeededRequests};
-use presence_router_runtime::jsonl::{self as protocol, Request};
+use presence_router_runtime::jsonl::Request;
 use presence_router_runtime::text::escape_untrusted;
 use presence_router_runtime::{FuelProfile, FuelProfiler, Limits, LoadOptions, RouterSet};
 use presence_router_testkit::single_router;
@@ -67,7 +67,7 @@ pub async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
         (None, Some(path)) => {
             let cases = presence_router_testkit::read_case_file(path)?;
             for (_, request) in presence_router_testkit::differential::case_requests(&cases) {
-                let line = answer(request, &routers).await;
+                let line = crate::answer(&routers, request).await;
                 writeln!(out, "{line}").context("writing stdout")?;
             }
         }
@@ -79,21 +79,16 @@ pub async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
             let mut requests = SeededRequests::new(generator, args.seed);
             for _ in 0..count {
                 let batch = requests.next_batch_of(args.batch_size as usize);
-                let line = answer(Request::GetUsersForStates(batch), &routers).await;
+                let line = crate::answer(&routers, Request::GetUsersForStates(batch)).await;
                 writeln!(out, "{line}").context("writing stdout")?;
             }
         }
         (None, None) => {
-            for line in std::io::stdin().lock().lines() {
+            for line in std::io::stdin().lock().split(b'\n') {
                 let line = line.context("reading stdin")?;
-                if line.trim().is_empty() {
-                    continue;
+                if let Some(reply) = crate::answer_line(&routers, &line).await {
+                    writeln!(out, "{reply}").context("writing stdout")?;
                 }
-                let reply = match protocol::parse_request(&line) {
-                    Ok(request) => answer(request, &routers).await,
-                    Err(why) => protocol::error_answer(&why),
-                };
-                writeln!(out, "{reply}").context("writing stdout")?;
             }
         }
     }
@@ -116,19 +111,6 @@ pub async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
     }
     eprint!("{}", summary(&profile, &args));
     Ok(())
-}
-
-/// A request's answer line, as `run` writes it.
-async fn answer(request: Request, routers: &RouterSet) -> serde_json::Value {
-    match request {
-        Request::GetUsersForStates(batch) => {
-            let routed = routers.get_users_for_states(&batch).await;
-            protocol::users_for_states_answer(&batch, &routed)
-        }
-        Request::GetInterestedUsers(user) => {
-            protocol::interested_users_answer(&routers.get_interested_users(&user).await)
-        }
-    }
 }
 
 /// Rust's mangled names made readable (C++ names come demangled from
