@@ -91,7 +91,6 @@ async fn compared_per_second(name: &str, other: Contender, requests: usize) {
     let options = presence_router_tests::test_load_options();
     let generation = Generation {
         seed: 7,
-        requests,
         max_states: 16,
     };
     let mut generated = generation.requests(&rust, &other);

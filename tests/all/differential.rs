@@ -32,7 +32,6 @@ async fn first_difference(other: Contender) -> Option<(String, differential::Dif
     let options = test_load_options();
     let generation = Generation {
         seed: 20261207,
-        requests: REQUESTS,
         max_states: 16,
     };
     let mut generated = generation.requests(&rust, &other);

@@ -120,7 +120,6 @@ impl Differential<'_> {
         let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
         let generation = Generation {
             seed,
-            requests: args.requests,
             max_states: args.max_states as usize,
         };
         println!("differential test");

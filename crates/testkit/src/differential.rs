@@ -294,11 +294,11 @@ pub struct DifferentialRun {
     pub difference: Option<(String, Difference)>,
 }
 
-/// How many requests to generate, how large, from which seed.
+/// How large the generated requests are, and from which seed (how many,
+/// [`run`] is told).
 #[derive(Clone, Copy, Debug)]
 pub struct Generation {
     pub seed: u64,
-    pub requests: usize,
     pub max_states: usize,
 }
 
