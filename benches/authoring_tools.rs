@@ -11,28 +11,18 @@
 //! `cargo bench -p presence-router-benches --bench authoring_tools [-- CALLS REQUESTS]`
 //! (defaults: 2000 calls, 2000 requests per pair).
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_router_runtime::generate::{RequestGenerator, SeededRequests};
-use presence_router_runtime::{FuelProfiler, Limits, LoadOptions, LoggingModuleApi, RouterSet};
+use presence_router_runtime::{FuelProfiler, Limits, RouterSet};
 use presence_router_testkit::differential::{self, Contender, Generation, Pair};
-use presence_router_testkit::single_router;
 use presence_router_tests::slicer::thread_cpu;
 use presence_router_tests::{
     CONFORMANCE_CONFIG, Language, conformance_contender, docs_python_router, example_router, guests,
 };
 
 async fn load(component: &str, profiler: Option<FuelProfiler>) -> RouterSet {
-    let options = LoadOptions {
-        profiler,
-        ..presence_router_tests::test_load_options()
-    };
-    let config = single_router(Path::new(component), CONFORMANCE_CONFIG, Limits::DEFAULT);
-    RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
-        .await
-        .expect("the router loads")
+    presence_router_tests::load_conformance(component, profiler, Limits::DEFAULT).await
 }
 
 /// CPU time per call and the fuel of each call, for `calls` generated

@@ -2,15 +2,8 @@
 //! functions (or, for JavaScript and Python, the interpreter's), and
 //! profiling changes no answer and no figure of fuel.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use presence_router_runtime::{
-    FuelProfile, FuelProfiler, Limits, LoadOptions, LoggingModuleApi, RouterSet,
-};
-use presence_router_testkit::single_router;
-use presence_router_tests::{CONFORMANCE_CONFIG, batch, guests, test_load_options};
-use presence_router_tests::{Language, example_router};
+use presence_router_runtime::{FuelProfile, FuelProfiler, Limits, RouterSet};
+use presence_router_tests::{Language, batch, example_router, guests, load_conformance};
 
 /// The requests each profile replays: a batch with a listed, a
 /// blacklisted and an unlisted sender, and each kind of interest; with each
@@ -39,18 +32,7 @@ async fn replay(routers: &RouterSet, fuel: bool) -> Vec<String> {
 }
 
 async fn load(component: &str, profiler: Option<FuelProfiler>) -> RouterSet {
-    load_with(component, profiler, Limits::DEFAULT).await
-}
-
-async fn load_with(component: &str, profiler: Option<FuelProfiler>, limits: Limits) -> RouterSet {
-    let options = LoadOptions {
-        profiler,
-        ..test_load_options()
-    };
-    let config = single_router(Path::new(component), CONFORMANCE_CONFIG, limits);
-    RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
-        .await
-        .expect("the router loads")
+    load_conformance(component, profiler, Limits::DEFAULT).await
 }
 
 /// Whether a language's router uses the same fuel for the same call every
@@ -226,7 +208,7 @@ async fn a_call_that_ends_with_little_fuel_left_answers_profiled_too() {
         fuel_per_state: 0,
         ..Limits::DEFAULT
     };
-    let measured = load_with(guests::HOT_FUNCTION, None, limits(100_000_000)).await;
+    let measured = load_conformance(guests::HOT_FUNCTION, None, limits(100_000_000)).await;
     let routed = measured.get_users_for_states(&states).await;
     let used = routed.stats[0].fuel_used;
     // Budgets around what the call used: the same outcome profiled as not,
@@ -237,7 +219,7 @@ async fn a_call_that_ends_with_little_fuel_left_answers_profiled_too() {
     for budget in (used - 130..used - 100).chain(used - 5..used + 5) {
         let mut answers = Vec::new();
         for profiler in [None, Some(FuelProfiler::new(1))] {
-            let routers = load_with(guests::HOT_FUNCTION, profiler, limits(budget)).await;
+            let routers = load_conformance(guests::HOT_FUNCTION, profiler, limits(budget)).await;
             let routed = routers.get_users_for_states(&states).await;
             answers.push(format!("{:?} {:?}", routed.answer, routed.failures));
         }

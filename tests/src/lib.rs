@@ -164,6 +164,24 @@ pub async fn load(yaml: &str) -> Result<(RouterSet, Arc<RecordingModuleApi>), Lo
     Ok((set, api))
 }
 
+/// `component` alone, with [`CONFORMANCE_CONFIG`] and `limits`, profiled
+/// into `profiler` if there is one; it must load.
+pub async fn load_conformance(
+    component: &str,
+    profiler: Option<presence_router_runtime::FuelProfiler>,
+    limits: presence_router_runtime::Limits,
+) -> RouterSet {
+    let options = LoadOptions {
+        profiler,
+        ..test_load_options()
+    };
+    let config =
+        presence_router_testkit::single_router(Path::new(component), CONFORMANCE_CONFIG, limits);
+    RouterSet::load_with(&config, Arc::new(LoggingModuleApi), &options)
+        .await
+        .expect("the router loads")
+}
+
 /// Loads a router set that must load, with a module API that keeps nothing
 /// (for measuring the host's memory).
 pub async fn load_forgetful(yaml: &str) -> RouterSet {
