@@ -15,7 +15,10 @@ It prints, as markdown tables with the ratios of the issue's targets:
 
 1. latency per call (best of several rounds of many calls) and the reactor
    thread's CPU time per call, for one-state `get_users_for_states` and
-   `get_interested_users` and batches of 100, 1,000 and 10,000 states;
+   `get_interested_users` and batches of 100, 1,000 and 10,000 states: each
+   callback awaited directly, then the same through Synapse's own
+   `PresenceRouter` (what Synapse runs per call: its coroutine, its
+   `delay_cancellation` around the module's answer, its merge);
 2. the p50/p99 latency of one-state calls while other Python work keeps the
    reactor busy;
 3. what a spinning (hostile) router costs the reactor: the CPU time of the
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List
 
 import attr
+from synapse.events.presence_router import PresenceRouter
 from synapse.module_api import UserPresenceState
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import ensureDeferred
@@ -94,6 +98,17 @@ def wasm_module(router: dict) -> BenchApi:
     return api
 
 
+def through_synapse(api: BenchApi) -> BenchApi:
+    """The router behind Synapse's own `PresenceRouter`, as Synapse calls
+    it."""
+    router = PresenceRouter(None)  # type: ignore[arg-type]  # it reads no homeserver
+    router.register_presence_router_callbacks(**api.callbacks)
+    synapse = BenchApi()
+    synapse.callbacks = {"get_users_for_states": router.get_users_for_states,
+                         "get_interested_users": router.get_interested_users}
+    return synapse
+
+
 def batch(n: int) -> List[UserPresenceState]:
     return [
         attr.evolve(UserPresenceState.default(f"@user{i}:x"), state="online",
@@ -120,7 +135,8 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} µs"
 
 
-async def costs(python: BenchApi, wasm: BenchApi) -> None:
+async def costs(python: BenchApi, wasm: BenchApi, how: str) -> None:
+    print(f"\n{how}:\n")
     print("| call | wasm module | Python router | latency ratio | reactor CPU: wasm | Python "
           "| reactor CPU ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -256,7 +272,9 @@ async def main() -> None:
     python = python_router()
     wasm = wasm_module({"name": "example", "component": guest("example_router"),
                         "config": CONFIG})
-    await costs(python, wasm)
+    await costs(python, wasm, "Each callback awaited directly")
+    await costs(through_synapse(python), through_synapse(wasm),
+                "Through Synapse's own `PresenceRouter`")
     await busy_reactor(python, wasm)
     await hostile()
     await thread_hop()

@@ -7,13 +7,21 @@
 //! `UserPresenceState`, in Python). It is bounded by the routers' answer
 //! entries (per router per call: the slice's on the reactor, its own bound
 //! off it), and users routed the same states share one set.
+//!
+//! An answer with nothing but routes (or users) is handed over as the
+//! callback's own answer to Synapse, already done ([`Done`]): the common
+//! call then costs the callback no object to read. The user IDs are Python `str`s made once and kept
+//! ([`UserIdStrings`]): a router names the same users call after call, and
+//! a kept `str` also keeps its hash, which every `dict` and `set` it goes
+//! into needs.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use presence_router_runtime::{InterestedUsers, UsersForStates};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PySet};
+use pyo3::types::{PyDict, PyList, PySet, PyString};
 
 use crate::events::Event;
 
@@ -52,18 +60,100 @@ impl Pending {
     }
 }
 
-/// Either answer.
-pub(crate) enum Answered {
-    States(StatesAnswer),
-    Interest(InterestAnswer),
+/// An answer already done, as the callbacks return it to Synapse: awaiting
+/// it gives `value` (the routes `dict`, or the users `set`) at once.
+///
+/// Not a coroutine, nor a Deferred: Synapse hands a module's coroutine to
+/// `delay_cancellation`, which wraps it in Deferreds, several microseconds
+/// on every call, and gives any other awaitable back to be awaited as it
+/// is.
+#[pyclass(frozen, get_all, module = "wasm_presence_router._native")]
+pub(crate) struct Done {
+    value: Py<PyAny>,
 }
 
-impl Answered {
-    pub(crate) fn into_py_any(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+#[pymethods]
+impl Done {
+    #[new]
+    fn new(value: Py<PyAny>) -> Self {
+        Done { value }
+    }
+
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// The iterator `__await__` returns: done at its first step, which
+    /// returns the value.
+    fn __next__(&self, py: Python<'_>) -> PyResult<()> {
+        Err(pyo3::exceptions::PyStopIteration::new_err((self
+            .value
+            .clone_ref(py),)))
+    }
+}
+
+/// Either answer.
+pub(crate) enum Answered<'py> {
+    States(StatesAnswer),
+    Interest(InterestAnswer),
+    /// A routed batch with nothing sent or reported: its routes alone,
+    /// handed over [`Done`].
+    Routes(Bound<'py, PyDict>),
+    /// An interest query answered with users, nothing sent or reported:
+    /// the users alone, handed over [`Done`].
+    Users(Bound<'py, PySet>),
+}
+
+impl<'py> Answered<'py> {
+    pub(crate) fn into_py_any(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Ok(match self {
             Answered::States(answer) => Bound::new(py, answer)?.into_any(),
             Answered::Interest(answer) => Bound::new(py, answer)?.into_any(),
+            Answered::Routes(routes) => Bound::new(
+                py,
+                Done {
+                    value: routes.into_any().unbind(),
+                },
+            )?
+            .into_any(),
+            Answered::Users(users) => Bound::new(
+                py,
+                Done {
+                    value: users.into_any().unbind(),
+                },
+            )?
+            .into_any(),
         })
+    }
+
+    /// A routed batch's answer: bare routes when that is all it is.
+    pub(crate) fn states(
+        py: Python<'py>,
+        routes: UsersForStates,
+        sends: Vec<String>,
+        objects: &[Bound<'py, PyAny>],
+        from_batch: &[usize],
+        events: Vec<Event>,
+    ) -> PyResult<Answered<'py>> {
+        if sends.is_empty() && events.is_empty() {
+            return routes_to_py(py, routes, objects, from_batch).map(Answered::Routes);
+        }
+        StatesAnswer::build(py, routes, sends, objects, from_batch, events).map(Answered::States)
+    }
+
+    /// An interest query's answer: bare users when that is all it is.
+    pub(crate) fn interest(
+        py: Python<'py>,
+        answer: InterestedUsers,
+        sends: Vec<String>,
+        events: Vec<Event>,
+    ) -> PyResult<Answered<'py>> {
+        match answer {
+            InterestedUsers::Users(named) if sends.is_empty() && events.is_empty() => {
+                users_to_py(py, named).map(Answered::Users)
+            }
+            answer => InterestAnswer::build(py, answer, sends, events).map(Answered::Interest),
+        }
     }
 }
 
@@ -94,15 +184,9 @@ impl InterestAnswer {
         sends: Vec<String>,
         events: Vec<Event>,
     ) -> PyResult<InterestAnswer> {
-        let users = PySet::empty(py)?;
-        let all_users = match answer {
-            InterestedUsers::All => true,
-            InterestedUsers::Users(named) => {
-                for user in named {
-                    users.add(user)?;
-                }
-                false
-            }
+        let (all_users, users) = match answer {
+            InterestedUsers::All => (true, PySet::empty(py)?),
+            InterestedUsers::Users(named) => (false, users_to_py(py, named)?),
         };
         Ok(InterestAnswer {
             all_users,
@@ -111,6 +195,58 @@ impl InterestAnswer {
             events: PyList::new(py, events)?.unbind(),
         })
     }
+}
+
+/// The `set` of the users an interest query was answered with.
+fn users_to_py<'py>(
+    py: Python<'py>,
+    users: impl IntoIterator<Item = String>,
+) -> PyResult<Bound<'py, PySet>> {
+    let set = PySet::empty(py)?;
+    for user in users {
+        set.add(user_id_string(py, &user))?;
+    }
+    Ok(set)
+}
+
+/// The Python `str` of each user ID the routers answered with lately, made
+/// once. Bounded: once it holds [`UserIdStrings::CAPACITY`] IDs it starts
+/// again empty, so a router naming ever new users costs one lookup more per
+/// user than without it, and no memory beyond the bound. Keyed with a
+/// per-process random seed: the IDs are a guest's, chosen to collide if
+/// they could be.
+struct UserIdStrings {
+    by_id: HashMap<Box<str>, Py<PyString>, foldhash::fast::RandomState>,
+}
+
+static USER_ID_STRINGS: Mutex<Option<UserIdStrings>> = Mutex::new(None);
+
+impl UserIdStrings {
+    /// User IDs are at most 255 bytes: a full cache holds well under 2 MiB.
+    const CAPACITY: usize = 4096;
+}
+
+/// `user_id` as a Python `str`. The lock is held for no Python code (making
+/// or dropping a `str` runs none): a thread that ran some, holding it,
+/// could let the GIL go to one that then waits for the lock.
+fn user_id_string<'py>(py: Python<'py>, user_id: &str) -> Bound<'py, PyString> {
+    let mut cache = USER_ID_STRINGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let strings = cache.get_or_insert_with(|| UserIdStrings {
+        by_id: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+    });
+    if let Some(string) = strings.by_id.get(user_id) {
+        return string.bind(py).clone();
+    }
+    if strings.by_id.len() >= UserIdStrings::CAPACITY {
+        strings.by_id.clear();
+    }
+    let string = PyString::new(py, user_id);
+    strings
+        .by_id
+        .insert(user_id.into(), string.clone().unbind());
+    string
 }
 
 /// The batch size from which a set of most of the batch is made from the
@@ -146,10 +282,10 @@ fn routes_to_py<'py>(
     };
     let mut whole_batch: Option<Bound<'py, PySet>> = None;
     let mut distinct_states = false;
-    let mut sets: HashMap<Vec<u32>, Bound<'py, PySet>> = HashMap::new();
+    let mut sets = SetsByStates::default();
     for (user_id, indices) in answer {
         let set = match sets.get(&indices) {
-            Some(set) => set.clone(),
+            Some(set) => set,
             None => {
                 let from_whole = batch_len >= FROM_WHOLE_BATCH_AT && indices.len() * 2 > batch_len;
                 if from_whole && whole_batch.is_none() {
@@ -187,7 +323,49 @@ fn routes_to_py<'py>(
                 set
             }
         };
-        routes.set_item(user_id, set)?;
+        routes.set_item(user_id_string(py, &user_id), set)?;
     }
     Ok(routes)
+}
+
+/// The sets made so far, by the states they hold: a few side by side (an
+/// answer routes most users the same states, and a map costs more than it
+/// saves until there are many), then a map.
+enum SetsByStates<'py> {
+    Few(Vec<(Vec<u32>, Bound<'py, PySet>)>),
+    Many(HashMap<Vec<u32>, Bound<'py, PySet>>),
+}
+
+impl Default for SetsByStates<'_> {
+    fn default() -> Self {
+        SetsByStates::Few(Vec::new())
+    }
+}
+
+impl<'py> SetsByStates<'py> {
+    const FEW: usize = 8;
+
+    fn get(&self, states: &[u32]) -> Option<Bound<'py, PySet>> {
+        match self {
+            SetsByStates::Few(few) => few
+                .iter()
+                .find(|(held, _)| held.as_slice() == states)
+                .map(|(_, set)| set.clone()),
+            SetsByStates::Many(many) => many.get(states).cloned(),
+        }
+    }
+
+    fn insert(&mut self, states: Vec<u32>, set: Bound<'py, PySet>) {
+        match self {
+            SetsByStates::Few(few) if few.len() < Self::FEW => few.push((states, set)),
+            SetsByStates::Few(few) => {
+                let mut many: HashMap<_, _> = std::mem::take(few).into_iter().collect();
+                many.insert(states, set);
+                *self = SetsByStates::Many(many);
+            }
+            SetsByStates::Many(many) => {
+                many.insert(states, set);
+            }
+        }
+    }
 }

@@ -48,8 +48,9 @@ use presence_router_runtime::{
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
-use answer::{Answered, InterestAnswer, Pending, StatesAnswer};
+use answer::{Answered, Done, InterestAnswer, Pending, StatesAnswer};
 use batch::Batch;
 use events::{
     Event, EventQueue, QueueingModuleApi, RUNTIME_EVENTS, RuntimeWarnings, collecting_events,
@@ -175,30 +176,39 @@ impl PyRouterSet {
     }
 
     /// Routes a batch of Synapse `UserPresenceState`s, first on this thread
-    /// (GIL held), each router within its slice. Returns a `StatesAnswer`,
-    /// or a `Pending` job for the routers that need more: pass its number
-    /// to `submit` (then `take_finished`) or to `run_job`.
+    /// (GIL held), each router within its slice. Returns a `Done` holding
+    /// the routes `dict` when that is the whole answer (the callback's
+    /// answer to Synapse as it is), a `StatesAnswer` when the call also sent
+    /// or reported something, or a `Pending` job for the routers that need
+    /// more: pass its number to `submit` (then `take_finished`) or to
+    /// `run_job`.
     ///
-    /// A state whose fields are not what Synapse writes is left out of the
+    /// `rows`, if given, are the states' fields, a tuple per state in the
+    /// order of `FIELDS` (`batch.rs` says why the callback reads them). A
+    /// state whose fields are not what Synapse writes is left out of the
     /// call, with a warning, and the rest is routed.
+    #[pyo3(signature = (states, rows=None))]
     fn route_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
+        rows: Option<Bound<'py, PyList>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.route(py, |recorder| {
-            let read = Batch::read(py, &states, &self.events);
+            let read = Batch::read(py, &states, rows.as_ref(), &self.events);
             recorder.states(&read.states);
             StatesCall { states, read }
         })
     }
 
     /// Whose presence `user_id` should additionally receive, first on this
-    /// thread, each router within its slice. Returns an `InterestAnswer`,
-    /// or a `Pending` job (as `route_states`).
-    fn route_interest<'py>(&self, py: Python<'py>, user_id: String) -> PyResult<Bound<'py, PyAny>> {
+    /// thread, each router within its slice. Returns a `Done` holding the
+    /// users `set` when that is the whole answer, an `InterestAnswer` when
+    /// it is all users or the call also sent or reported something, or a
+    /// `Pending` job (as `route_states`).
+    fn route_interest<'py>(&self, py: Python<'py>, user_id: &str) -> PyResult<Bound<'py, PyAny>> {
         self.route(py, |recorder| {
-            recorder.interest(&user_id);
+            recorder.interest(user_id);
             InterestCall { user_id }
         })
     }
@@ -300,7 +310,7 @@ impl PyRouterSet {
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let ((read, routed), events) = collecting_events(|| {
-            let read = Batch::read(py, &states, &self.events);
+            let read = Batch::read(py, &states, None, &self.events);
             let routers = self.routers.current();
             let routed = py.detach(|| routers.get_users_for_states_blocking(&read.states));
             (read, routed)
@@ -569,7 +579,7 @@ impl PyRouterSet {
         }
         let entries: usize = stats.iter().map(|s| s.answer_entries).sum();
         for (info, policy) in routers.routers().zip(policies) {
-            let Some(call) = stats.iter().find(|s| s.router == info.name) else {
+            let Some(call) = stats.iter().find(|s| *s.router == *info.name) else {
                 continue;
             };
             let share = if entries == 0 {
@@ -628,13 +638,14 @@ trait ReactorCall<'py> {
         try_router: impl Fn(usize) -> bool,
     ) -> Result<Routed<Self::Merged>, Unfinished<Self::Checked>>;
 
-    /// The answer, built from the batch's own objects.
+    /// The answer, built from the batch's own objects: bare when it is
+    /// only routes or users ([`Answered::states`]).
     fn answer(
         self,
         py: Python<'py>,
         routed: Routed<Self::Merged>,
         events: Vec<Event>,
-    ) -> PyResult<Answered>;
+    ) -> PyResult<Answered<'py>>;
 
     /// The job, and what its answer will be built from.
     fn job(
@@ -672,8 +683,8 @@ impl<'py> ReactorCall<'py> for StatesCall<'py> {
         py: Python<'py>,
         routed: Routed<UsersForStates>,
         events: Vec<Event>,
-    ) -> PyResult<Answered> {
-        StatesAnswer::build(
+    ) -> PyResult<Answered<'py>> {
+        Answered::states(
             py,
             routed.answer,
             routed.sent_presence_to,
@@ -681,7 +692,6 @@ impl<'py> ReactorCall<'py> for StatesCall<'py> {
             &self.read.from_batch,
             events,
         )
-        .map(Answered::States)
     }
 
     fn job(
@@ -695,12 +705,12 @@ impl<'py> ReactorCall<'py> for StatesCall<'py> {
     }
 }
 
-/// `route_interest`: the user asked about.
-struct InterestCall {
-    user_id: String,
+/// `route_interest`: the user asked about (Synapse's own `str`, borrowed).
+struct InterestCall<'a> {
+    user_id: &'a str,
 }
 
-impl<'py> ReactorCall<'py> for InterestCall {
+impl<'py> ReactorCall<'py> for InterestCall<'_> {
     const CALLBACK: Callback = Callback::GetInterestedUsers;
     type Merged = InterestedUsers;
     type Checked = CheckedInterest;
@@ -714,7 +724,7 @@ impl<'py> ReactorCall<'py> for InterestCall {
         routers: &RouterSet,
         try_router: impl Fn(usize) -> bool,
     ) -> Result<Routed<InterestedUsers>, Unfinished<CheckedInterest>> {
-        routers.get_interested_users_in_slice_where(&self.user_id, &Slice::REACTOR, try_router)
+        routers.get_interested_users_in_slice_where(self.user_id, &Slice::REACTOR, try_router)
     }
 
     fn answer(
@@ -722,9 +732,8 @@ impl<'py> ReactorCall<'py> for InterestCall {
         py: Python<'py>,
         routed: Routed<InterestedUsers>,
         events: Vec<Event>,
-    ) -> PyResult<Answered> {
-        InterestAnswer::build(py, routed.answer, routed.sent_presence_to, events)
-            .map(Answered::Interest)
+    ) -> PyResult<Answered<'py>> {
+        Answered::interest(py, routed.answer, routed.sent_presence_to, events)
     }
 
     fn job(
@@ -751,6 +760,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<StatesAnswer>()?;
     module.add_class::<InterestAnswer>()?;
     module.add_class::<Pending>()?;
+    module.add_class::<Done>()?;
     module.add("RouterLoadError", module.py().get_type::<RouterLoadError>())?;
+    module.add("STATE_FIELDS", batch::FIELDS)?;
     Ok(())
 }

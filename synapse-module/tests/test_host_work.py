@@ -69,7 +69,8 @@ class Reactor:
                 self.native.submit(outcome.job)
                 jobs[outcome.job] = i
             else:
-                answers[i] = outcome.routes
+                answers[i] = (outcome.value if isinstance(outcome, _native.Done)
+                              else outcome.routes)
             self.cpu += time.thread_time() - start
         fd = self.native.offload_fileno() if jobs else -1
         while jobs:

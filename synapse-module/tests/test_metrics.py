@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from synapse.module_api import UserPresenceState
 
 from built_guests import CACHE_DIR, guest
+from callback_answer import answer_of
 from wasm_presence_router import WasmPresenceRouter, _metrics
 from wasm_presence_router._metrics import RouterMetricsCollector
 
@@ -439,7 +440,7 @@ def load(server_name: str) -> Tuple[WasmPresenceRouter, FakeModuleApi]:
 
 def route(api: FakeModuleApi, *user_ids: str) -> None:
     states = [attr.evolve(UserPresenceState.default(u), state="online") for u in user_ids]
-    asyncio.run(api.callbacks["get_users_for_states"](iter(states)))
+    answer_of(api.callbacks["get_users_for_states"](iter(states)))
 
 
 def our_collectors(registry: CollectorRegistry) -> List[Any]:
@@ -460,7 +461,7 @@ def test_modules_register_one_collector_on_the_default_registry_and_report_real_
     route(one_api, "@a:x")
     route(one_api, "@a:x", "@b:x")
     route(two_api, "@c:x")
-    asyncio.run(one_api.callbacks["get_interested_users"]("@w:x"))
+    answer_of(one_api.callbacks["get_interested_users"]("@w:x"))
     caplog.set_level(logging.WARNING, logger="wasm_presence_router")
     got = samples(scrape(REGISTRY))
     assert not caplog.records, [r.getMessage() for r in caplog.records]

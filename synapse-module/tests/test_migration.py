@@ -16,6 +16,7 @@ from synapse.module_api import PRESENCE_ALL_USERS, UserPresenceState
 from synapse.module_api.errors import ConfigError
 
 from built_guests import CACHE_DIR, guest
+from callback_answer import answer_of
 from wasm_presence_router import WasmPresenceRouter
 from wasm_presence_router._migration import _positions
 
@@ -76,7 +77,7 @@ class ApiForMany:
         """What Synapse makes of every registered router's answer."""
         merged: Dict[str, Set[UserPresenceState]] = {}
         for callbacks in self.registered:
-            for user, routed in asyncio.run(callbacks["get_users_for_states"](batch)).items():
+            for user, routed in answer_of(callbacks["get_users_for_states"](batch)).items():
                 merged.setdefault(user, set()).update(routed)
         return merged
 

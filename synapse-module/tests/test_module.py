@@ -11,6 +11,7 @@ the module uses. Run by `synapse-module/e2e/run.sh`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from synapse.module_api.errors import ConfigError
 from twisted.internet.defer import CancelledError
 
 from built_guests import CACHE_DIR, guest
+from callback_answer import answer_of
 from wasm_presence_router import WasmPresenceRouter, _native
 
 
@@ -73,11 +75,11 @@ def example(**config: Any) -> dict:
 
 
 def users_for_states(api: FakeModuleApi, states: List[UserPresenceState]) -> Dict[str, set]:
-    return asyncio.run(api.callbacks["get_users_for_states"](iter(states)))
+    return answer_of(api.callbacks["get_users_for_states"](iter(states)))
 
 
 def interested_users(api: FakeModuleApi, user_id: str) -> Any:
-    return asyncio.run(api.callbacks["get_interested_users"](user_id))
+    return answer_of(api.callbacks["get_interested_users"](user_id))
 
 
 def request(name: str) -> Any:
@@ -153,6 +155,47 @@ def test_a_spinning_router_holds_the_calling_thread_for_one_slice_then_not_at_al
     assert native.counters() == (0, 1, 2)
     answer = native.run_job(pending.job)
     assert answer.routes == {"@w:x": set(batch)}
+
+
+def test_a_call_answered_on_the_reactor_is_an_awaitable_already_done_and_a_finished_one_a_coroutine(
+) -> None:
+    """Synapse awaits a callback's answer through `delay_cancellation`,
+    which wraps a coroutine in Deferreds: a call the reactor answered
+    returns an awaitable already done instead (no Deferred), and a call
+    finished on a thread a coroutine, protected as any module's."""
+    from synapse.util.async_helpers import delay_cancellation
+
+    router, api = load([example(always_send_to_users=["@w:x"])])
+    small, big = [state("@a:x")], [state(f"@u{i}:x") for i in range(500)]
+    answered = api.callbacks["get_users_for_states"](small)
+    assert not asyncio.iscoroutine(answered) and inspect.isawaitable(answered)
+    # Synapse's own helper hands it back as it is, and awaiting it answers.
+    assert delay_cancellation(answered) is answered
+    assert answer_of(answered) == {"@w:x": set(small)}
+    interest = api.callbacks["get_interested_users"]("@a:x")
+    assert not asyncio.iscoroutine(interest) and answer_of(interest) == set()
+    finished = api.callbacks["get_users_for_states"](big)
+    assert asyncio.iscoroutine(finished)
+    assert answer_of(finished) == {"@w:x": set(big)}
+    assert router._routers.counters() == (2, 0, 1)
+
+
+def test_a_plain_answer_is_handed_over_done_and_its_user_ids_are_made_once() -> None:
+    """An answer with nothing sent or reported is the callback's answer to
+    Synapse as it is (`Done`, holding the `dict` or `set` Synapse takes);
+    its user IDs are the same `str` objects call after call."""
+    router, _ = load([example(always_send_to_users=["@w:x", "@v:x"])])
+    native = router._routers
+    first, second = native.route_states([state("@a:x")]), native.route_states([state("@b:x")])
+    assert isinstance(first, _native.Done) and isinstance(second, _native.Done)
+    first, second = answer_of(first), answer_of(second)
+    assert type(first) is dict and first.keys() == second.keys() == {"@w:x", "@v:x"}
+    assert {id(user) for user in first} == {id(user) for user in second}
+    # Users routed the same states share one set.
+    assert first["@w:x"] is first["@v:x"]
+    assert answer_of(native.route_interest("@a:x")) == set()
+    everyone = native.route_interest("@w:x")
+    assert isinstance(everyone, _native.InterestAnswer) and everyone.all_users
 
 
 def test_a_user_answered_all_users_has_an_entry_in_the_answers_of_that_request() -> None:
@@ -245,7 +288,7 @@ def test_a_cancelled_request_is_passed_on_and_an_unexpected_error_is_not(
 
     api.defer_to_thread = cancelled  # type: ignore[method-assign]
     with pytest.raises(CancelledError):
-        asyncio.run(api.callbacks[callback](argument))
+        answer_of(api.callbacks[callback](argument))
     assert caplog.records == []
 
     async def broken(*_: Any) -> None:
@@ -254,7 +297,7 @@ def test_a_cancelled_request_is_passed_on_and_an_unexpected_error_is_not(
     api.defer_to_thread = broken  # type: ignore[method-assign]
     # Synapse would skip the module (and its ALL_USERS path would miss
     # entries): the failure is logged and an empty answer given instead.
-    assert asyncio.run(api.callbacks[callback](argument)) == nothing
+    assert answer_of(api.callbacks[callback](argument)) == nothing
     assert "the thread pool is gone" in caplog.text
 
 
@@ -272,10 +315,32 @@ def test_a_malformed_state_is_left_out_with_a_warning_and_the_rest_routed(
     _, api = load([example(always_send_to_users=["@w:x"])])
     good = state("@a:x")
     bad = attr.evolve(state("@b:x"), last_active_ts=None)
+    # Read from the tuples of fields the callback makes.
     routes = users_for_states(api, [bad, good])
     assert routes == {"@w:x": {good}}
     assert ("presence state 0 of the batch was not routed: "
             "`last_active_ts` is NoneType, not an integer (user @b:x)") in caplog.messages
+
+    class NoStatus:
+        user_id, state, last_active_ts = "@c:x", "online", 1
+        last_federation_update_ts = last_user_sync_ts = 0
+        currently_active = False
+
+    # A state without a field: each state is read by the native side.
+    caplog.clear()
+    assert users_for_states(api, [good, NoStatus()]) == {"@w:x": {good}}
+    assert ("presence state 1 of the batch was not routed: it has no `status_msg` (user @c:x)"
+            in caplog.messages)
+
+
+def test_the_callbacks_tuples_of_fields_are_in_the_order_the_native_side_reads() -> None:
+    from wasm_presence_router import _fields_of
+
+    distinct = state("@a:x", "unavailable", last_active_ts=5, last_federation_update_ts=2,
+                     last_user_sync_ts=3, status_msg="four", currently_active=True)
+    assert _fields_of([distinct]) == [
+        tuple(getattr(distinct, field) for field in _native.STATE_FIELDS)]
+    assert len(set(_fields_of([distinct])[0])) == len(_native.STATE_FIELDS)
 
 
 @pytest.mark.parametrize("config,path,message", [

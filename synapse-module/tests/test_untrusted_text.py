@@ -24,6 +24,7 @@ from synapse.module_api import UserPresenceState
 from synapse.module_api.errors import ConfigError
 
 from built_guests import CACHE_DIR, guest
+from callback_answer import answer_of
 from wasm_presence_router import WasmPresenceRouter
 
 # The forger's log line, as it must reach the log: on one line.
@@ -80,7 +81,7 @@ def test_a_forgers_log_lines_output_and_panic_reach_the_log_escaped(
     WasmPresenceRouter(config, api)
     batch = [state("@a:x")]
     for _ in range(2):
-        routes = asyncio.run(api.callbacks["get_users_for_states"](iter(batch)))
+        routes = answer_of(api.callbacks["get_users_for_states"](iter(batch)))
         assert routes == {"@w:x": set(batch)}
     records = module_records(caplog)
     messages = [r.getMessage() for r in records]

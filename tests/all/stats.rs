@@ -152,7 +152,7 @@ async fn each_answer_reports_what_the_call_used_against_its_limits() {
     let [stats] = routed.stats.as_slice() else {
         panic!("one router, one entry: {:?}", routed.stats);
     };
-    assert_eq!(stats.router, "example_router");
+    assert_eq!(&*stats.router, "example_router");
     assert_eq!(stats.fuel_budget, 1_000_000 + 3 * 10_000);
     assert!(
         (1..stats.fuel_budget).contains(&stats.fuel_used),

@@ -164,6 +164,7 @@ static RUST: Spec = Spec {
         named!("rust", "Cargo.toml"),
         named!("rust", "Cargo.lock"),
         example!("rust", "src/lib.rs"),
+        example!("rust", "src/call_arena.rs"),
         example!("rust", "setup.sh"),
         named!("rust", "build.sh"),
     ],

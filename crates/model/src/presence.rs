@@ -168,7 +168,7 @@ pub struct Routed<T> {
 /// `presence-router test`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallStats {
-    pub router: String,
+    pub router: std::sync::Arc<str>,
     /// Fuel the call consumed, and the budget it had.
     pub fuel_used: u64,
     pub fuel_budget: u64,

@@ -22,27 +22,58 @@ pub fn validate_user_id(id: &str) -> Result<(), String> {
 
 /// `@localpart:host[:port]` with a DNS name or IPv4 host: a subset of what
 /// [`validate_user_id_slowly`] accepts, so the two never disagree on a yes.
+/// One pass over the bytes, each looked up once: it runs for every user of
+/// every answer.
 fn is_plain_user_id(id: &[u8]) -> bool {
     let [b'@', rest @ ..] = id else {
         return false;
     };
-    let Some(colon) = rest.iter().position(|&b| b == b':') else {
-        return false;
-    };
-    let (localpart, server_name) = (&rest[..colon], &rest[colon + 1..]);
-    let (host, port) = match server_name.iter().position(|&b| b == b':') {
-        Some(colon) => (&server_name[..colon], Some(&server_name[colon + 1..])),
-        None => (server_name, None),
-    };
-    !localpart.is_empty()
-        && localpart.iter().all(|b| (0x21..=0x7e).contains(b))
-        && !host.is_empty()
-        && host
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && port
-            .is_none_or(|port| (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit))
+    let mut bytes = rest.iter();
+    let mut localpart = 0;
+    loop {
+        match bytes.next() {
+            Some(b':') => break,
+            Some(&b) if BYTE_CLASSES[b as usize] & LOCALPART != 0 => localpart += 1,
+            _ => return false,
+        }
+    }
+    let mut host = 0;
+    loop {
+        match bytes.next() {
+            None => return localpart > 0 && host > 0,
+            Some(b':') => break,
+            Some(&b) if BYTE_CLASSES[b as usize] & HOST != 0 => host += 1,
+            _ => return false,
+        }
+    }
+    let port = bytes.as_slice();
+    localpart > 0
+        && host > 0
+        && (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
 }
+
+/// A byte of a historical localpart: printable ASCII.
+const LOCALPART: u8 = 1;
+/// A byte of a DNS name or IPv4 address: alphanumeric, `-` or `.`.
+const HOST: u8 = 2;
+
+/// What each byte may be in [`is_plain_user_id`]'s grammar.
+static BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte >= 0x21 && byte <= 0x7e {
+            classes[b] |= LOCALPART;
+        }
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.' {
+            classes[b] |= HOST;
+        }
+        b += 1;
+    }
+    classes
+};
 
 fn validate_user_id_slowly(id: &str) -> Result<(), String> {
     if id.len() > MAX_USER_ID_LEN {

@@ -101,6 +101,8 @@ pub(crate) struct Router {
     /// Replaced by a newer version: its pool no longer sets the instance
     /// gauges.
     retired: std::sync::atomic::AtomicBool,
+    /// Its name, for every call's stats without a copy.
+    stats_name: Arc<str>,
 }
 
 impl Router {
@@ -192,6 +194,7 @@ impl Router {
             component_digest,
             config: config.clone(),
             retired: std::sync::atomic::AtomicBool::new(false),
+            stats_name: config.name.as_str().into(),
         };
         match router.new_instance(CallStart::now()) {
             Ok(instance) => {
@@ -461,7 +464,7 @@ impl Router {
         );
         self.succeeded(lease.admission);
         let stats = CallStats {
-            router: self.info.name.clone(),
+            router: self.stats_name.clone(),
             fuel_used: usage.fuel_used,
             fuel_budget: usage.fuel_budget,
             memory_bytes,

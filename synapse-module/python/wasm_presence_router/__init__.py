@@ -33,8 +33,9 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from synapse.logging.context import current_context
 from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
 from synapse.module_api.errors import ConfigError
 from twisted.internet.defer import CancelledError
@@ -50,6 +51,9 @@ from ._reload import ComponentWatcher, ReloadSettings
 __all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
 
 logger = logging.getLogger(__name__)
+
+_ROUTING_FAILED = "routing a batch of %d presence states failed"
+_INTEREST_FAILED = "asking whose presence %s is interested in failed"
 
 # The module's own keys beside the runtime's `routers:`.
 _MODULE_KEYS = ("cache_dir", "cache", "reload", "record")
@@ -257,32 +261,60 @@ class WasmPresenceRouter:
         parsed.reload = reload
         return parsed
 
-    async def _get_users_for_states(
+    # The callbacks are plain functions, not coroutines: a call answered on
+    # the reactor (nearly every call) returns an awaitable already done
+    # (`_native.Done`), which Synapse awaits as it is; a coroutine it would
+    # wrap in Deferreds, several times the cost of the call. A call finished
+    # off the reactor returns a coroutine, which Synapse protects from
+    # cancellation as any module's.
+
+    def _get_users_for_states(
         self, state_updates: Iterable[UserPresenceState]
-    ) -> Dict[str, Set[UserPresenceState]]:
-        # Kept lean: this runs on the reactor for every presence batch, and
-        # costs what a Python router would.
-        states = list(state_updates)
-        answer = await self._call(
-            self._routers.route_states, states,
-            "routing a batch of %d presence states failed", len(states),
-        )
+    ) -> Awaitable[Dict[str, Set[UserPresenceState]]]:
+        states = state_updates if state_updates.__class__ is list else list(state_updates)
+        try:
+            answer = self._routers.route_states(states, _fields_of(states))
+        except Exception:
+            logger.exception(_ROUTING_FAILED, len(states))
+            answer = _native.Done({})
+        if answer.__class__ is _native.Done:
+            if self._all_users_by_request:
+                self._add_all_users_entries(answer.value)
+            return answer
+        if answer.__class__ is _native.Pending:
+            return self._routes_later(answer, len(states))
+        routes = self._answered(answer, _ROUTING_FAILED, len(states)).routes
+        if self._all_users_by_request:
+            self._add_all_users_entries(routes)
+        return _native.Done(routes)
+
+    def _get_interested_users(self, user_id: str) -> Awaitable[Union[Set[str], str]]:
+        try:
+            answer = self._routers.route_interest(user_id)
+        except Exception:
+            logger.exception(_INTEREST_FAILED, user_id)
+            return _native.Done(set())
+        if answer.__class__ is _native.Done:
+            return answer
+        if answer.__class__ is _native.Pending:
+            return self._interest_later(answer, user_id)
+        return _native.Done(
+            self._interest(self._answered(answer, _INTEREST_FAILED, user_id), user_id))
+
+    async def _routes_later(self, pending: "_native.Pending",
+                            size: int) -> Dict[str, Set[UserPresenceState]]:
+        answer = await self._finish_job(pending, _ROUTING_FAILED, size)
         routes: Dict[str, Set[UserPresenceState]] = answer.routes if answer is not None else {}
         if self._all_users_by_request:
-            receivers = self._all_users_by_request.get(_current_request())
-            if receivers:
-                # Synapse copies what it is given and never changes it: one
-                # empty set serves every entry.
-                empty: Set[UserPresenceState] = set()
-                for user_id in receivers:
-                    routes.setdefault(user_id, empty)
+            self._add_all_users_entries(routes)
         return routes
 
-    async def _get_interested_users(self, user_id: str) -> Union[Set[str], str]:
-        answer = await self._call(
-            self._routers.route_interest, user_id,
-            "asking whose presence %s is interested in failed", user_id,
-        )
+    async def _interest_later(self, pending: "_native.Pending",
+                              user_id: str) -> Union[Set[str], str]:
+        return self._interest(await self._finish_job(pending, _INTEREST_FAILED, user_id),
+                              user_id)
+
+    def _interest(self, answer: Optional[Any], user_id: str) -> Union[Set[str], str]:
         if answer is None:
             return set()
         if answer.all_users:
@@ -290,23 +322,35 @@ class WasmPresenceRouter:
             return PRESENCE_ALL_USERS
         return answer.users
 
-    async def _call(self, route: Callable[[Any], Any], argument: Any,
-                    failed: str, *failed_args: Any) -> Optional[Any]:
-        """One call of either callback: tried on the reactor (`route`), and
-        finished off it if a router needs more; what it reported is logged
-        and its sends scheduled. None if it failed, which is logged with
-        `failed % failed_args` and not raised to Synapse: Synapse would skip
-        this module, and its `ALL_USERS` path would then miss the entries
+    def _add_all_users_entries(self, routes: Dict[str, Set[UserPresenceState]]) -> None:
+        """The entries this request's "all users" users need (see
+        ALL_USERS_REQUESTS)."""
+        receivers = self._all_users_by_request.get(_current_request())
+        if receivers:
+            # Synapse copies what it is given and never changes it: one
+            # empty set serves every entry.
+            empty: Set[UserPresenceState] = set()
+            for user_id in receivers:
+                routes.setdefault(user_id, empty)
+
+    async def _finish_job(self, pending: "_native.Pending", failed: str,
+                          *failed_args: Any) -> Optional[Any]:
+        """A call the reactor's slices left unfinished, finished off it.
+        None if it failed, which is logged with `failed % failed_args` and
+        not raised to Synapse: Synapse would skip this module, and its
+        `ALL_USERS` path would then miss the entries
         `_get_users_for_states` adds."""
         try:
-            answer = route(argument)
-            if answer.__class__ is _native.Pending:
-                answer = await self._jobs.finish(answer)
+            answer = await self._jobs.finish(pending)
         except CancelledError:
             raise  # Synapse gave up on the request: not a router's failure.
         except Exception:
             logger.exception(failed, *failed_args)
             return None
+        return self._answered(answer, failed, *failed_args)
+
+    def _answered(self, answer: Any, failed: str, *failed_args: Any) -> Any:
+        """Logs what a call reported and schedules its sends."""
         try:
             if answer.events:
                 _log_call_events(answer.events)
@@ -405,13 +449,22 @@ def _presence_writing(api: ModuleApi) -> Optional[_PresenceWriting]:
     return _PresenceWriting(instance, writers)
 
 
+def _fields_of(states: List[UserPresenceState]) -> Optional[List[Tuple[Any, ...]]]:
+    """Each state's fields, in the order of `_native.STATE_FIELDS`: read
+    here, in bytecode CPython specializes to slot loads, they cost a
+    fraction of the native side's `getattr`s (`batch.rs`). None if a state
+    can't be read so: the native side then reads each, naming what is
+    wrong."""
+    try:
+        return [(s.user_id, s.state, s.last_active_ts, s.last_federation_update_ts,
+                 s.last_user_sync_ts, s.status_msg, s.currently_active) for s in states]
+    except Exception:
+        return None
+
+
 def _current_request() -> Any:
     """The request being served (Synapse's logging context for it), or one
     shared stand-in outside any request."""
-    try:
-        from synapse.logging.context import current_context
-    except ImportError:  # pragma: no cover: every Synapse with modules has it
-        return None
     return current_context()
 
 

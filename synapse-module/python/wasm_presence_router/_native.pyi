@@ -4,9 +4,12 @@
 in the built extension, and every public one there is here."""
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, Union
 
 Events = List[Tuple[int, str]]
+
+# The order of the fields' tuples `RouterSet.route_states` takes as `rows`.
+STATE_FIELDS: Tuple[str, ...]
 
 class RouterLoadError(Exception):
     """args: (message, path), path in Synapse's ConfigError style."""
@@ -25,6 +28,13 @@ class InterestAnswer:
     users: Set[str]
     sends: List[str]
     events: Events
+
+class Done(Awaitable[Any]):
+    """An answer already done: awaiting it gives `value` (a callback's
+    answer to Synapse, not a coroutine: Synapse awaits it as it is).
+    `Done(value)` makes one."""
+
+    value: Any
 
 class Pending:
     """A call whose routers' parts are finished off the reactor: `job`."""
@@ -45,8 +55,10 @@ class RouterSet:
         compile_on_calling_thread: bool = False,
     ) -> "RouterSet": ...
     def routers(self) -> List[Tuple[str, Path, str, float]]: ...
-    def route_states(self, states: List[Any]) -> Union[StatesAnswer, Pending]: ...
-    def route_interest(self, user_id: str) -> Union[InterestAnswer, Pending]: ...
+    # `Done` with the routes (users) when that is the whole answer.
+    def route_states(self, states: List[Any], rows: Optional[List[Tuple[Any, ...]]] = None
+                     ) -> Union[Done, StatesAnswer, Pending]: ...
+    def route_interest(self, user_id: str) -> Union[Done, InterestAnswer, Pending]: ...
     def submit(self, job: int) -> None: ...
     def offload_fileno(self) -> int: ...
     def take_finished(self) -> List[Tuple[int, Union[Answer, BaseException]]]: ...
