@@ -1,30 +1,11 @@
 //! Synapse's objects to the runtime's records: a batch of
 //! `UserPresenceState`s read once (the answer is built from the batch's own
 //! objects, `answer.rs`).
-//!
-//! The fields are best read by the callback itself, in Python, as one tuple
-//! per state ([`FIELDS`], in that order): CPython specializes an attribute
-//! read in its bytecode to a load from the object's slot, while a read
-//! through the C API (`getattr`) takes the generic path, several times
-//! slower. Without the tuples (a state lacked a field), each state is read
-//! here, attribute by attribute, and the one that can't be is named.
 
 use presence_router_runtime::{Presence, UserPresenceState};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
-
-/// The fields of a `UserPresenceState` a router is given, in the order of
-/// the tuples the callback reads.
-pub(crate) const FIELDS: [&str; 7] = [
-    "user_id",
-    "state",
-    "last_active_ts",
-    "last_federation_update_ts",
-    "last_user_sync_ts",
-    "status_msg",
-    "currently_active",
-];
+use pyo3::types::PyString;
 
 use crate::events::{EventQueue, WARNING, report};
 
@@ -36,31 +17,15 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Reads Synapse's states, from their fields' tuples (`rows`, one per
-    /// state, in [`FIELDS`] order) if the callback read them; one that
-    /// can't be read is reported and left out.
-    pub(crate) fn read(
-        py: Python<'_>,
-        states: &[Bound<'_, PyAny>],
-        rows: Option<&Bound<'_, PyList>>,
-        events: &EventQueue,
-    ) -> Batch {
+    /// Reads Synapse's states; one that can't be read is reported and left
+    /// out.
+    pub(crate) fn read(py: Python<'_>, states: &[Bound<'_, PyAny>], events: &EventQueue) -> Batch {
         let mut batch = Batch {
             states: Vec::with_capacity(states.len()),
             from_batch: Vec::with_capacity(states.len()),
         };
-        let rows = rows.filter(|rows| rows.len() == states.len());
         for (position, state) in states.iter().enumerate() {
-            let read = match rows.map(|rows| rows.get_item(position)) {
-                Some(Ok(row)) => match row.cast_into::<PyTuple>() {
-                    Ok(row) if row.len() == FIELDS.len() => {
-                        read_fields(py, |field, _| Ok(row.get_item(field).ok()))
-                    }
-                    _ => read_state(py, state),
-                },
-                _ => read_state(py, state),
-            };
-            match read {
+            match read_state(py, state) {
                 Ok(record) => {
                     batch.states.push(record);
                     batch.from_batch.push(position);
@@ -77,40 +42,22 @@ impl Batch {
 }
 
 /// Reads one `UserPresenceState`, one attribute lookup per field (by
-/// interned name).
+/// interned name). Timestamps Synapse never writes negative are read as 0
+/// if they are; anything that isn't the right type names the field.
 fn read_state(py: Python<'_>, state: &Bound<'_, PyAny>) -> Result<UserPresenceState, String> {
-    read_fields(py, |_, name| {
-        state
-            .getattr(name)
-            .map(Some)
-            .map_err(|_| format!("it has no `{name}`"))
-    })
-}
-
-/// Reads one state from its fields: `field(i, name)` is field `i` of
-/// [`FIELDS`], named `name`. Timestamps Synapse never writes negative are
-/// read as 0 if they are; anything that isn't the right type names the
-/// field.
-fn read_fields<'py>(
-    py: Python<'py>,
-    field: impl Fn(usize, &Bound<'py, PyString>) -> Result<Option<Bound<'py, PyAny>>, String>,
-) -> Result<UserPresenceState, String> {
-    let attribute = |i: usize, name: &Bound<'py, PyString>| {
-        field(i, name)?.ok_or_else(|| format!("it has no `{name}`"))
-    };
-    let user_id = attribute(0, intern!(py, "user_id"))?;
+    let user_id = attribute(state, intern!(py, "user_id"))?;
     let user_id = text(&user_id, "user_id")?.to_owned();
     let in_state = |e: String| format!("{e} (user {user_id})");
-    let presence = attribute(1, intern!(py, "state")).map_err(in_state)?;
+    let presence = attribute(state, intern!(py, "state")).map_err(in_state)?;
     let presence = Presence::from(text(&presence, "state").map_err(in_state)?);
-    let timestamp = |i: usize, name: &Bound<'py, PyString>| -> Result<u64, String> {
-        let value = attribute(i, name).map_err(in_state)?;
+    let timestamp = |name: &Bound<'_, PyString>| -> Result<u64, String> {
+        let value = attribute(state, name).map_err(in_state)?;
         let value: i64 = value
             .extract()
             .map_err(|_| in_state(wrong_type(&value, name, "an integer")))?;
         Ok(u64::try_from(value).unwrap_or(0))
     };
-    let status_msg = attribute(5, intern!(py, "status_msg")).map_err(in_state)?;
+    let status_msg = attribute(state, intern!(py, "status_msg")).map_err(in_state)?;
     let status_msg = if status_msg.is_none() {
         None
     } else {
@@ -120,19 +67,28 @@ fn read_fields<'py>(
                 .to_owned(),
         )
     };
-    let currently_active = attribute(6, intern!(py, "currently_active")).map_err(in_state)?;
+    let currently_active = attribute(state, intern!(py, "currently_active")).map_err(in_state)?;
     let currently_active: bool = currently_active
         .extract()
         .map_err(|_| in_state(wrong_type(&currently_active, "currently_active", "a bool")))?;
     Ok(UserPresenceState {
-        last_active_ts: timestamp(2, intern!(py, "last_active_ts"))?,
-        last_federation_update_ts: timestamp(3, intern!(py, "last_federation_update_ts"))?,
-        last_user_sync_ts: timestamp(4, intern!(py, "last_user_sync_ts"))?,
+        last_active_ts: timestamp(intern!(py, "last_active_ts"))?,
+        last_federation_update_ts: timestamp(intern!(py, "last_federation_update_ts"))?,
+        last_user_sync_ts: timestamp(intern!(py, "last_user_sync_ts"))?,
         status_msg,
         currently_active,
         state: presence,
         user_id,
     })
+}
+
+fn attribute<'py>(
+    state: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> Result<Bound<'py, PyAny>, String> {
+    state
+        .getattr(name)
+        .map_err(|_| format!("it has no `{name}`"))
 }
 
 /// A `str` attribute, borrowed (no copy of its UTF-8 is made here).

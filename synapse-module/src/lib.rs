@@ -48,7 +48,6 @@ use presence_router_runtime::{
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
 use answer::{Answered, Done, InterestAnswer, Pending, StatesAnswer};
 use batch::Batch;
@@ -183,19 +182,15 @@ impl PyRouterSet {
     /// more: pass its number to `submit` (then `take_finished`) or to
     /// `run_job`.
     ///
-    /// `rows`, if given, are the states' fields, a tuple per state in the
-    /// order of `FIELDS` (`batch.rs` says why the callback reads them). A
-    /// state whose fields are not what Synapse writes is left out of the
+    /// A state whose fields are not what Synapse writes is left out of the
     /// call, with a warning, and the rest is routed.
-    #[pyo3(signature = (states, rows=None))]
     fn route_states<'py>(
         &self,
         py: Python<'py>,
         states: Vec<Bound<'py, PyAny>>,
-        rows: Option<Bound<'py, PyList>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.route(py, |recorder| {
-            let read = Batch::read(py, &states, rows.as_ref(), &self.events);
+            let read = Batch::read(py, &states, &self.events);
             recorder.states(&read.states);
             StatesCall { states, read }
         })
@@ -310,7 +305,7 @@ impl PyRouterSet {
         states: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let ((read, routed), events) = collecting_events(|| {
-            let read = Batch::read(py, &states, None, &self.events);
+            let read = Batch::read(py, &states, &self.events);
             let routers = self.routers.current();
             let routed = py.detach(|| routers.get_users_for_states_blocking(&read.states));
             (read, routed)
@@ -762,6 +757,5 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Pending>()?;
     module.add_class::<Done>()?;
     module.add("RouterLoadError", module.py().get_type::<RouterLoadError>())?;
-    module.add("STATE_FIELDS", batch::FIELDS)?;
     Ok(())
 }

@@ -89,7 +89,7 @@ impl PyPythonCanary {
         states: Vec<Bound<'py, PyAny>>,
         answer: BTreeMap<String, Vec<u32>>,
     ) {
-        let read = Batch::read(py, &states, None, &self.events);
+        let read = Batch::read(py, &states, &self.events);
         if read.states.len() != states.len() {
             self.canary.skip();
             return;

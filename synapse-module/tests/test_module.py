@@ -315,7 +315,6 @@ def test_a_malformed_state_is_left_out_with_a_warning_and_the_rest_routed(
     _, api = load([example(always_send_to_users=["@w:x"])])
     good = state("@a:x")
     bad = attr.evolve(state("@b:x"), last_active_ts=None)
-    # Read from the tuples of fields the callback makes.
     routes = users_for_states(api, [bad, good])
     assert routes == {"@w:x": {good}}
     assert ("presence state 0 of the batch was not routed: "
@@ -326,21 +325,11 @@ def test_a_malformed_state_is_left_out_with_a_warning_and_the_rest_routed(
         last_federation_update_ts = last_user_sync_ts = 0
         currently_active = False
 
-    # A state without a field: each state is read by the native side.
+    # A state without a field.
     caplog.clear()
     assert users_for_states(api, [good, NoStatus()]) == {"@w:x": {good}}
     assert ("presence state 1 of the batch was not routed: it has no `status_msg` (user @c:x)"
             in caplog.messages)
-
-
-def test_the_callbacks_tuples_of_fields_are_in_the_order_the_native_side_reads() -> None:
-    from wasm_presence_router import _fields_of
-
-    distinct = state("@a:x", "unavailable", last_active_ts=5, last_federation_update_ts=2,
-                     last_user_sync_ts=3, status_msg="four", currently_active=True)
-    assert _fields_of([distinct]) == [
-        tuple(getattr(distinct, field) for field in _native.STATE_FIELDS)]
-    assert len(set(_fields_of([distinct])[0])) == len(_native.STATE_FIELDS)
 
 
 @pytest.mark.parametrize("config,path,message", [

@@ -273,7 +273,7 @@ class WasmPresenceRouter:
     ) -> Awaitable[Dict[str, Set[UserPresenceState]]]:
         states = state_updates if state_updates.__class__ is list else list(state_updates)
         try:
-            answer = self._routers.route_states(states, _fields_of(states))
+            answer = self._routers.route_states(states)
         except Exception:
             logger.exception(_ROUTING_FAILED, len(states))
             answer = _native.Done({})
@@ -447,19 +447,6 @@ def _presence_writing(api: ModuleApi) -> Optional[_PresenceWriting]:
     if not isinstance(instance, str) or not all(isinstance(w, str) for w in writers):
         return None
     return _PresenceWriting(instance, writers)
-
-
-def _fields_of(states: List[UserPresenceState]) -> Optional[List[Tuple[Any, ...]]]:
-    """Each state's fields, in the order of `_native.STATE_FIELDS`: read
-    here, in bytecode CPython specializes to slot loads, they cost a
-    fraction of the native side's `getattr`s (`batch.rs`). None if a state
-    can't be read so: the native side then reads each, naming what is
-    wrong."""
-    try:
-        return [(s.user_id, s.state, s.last_active_ts, s.last_federation_update_ts,
-                 s.last_user_sync_ts, s.status_msg, s.currently_active) for s in states]
-    except Exception:
-        return None
 
 
 def _current_request() -> Any:
