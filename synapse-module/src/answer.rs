@@ -212,37 +212,46 @@ fn users_to_py<'py>(
 /// The Python `str` of each user ID the routers answered with lately, made
 /// once. Bounded: once it holds [`UserIdStrings::CAPACITY`] IDs it starts
 /// again empty, so a router naming ever new users costs one lookup more per
-/// user than without it, and no memory beyond the bound. Keyed with a
-/// per-process random seed: the IDs are a guest's, chosen to collide if
-/// they could be.
+/// user than without it, and no memory beyond the bound. Keyed with std's
+/// SipHash and a per-process random key: the IDs are a guest's, chosen to
+/// collide if they could be, and the cache serves every router.
 struct UserIdStrings {
-    by_id: HashMap<Box<str>, Py<PyString>, foldhash::fast::RandomState>,
+    by_id: HashMap<Box<str>, Py<PyString>>,
 }
 
 static USER_ID_STRINGS: Mutex<Option<UserIdStrings>> = Mutex::new(None);
 
 impl UserIdStrings {
-    /// User IDs are at most 255 bytes: a full cache holds well under 2 MiB.
+    /// User IDs are at most 255 bytes: a full cache holds at most a few
+    /// MiB.
     const CAPACITY: usize = 4096;
+
+    /// The lock is held for no Python call: a thread that ran Python code
+    /// while holding it could let the GIL go to one that then waits for it.
+    fn lock() -> std::sync::MutexGuard<'static, Option<UserIdStrings>> {
+        USER_ID_STRINGS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-/// `user_id` as a Python `str`. The lock is held for no Python code (making
-/// or dropping a `str` runs none): a thread that ran some, holding it,
-/// could let the GIL go to one that then waits for the lock.
+/// `user_id` as a Python `str`, made once.
 fn user_id_string<'py>(py: Python<'py>, user_id: &str) -> Bound<'py, PyString> {
-    let mut cache = USER_ID_STRINGS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let strings = cache.get_or_insert_with(|| UserIdStrings {
-        by_id: HashMap::with_hasher(foldhash::fast::RandomState::default()),
-    });
-    if let Some(string) = strings.by_id.get(user_id) {
+    if let Some(strings) = UserIdStrings::lock().as_ref()
+        && let Some(string) = strings.by_id.get(user_id)
+    {
         return string.bind(py).clone();
     }
+    let string = PyString::new(py, user_id);
+    let mut cache = UserIdStrings::lock();
+    let strings = cache.get_or_insert_with(|| UserIdStrings {
+        by_id: HashMap::new(),
+    });
     if strings.by_id.len() >= UserIdStrings::CAPACITY {
+        // Dropping the `str`s runs no Python code: a `str` has no
+        // finalizer.
         strings.by_id.clear();
     }
-    let string = PyString::new(py, user_id);
     strings
         .by_id
         .insert(user_id.into(), string.clone().unbind());

@@ -25,7 +25,7 @@ import attr
 import pytest
 from synapse.module_api import PRESENCE_ALL_USERS, UserPresenceState
 from synapse.module_api.errors import ConfigError
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 
 from built_guests import CACHE_DIR, guest
 from callback_answer import answer_of
@@ -162,7 +162,8 @@ def test_a_call_answered_on_the_reactor_is_an_awaitable_already_done_and_a_finis
     """Synapse awaits a callback's answer through `delay_cancellation`,
     which wraps a coroutine in Deferreds: a call the reactor answered
     returns an awaitable already done instead (no Deferred), and a call
-    finished on a thread a coroutine, protected as any module's."""
+    finished on a thread the Deferred of its coroutine, already started
+    (its job handed on), which Synapse protects as any module's."""
     from synapse.util.async_helpers import delay_cancellation
 
     router, api = load([example(always_send_to_users=["@w:x"])])
@@ -174,8 +175,9 @@ def test_a_call_answered_on_the_reactor_is_an_awaitable_already_done_and_a_finis
     assert answer_of(answered) == {"@w:x": set(small)}
     interest = api.callbacks["get_interested_users"]("@a:x")
     assert not asyncio.iscoroutine(interest) and answer_of(interest) == set()
+    # A call finished on a thread: started once called, awaited or not.
     finished = api.callbacks["get_users_for_states"](big)
-    assert asyncio.iscoroutine(finished)
+    assert isinstance(finished, Deferred) and api.thread_calls == 1
     assert answer_of(finished) == {"@w:x": set(big)}
     assert router._routers.counters() == (2, 0, 1)
 

@@ -38,6 +38,7 @@ from typing import Any, Awaitable, Dict, Iterable, List, Optional, Set, Tuple, U
 from synapse.logging.context import current_context
 from synapse.module_api import PRESENCE_ALL_USERS, ModuleApi, UserPresenceState
 from synapse.module_api.errors import ConfigError
+from twisted.internet import defer
 from twisted.internet.defer import CancelledError
 
 from . import _metrics, _native
@@ -265,8 +266,10 @@ class WasmPresenceRouter:
     # the reactor (nearly every call) returns an awaitable already done
     # (`_native.Done`), which Synapse awaits as it is; a coroutine it would
     # wrap in Deferreds, several times the cost of the call. A call finished
-    # off the reactor returns a coroutine, which Synapse protects from
-    # cancellation as any module's.
+    # off the reactor returns the Deferred Synapse would have made of its
+    # coroutine (and protects from cancellation as any module's), started
+    # at once: the job the reactor's try left is handed on now, never left
+    # to a coroutine its caller might not start.
 
     def _get_users_for_states(
         self, state_updates: Iterable[UserPresenceState]
@@ -282,7 +285,7 @@ class WasmPresenceRouter:
                 self._add_all_users_entries(answer.value)
             return answer
         if answer.__class__ is _native.Pending:
-            return self._routes_later(answer, len(states))
+            return defer.ensureDeferred(self._routes_later(answer, len(states)))
         routes = self._answered(answer, _ROUTING_FAILED, len(states)).routes
         if self._all_users_by_request:
             self._add_all_users_entries(routes)
@@ -297,7 +300,7 @@ class WasmPresenceRouter:
         if answer.__class__ is _native.Done:
             return answer
         if answer.__class__ is _native.Pending:
-            return self._interest_later(answer, user_id)
+            return defer.ensureDeferred(self._interest_later(answer, user_id))
         return _native.Done(
             self._interest(self._answered(answer, _INTEREST_FAILED, user_id), user_id))
 

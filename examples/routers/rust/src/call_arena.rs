@@ -11,16 +11,17 @@
 //! This allocator hands out memory by bumping an offset in a fixed arena and
 //! counts what is live; when the count falls back to zero (the end of every
 //! call), the whole arena is free again. What does not fit goes to std's
-//! allocator, as does everything allocated before [`CallArena::start`]:
-//! call it once the router's configuration is parsed, so that the state it
-//! keeps for its life is never in the arena.
+//! allocator, as does everything allocated before [`start`]: call it once
+//! the router's configuration is parsed, so that the state it keeps for its
+//! life is never in the arena.
 //!
 //! Memory in the arena is reused only once nothing in it is live, so it is
 //! as safe as any allocator. A router that keeps an allocation from a call
 //! (a cache, a lazily made static, a leak) keeps the arena from emptying:
 //! it fills up, and from then on every allocation goes to std's allocator,
-//! as without the arena. A component runs on one thread, which is what
-//! makes the plain `Cell`s below sound.
+//! as without the arena. A component without the threads proposal runs on
+//! one thread, which is what makes the plain `Cell`s below sound; `lib.rs`
+//! compiles this module for such components only.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
@@ -28,10 +29,19 @@ use std::cell::{Cell, UnsafeCell};
 /// Room for a large batch's strings; beyond it, std's allocator.
 const ARENA_BYTES: usize = 256 * 1024;
 
+#[global_allocator]
+static ALLOCATOR: CallArena = CallArena::new();
+
+/// From now on, each call's allocations come from the arena while they
+/// fit: call it once what the router keeps for its life is allocated.
+pub fn start() {
+    ALLOCATOR.started.set(true);
+}
+
 #[repr(C, align(16))]
 struct Bytes(UnsafeCell<[u8; ARENA_BYTES]>);
 
-pub struct CallArena {
+struct CallArena {
     bytes: Bytes,
     /// The first free byte, as an offset into `bytes`.
     next: Cell<usize>,
@@ -40,22 +50,18 @@ pub struct CallArena {
     started: Cell<bool>,
 }
 
-// SAFETY: a wasm32-wasip2 component has one thread.
+// SAFETY: a component without the threads proposal (what `mod call_arena`
+// is compiled for) has one thread.
 unsafe impl Sync for CallArena {}
 
 impl CallArena {
-    pub const fn new() -> Self {
+    const fn new() -> Self {
         CallArena {
             bytes: Bytes(UnsafeCell::new([0; ARENA_BYTES])),
             next: Cell::new(0),
             live: Cell::new(0),
             started: Cell::new(false),
         }
-    }
-
-    /// From now on, allocations go to the arena while they fit.
-    pub fn start(&self) {
-        self.started.set(true);
     }
 
     fn base(&self) -> usize {
@@ -84,12 +90,6 @@ impl CallArena {
             }
             _ => std::ptr::null_mut(),
         }
-    }
-}
-
-impl Default for CallArena {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -16,6 +16,12 @@
 
 use std::sync::OnceLock;
 
+// Each call's allocations come from an arena that empties when the call
+// ends (`call_arena.rs`): a router that keeps nothing between calls pays a
+// few instructions per allocation instead of a general allocator's few
+// hundred. Only where a component runs on one thread: its bookkeeping is
+// not atomic (a host build, `cargo test` say, keeps std's allocator).
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 mod call_arena;
 
 use rustc_hash::FxHashSet;
@@ -45,14 +51,6 @@ struct RouterConfig {
 }
 
 static CONFIG: OnceLock<RouterConfig> = OnceLock::new();
-
-/// Each call's allocations come from an arena that empties when the call
-/// ends (`call_arena.rs`): a router that keeps nothing between calls pays a
-/// few instructions per allocation instead of a general allocator's few
-/// hundred. Started once the configuration, kept for the router's life, is
-/// parsed.
-#[global_allocator]
-static ALLOCATOR: call_arena::CallArena = call_arena::CallArena::new();
 
 fn config() -> &'static RouterConfig {
     // The host calls `parse-config` first on every instance; if some host did
@@ -96,7 +94,10 @@ impl Guest for ExampleRouter {
         CONFIG
             .set(parsed)
             .map_err(|_| "parse-config was called twice".to_string())?;
-        ALLOCATOR.start();
+        // What the router keeps for its life is allocated: from now on,
+        // each call's allocations come from the arena.
+        #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+        call_arena::start();
         Ok(())
     }
 
