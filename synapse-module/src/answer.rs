@@ -96,12 +96,9 @@ impl Done {
 pub(crate) enum Answered<'py> {
     States(StatesAnswer),
     Interest(InterestAnswer),
-    /// A routed batch with nothing sent or reported: its routes alone,
-    /// handed over [`Done`].
-    Routes(Bound<'py, PyDict>),
-    /// An interest query answered with users, nothing sent or reported:
-    /// the users alone, handed over [`Done`].
-    Users(Bound<'py, PySet>),
+    /// Nothing sent or reported: the routes `dict` or the users `set`
+    /// alone, handed over [`Done`].
+    Plain(Bound<'py, PyAny>),
 }
 
 impl<'py> Answered<'py> {
@@ -109,24 +106,17 @@ impl<'py> Answered<'py> {
         Ok(match self {
             Answered::States(answer) => Bound::new(py, answer)?.into_any(),
             Answered::Interest(answer) => Bound::new(py, answer)?.into_any(),
-            Answered::Routes(routes) => Bound::new(
+            Answered::Plain(value) => Bound::new(
                 py,
                 Done {
-                    value: routes.into_any().unbind(),
-                },
-            )?
-            .into_any(),
-            Answered::Users(users) => Bound::new(
-                py,
-                Done {
-                    value: users.into_any().unbind(),
+                    value: value.unbind(),
                 },
             )?
             .into_any(),
         })
     }
 
-    /// A routed batch's answer: bare routes when that is all it is.
+    /// A routed batch's answer: its routes alone when that is all it is.
     pub(crate) fn states(
         py: Python<'py>,
         routes: UsersForStates,
@@ -136,12 +126,13 @@ impl<'py> Answered<'py> {
         events: Vec<Event>,
     ) -> PyResult<Answered<'py>> {
         if sends.is_empty() && events.is_empty() {
-            return routes_to_py(py, routes, objects, from_batch).map(Answered::Routes);
+            return routes_to_py(py, routes, objects, from_batch)
+                .map(|routes| Answered::Plain(routes.into_any()));
         }
         StatesAnswer::build(py, routes, sends, objects, from_batch, events).map(Answered::States)
     }
 
-    /// An interest query's answer: bare users when that is all it is.
+    /// An interest query's answer: its users alone when that is all it is.
     pub(crate) fn interest(
         py: Python<'py>,
         answer: InterestedUsers,
@@ -150,7 +141,7 @@ impl<'py> Answered<'py> {
     ) -> PyResult<Answered<'py>> {
         match answer {
             InterestedUsers::Users(named) if sends.is_empty() && events.is_empty() => {
-                users_to_py(py, named).map(Answered::Users)
+                users_to_py(py, named).map(|users| Answered::Plain(users.into_any()))
             }
             answer => InterestAnswer::build(py, answer, sends, events).map(Answered::Interest),
         }
