@@ -10,6 +10,8 @@
 //! - `half-routes`: N routes, to `@u<i>:x`, each with half of the batch,
 //!   a window starting at `i`: N distinct sets, each as costly to build
 //!   from the whole batch's set as from nothing;
+//! - `new-users`: as `distinct-routes`, to N users never named before,
+//!   new ones each call (`@n<call>_<i>:x`);
 //! - `control-logs`: every call logs K lines at error, each 1 KiB of
 //!   control characters (six times as long once escaped);
 //! - `sends`: every call asks presence to be sent to N distinct users,
@@ -74,12 +76,16 @@ impl Guest for CostlyRouter {
 
     fn get_users_for_states(states: Vec<UserPresenceState>) -> Vec<Route> {
         effects();
+        let call = CALLS.with(Cell::get);
         with_config(|config| match config.mode.as_str() {
-            "distinct-routes" => {
+            mode @ ("distinct-routes" | "new-users") => {
                 let len = states.len() as u32;
                 (0..config.n)
                     .map(|i| Route {
-                        user_id: format!("@u{i}:x"),
+                        user_id: match mode {
+                            "new-users" => format!("@n{call}_{i}:x"),
+                            _ => format!("@u{i}:x"),
+                        },
                         states: (0..len).filter(|&s| len < 2 || s != i % len).collect(),
                     })
                     .collect()
