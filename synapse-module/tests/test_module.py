@@ -157,7 +157,7 @@ def test_a_spinning_router_holds_the_calling_thread_for_one_slice_then_not_at_al
     assert answer.routes == {"@w:x": set(batch)}
 
 
-def test_a_call_answered_on_the_reactor_is_an_awaitable_already_done_and_a_finished_one_a_coroutine(
+def test_a_call_answered_on_the_reactor_is_an_awaitable_already_done_and_a_finished_one_a_started_deferred(
 ) -> None:
     """Synapse awaits a callback's answer through `delay_cancellation`,
     which wraps a coroutine in Deferreds: a call the reactor answered
