@@ -10,10 +10,10 @@
 //!
 //! An answer with nothing but routes (or users) is handed over as the
 //! callback's own answer to Synapse, already done ([`Done`]): the common
-//! call then costs the callback no object to read. The user IDs are Python `str`s made once and kept
-//! ([`UserIdStrings`]): a router names the same users call after call, and
-//! a kept `str` also keeps its hash, which every `dict` and `set` it goes
-//! into needs.
+//! call then costs the callback no object to read. The user IDs are Python
+//! `str`s made once and kept ([`user_id_string`]): a router names the same
+//! users call after call, and a kept `str` also keeps its hash, which every
+//! `dict` and `set` it goes into needs.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -204,51 +204,38 @@ fn users_to_py<'py>(
 }
 
 /// The Python `str` of each user ID the routers answered with lately, made
-/// once. Bounded: once it holds [`UserIdStrings::CAPACITY`] IDs it starts
-/// again empty, so a router naming ever new users costs one lookup more per
-/// user than without it, and no memory beyond the bound. Keyed with std's
-/// SipHash and a per-process random key: the IDs are a guest's, chosen to
-/// collide if they could be, and the cache serves every router.
-struct UserIdStrings {
-    by_id: HashMap<Box<str>, Py<PyString>>,
-}
+/// once (`None` until the first). Keyed with std's SipHash and a
+/// per-process random key: the IDs are a guest's, chosen to collide if
+/// they could be, and the cache serves every router.
+static USER_ID_STRINGS: Mutex<Option<HashMap<Box<str>, Py<PyString>>>> = Mutex::new(None);
 
-static USER_ID_STRINGS: Mutex<Option<UserIdStrings>> = Mutex::new(None);
+/// The IDs [`USER_ID_STRINGS`] holds at most before it starts again empty:
+/// a router naming ever new users costs one lookup more per user than
+/// without it, and no memory beyond the bound (user IDs are at most 255
+/// bytes: a few MiB).
+const USER_ID_STRINGS_HELD: usize = 4096;
 
-impl UserIdStrings {
-    /// User IDs are at most 255 bytes: a full cache holds at most a few
-    /// MiB.
-    const CAPACITY: usize = 4096;
-
-    /// The lock is held for no Python call: a thread that ran Python code
-    /// while holding it could let the GIL go to one that then waits for it.
-    fn lock() -> std::sync::MutexGuard<'static, Option<UserIdStrings>> {
+/// `user_id` as a Python `str`, made once. The lock is held for no Python
+/// call: a thread that ran Python code while holding it could let the GIL
+/// go to one that then waits for it.
+fn user_id_string<'py>(py: Python<'py>, user_id: &str) -> Bound<'py, PyString> {
+    let lock = || {
         USER_ID_STRINGS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// `user_id` as a Python `str`, made once.
-fn user_id_string<'py>(py: Python<'py>, user_id: &str) -> Bound<'py, PyString> {
-    if let Some(strings) = UserIdStrings::lock().as_ref()
-        && let Some(string) = strings.by_id.get(user_id)
-    {
+    };
+    if let Some(string) = lock().as_ref().and_then(|strings| strings.get(user_id)) {
         return string.bind(py).clone();
     }
     let string = PyString::new(py, user_id);
-    let mut cache = UserIdStrings::lock();
-    let strings = cache.get_or_insert_with(|| UserIdStrings {
-        by_id: HashMap::new(),
-    });
-    if strings.by_id.len() >= UserIdStrings::CAPACITY {
+    let mut cache = lock();
+    let strings = cache.get_or_insert_with(HashMap::new);
+    if strings.len() >= USER_ID_STRINGS_HELD {
         // Dropping the `str`s runs no Python code: a `str` has no
         // finalizer.
-        strings.by_id.clear();
+        strings.clear();
     }
-    strings
-        .by_id
-        .insert(user_id.into(), string.clone().unbind());
+    strings.insert(user_id.into(), string.clone().unbind());
     string
 }
 

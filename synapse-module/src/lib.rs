@@ -633,8 +633,8 @@ trait ReactorCall<'py> {
         try_router: impl Fn(usize) -> bool,
     ) -> Result<Routed<Self::Merged>, Unfinished<Self::Checked>>;
 
-    /// The answer, built from the batch's own objects: bare when it is
-    /// only routes or users ([`Answered::states`]).
+    /// The answer, built from the batch's own objects: handed over `Done`
+    /// when it is only routes or users ([`Answered::states`]).
     fn answer(
         self,
         py: Python<'py>,

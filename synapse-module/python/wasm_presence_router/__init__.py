@@ -280,16 +280,13 @@ class WasmPresenceRouter:
         except Exception:
             logger.exception(_ROUTING_FAILED, len(states))
             answer = _native.Done({})
-        if answer.__class__ is _native.Done:
-            if self._all_users_by_request:
-                self._add_all_users_entries(answer.value)
-            return answer
-        if answer.__class__ is _native.Pending:
-            return defer.ensureDeferred(self._routes_later(answer, len(states)))
-        routes = self._answered(answer, _ROUTING_FAILED, len(states)).routes
+        if answer.__class__ is not _native.Done:
+            if answer.__class__ is _native.Pending:
+                return defer.ensureDeferred(self._routes_later(answer, len(states)))
+            answer = _native.Done(self._answered(answer, _ROUTING_FAILED, len(states)).routes)
         if self._all_users_by_request:
-            self._add_all_users_entries(routes)
-        return _native.Done(routes)
+            self._add_all_users_entries(answer.value)
+        return answer
 
     def _get_interested_users(self, user_id: str) -> Awaitable[Union[Set[str], str]]:
         try:
