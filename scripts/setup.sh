@@ -17,7 +17,10 @@
 #   (virtualenvs), Debian's clang 19 for wasm32-wasi with libc++;
 # - PostgreSQL and Redis (Debian's), for the Synapse test with workers;
 # - the virtualenv with a pinned Synapse for the Synapse module's tests
-#   (synapse-module/e2e/setup.sh).
+#   (synapse-module/e2e/setup.sh), and one per CPython 3.10 to 3.13 this
+#   machine has, for the wheel test (synapse-module/e2e/wheel_test.sh);
+# - maturin, zig and auditwheel, which build and check the module's
+#   manylinux wheels (scripts/release-requirements.txt), in a virtualenv.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -110,6 +113,24 @@ services() {
   echo "installed: Debian's ${absent[*]}"
 }
 
+# What builds and checks the module's wheels (synapse-module/build_wheel.sh),
+# pinned in scripts/release-requirements.txt; current while that file is.
+release_tools() {
+  local venv="$root/target/toolchains/release-venv" what="maturin, zig and auditwheel (scripts/release-requirements.txt)"
+  if [[ -x "$venv/bin/maturin" ]] && cmp -s "$venv/.requirements.stamp" scripts/release-requirements.txt; then
+    echo "found: $what"
+  elif [ ${#check[@]} -gt 0 ]; then
+    echo "missing: $what"
+  else
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      -r scripts/release-requirements.txt >&2
+    cp scripts/release-requirements.txt "$venv/.requirements.stamp"
+    echo "installed: $what"
+  fi
+}
+
 step "Rust's components" rust_components
 # Every example router's toolchain, where the tests build them
 # (tests/src/example_routers.rs) and e2e/run.sh too.
@@ -129,6 +150,8 @@ if [ -z "$rust_only" ]; then
   done
   step "PostgreSQL and Redis" services
   step "synapse-module/e2e/setup.sh" bash synapse-module/e2e/setup.sh "${check[@]}"
+  step "the release tools" release_tools
+  step "synapse-module/e2e/wheel_test.sh --prepare" bash synapse-module/e2e/wheel_test.sh --prepare "${check[@]}"
 fi
 
 echo

@@ -63,8 +63,10 @@ tests() {
   local logs=target/test-logs status=0 synapse checks
   mkdir -p "$logs"
   rm -f "$logs/times"
-  timed "Synapse tests" env E2E_PREPARED=1 bash synapse-module/e2e/run.sh -q \
-    >"$logs/synapse.log" 2>&1 &
+  {
+    timed "Synapse tests" env E2E_PREPARED=1 bash synapse-module/e2e/run.sh -q &&
+      timed "wheel test" wheel_test
+  } >"$logs/synapse.log" 2>&1 &
   synapse=$!
   timed "other checks" other_checks >"$logs/checks.log" 2>&1 &
   checks=$!
@@ -78,6 +80,19 @@ tests() {
   echo "=== side by side, each:" >&2
   cat "$logs/times" >&2
   return "$status"
+}
+
+# The module as an operator installs it: its manylinux_2_28 wheel for
+# x86_64, built as a release builds it but unoptimised (the `wheel-test`
+# profile, in a target directory of its own: it shares no artefact with the
+# tests' build), installed into a fresh virtualenv of every CPython 3.10 to
+# 3.13 here with no Rust on PATH, under a real Synapse. The release script
+# builds and tests the optimised wheels of both architectures.
+wheel_test() {
+  local wheel
+  wheel="$(env -u RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR="$PWD/target/wheel-test-build" \
+    bash synapse-module/build_wheel.sh x86_64 target/wheels/test --test | tail -1)"
+  bash synapse-module/e2e/wheel_test.sh "$wheel"
 }
 
 # `timed NAME COMMAND...`: runs it, and adds how long it took to the

@@ -757,5 +757,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Pending>()?;
     module.add_class::<Done>()?;
     module.add("RouterLoadError", module.py().get_type::<RouterLoadError>())?;
+    // The release's one version (the workspace's), so that a wheel, the
+    // CLI and the crates of one release say the same.
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

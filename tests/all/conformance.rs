@@ -19,7 +19,7 @@ const CASES: &str = concat!(
 
 /// Every failed check of one component, as readable lines: what
 /// `presence-router test` runs, with the conformance cases.
-async fn conformance_failures(component: &str) -> Vec<String> {
+pub(crate) async fn conformance_failures(component: &str) -> Vec<String> {
     let mut kit = TestKit::new(
         Path::new(component),
         CONFORMANCE_CONFIG,

@@ -12,6 +12,8 @@ mod answers;
 mod cache;
 /// Canaries: new versions tried in shadow, promoted or rejected.
 mod canary;
+/// Routers built by earlier releases, loaded by this one.
+mod compatibility;
 /// Every configuration value at its maximum, and beyond.
 mod config_bounds;
 /// The example router in every language against one suite.

@@ -126,7 +126,7 @@ macro_rules! example {
     ($lang:literal, $path:literal) => {
         File {
             path: $path,
-            text: include_str!(concat!("../../../examples/routers/", $lang, "/", $path)),
+            text: include_str!(concat!("../templates/examples/", $lang, "/", $path)),
             named: false,
         }
     };
@@ -137,16 +137,16 @@ macro_rules! named {
     ($lang:literal, $path:literal) => {
         File {
             path: $path,
-            text: include_str!(concat!("../../../examples/routers/", $lang, "/", $path)),
+            text: include_str!(concat!("../templates/examples/", $lang, "/", $path)),
             named: true,
         }
     };
 }
 
 /// The interface, shared by every project.
-const WIT: &str = include_str!("../../../wit/presence-router.wit");
+const WIT: &str = include_str!("../templates/presence-router.wit");
 /// The example router's conformance suite: every project's `cases.yaml`.
-const CONFORMANCE: &str = include_str!("../../../tests/conformance/example-router.yaml");
+const CONFORMANCE: &str = include_str!("../templates/conformance.yaml");
 const README: &str = include_str!("../templates/README.md");
 const ROUTERS_YAML: &str = include_str!("../templates/routers.yaml");
 const CASES_HEADER: &str = include_str!("../templates/cases-header.yaml");

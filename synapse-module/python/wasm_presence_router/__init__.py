@@ -49,7 +49,10 @@ from ._migration import MigrationKeeper, PythonLiveRouter, PythonRouterSettings
 from ._migration import load_canary as load_python_canary
 from ._reload import ComponentWatcher, ReloadSettings
 
-__all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig"]
+#: The release's version, the same as the CLI's and the crates'.
+__version__: str = _native.__version__
+
+__all__ = ["WasmPresenceRouter", "WasmPresenceRouterConfig", "__version__"]
 
 logger = logging.getLogger(__name__)
 

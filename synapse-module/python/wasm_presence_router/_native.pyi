@@ -8,6 +8,8 @@ from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, Union
 
 Events = List[Tuple[int, str]]
 
+__version__: str
+
 class RouterLoadError(Exception):
     """args: (message, path), path in Synapse's ConfigError style."""
 

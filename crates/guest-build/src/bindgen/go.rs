@@ -24,7 +24,7 @@ mod tests {
 
     #[test]
     fn writes_the_main_package_and_a_package_per_interface() {
-        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
         let out = std::env::temp_dir().join(format!(
             "presence-router-guest-build-go-{}",
             std::process::id()

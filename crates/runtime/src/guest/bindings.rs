@@ -2,6 +2,6 @@
 //! from its WIT.
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "wit",
     world: "presence-router",
 });
