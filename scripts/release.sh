@@ -50,7 +50,7 @@ wheel_arches="x86_64 aarch64"
 export repo out version target_dir tools crates cli_targets wheel_arches
 
 install_tools() {
-  local have target
+  local have target status=0
   have="$(rustup target list --installed)"
   for target in $cli_targets aarch64-unknown-linux-gnu wasm32-wasip2; do
     grep -qx "$target" <<<"$have" || rustup target add "$target"
@@ -58,10 +58,30 @@ install_tools() {
   # The release virtualenv, the example routers' toolchains, the Synapse
   # virtualenvs of the wheel test.
   bash scripts/setup.sh >&2
+  [[ -x "$repo/target/toolchains/cargo-zigbuild/bin/cargo-zigbuild" ]] ||
+    cargo install --quiet --locked cargo-zigbuild@0.24.1 --root "$repo/target/toolchains/cargo-zigbuild"
+  # qemu-user and an arm64 CPython, where this machine can have them (3:
+  # it cannot; the aarch64 artefacts are then checked as files alone).
+  bash synapse-module/e2e/aarch64_wheel_test.sh --prepare || status=$?
+  ((status == 0 || status == 3))
+  # The guests the checks route with: the example router among them.
+  cargo build --quiet -p presence-router-tests
+}
+
+# One version for every artefact: the workspace's, which the crates
+# inherit and the wheel takes; the crates' requirements on each other, the
+# changelog and the CLI's --version say the same.
+versions() {
+  local wrong
+  wrong="$(sed -n 's/^presence-router-[a-z-]* = {.*version = "\([^"]*\)".*/\1/p' Cargo.toml | grep -vx "$version" || true)"
+  [[ -z "$wrong" ]] || { echo "release: Cargo.toml's presence-router-* requirements are not $version: $wrong" >&2; return 1; }
+  grep -q "^## \[$version\] - " CHANGELOG.md ||
+    { echo "release: CHANGELOG.md has no section for $version" >&2; return 1; }
+  grep -q 'dynamic = \["version"\]' synapse-module/pyproject.toml ||
+    { echo "release: synapse-module/pyproject.toml must take its version from Cargo (dynamic)" >&2; return 1; }
 }
 
 wheels() {
-  rm -f "$out"/wasm_presence_router-*
   local arch
   for arch in $wheel_arches; do
     bash synapse-module/build_wheel.sh "$arch" "$out" >/dev/null
@@ -76,23 +96,36 @@ wheel_of() {
   echo "$wheel"
 }
 
-# The sdist builds alone: everything the module's crates include (the WIT
-# among them) is inside it, and its lock file pins what the wheels built.
+# The sdist stands alone: everything the module's crates include (the WIT
+# among them) is inside it, and it resolves, with no network, to exactly
+# the versions the wheels were built with (cargo prunes its lock file to
+# the module's own dependencies; every one left is in the workspace's).
 sdist_is_self_contained() {
-  local sdist="$out/wasm_presence_router-$version.tar.gz" work
+  local sdist="$out/wasm_presence_router-$version.tar.gz" work status=0
   work="$(mktemp -d)"
   tar -xzf "$sdist" -C "$work"
   (cd "$work/wasm_presence_router-$version" &&
-    cargo metadata --locked --format-version 1 >/dev/null &&
-    test -f crates/runtime/wit/presence-router.wit)
+    test -f crates/runtime/wit/presence-router.wit &&
+    cp Cargo.lock "$work/shipped.lock" &&
+    cargo metadata --offline --format-version 1 >/dev/null &&
+    "$tools/bin/python" - "$repo/Cargo.lock" "$work/shipped.lock" Cargo.lock <<'EOF_PY'
+import sys, tomllib
+workspace, shipped, resolved = ({(p["name"], p["version"]) for p in tomllib.load(open(path, "rb"))["package"]}
+                                for path in sys.argv[1:])
+for name, pinned in (("the workspace's lock", workspace), ("the sdist's own lock", shipped)):
+    extra = sorted(resolved - pinned)
+    if extra:
+        sys.exit(f"release: the sdist resolves to versions not in {name}: {extra}")
+EOF_PY
+  ) || status=$?
   rm -rf "$work"
+  return "$status"
 }
 
 # cargo-zigbuild links each with zig's musl (and compiles what C the
 # dependencies' build scripts have with zig's cc): static, stripped.
 cli() {
   local target binary
-  zigbuild
   for target in $cli_targets; do
     CARGO_PROFILE_RELEASE_STRIP=symbols PATH="$tools/bin:$PATH" \
       "$repo/target/toolchains/cargo-zigbuild/bin/cargo-zigbuild" zigbuild --quiet \
@@ -103,20 +136,19 @@ cli() {
       echo "release: $binary is not static: $(file "$binary")" >&2
       return 1
     }
+    file "$binary" | grep -q ', stripped' || {
+      echo "release: $binary is not stripped: $(file "$binary")" >&2
+      return 1
+    }
   done
   cli_routes_the_example "$out/presence-router-x86_64-unknown-linux-musl"
-  if command -v qemu-aarch64-static >/dev/null || command -v qemu-aarch64 >/dev/null; then
-    cli_routes_the_example "$(command -v qemu-aarch64-static || command -v qemu-aarch64)" \
+  file "$out/presence-router-aarch64-unknown-linux-musl" | grep -q 'ARM aarch64'
+  if command -v qemu-aarch64-static >/dev/null; then
+    cli_routes_the_example "$(command -v qemu-aarch64-static)" \
       "$out/presence-router-aarch64-unknown-linux-musl"
   else
     echo "release: no qemu-user here: the aarch64 CLI is checked as a static aarch64 ELF only" >&2
-    file "$out/presence-router-aarch64-unknown-linux-musl" | grep -q 'ARM aarch64'
   fi
-}
-
-zigbuild() {
-  [[ -x "$repo/target/toolchains/cargo-zigbuild/bin/cargo-zigbuild" ]] ||
-    cargo install --quiet --locked cargo-zigbuild@0.24.1 --root "$repo/target/toolchains/cargo-zigbuild"
 }
 
 # `check`, `route` and `test` of the example, in a directory holding only
@@ -125,18 +157,21 @@ zigbuild() {
 cli_routes_the_example() {
   local work status=0
   work="$(mktemp -d)"
-  cp "$target_dir/guests/wasm32-wasip2/release/example_router.wasm" "$work/"
+  cp "$target_dir/guests/wasm32-wasip2/release/example_router.wasm" "$work/" || return 1
   sed 's|component: .*|component: example_router.wasm|' examples/config.yaml >"$work/config.yaml"
   cp examples/batch.jsonl "$work/"
   cp tests/conformance/example-router.yaml "$work/cases.yaml"
+  # One chain: on the left of `||`, a subshell runs with `-e` off.
   (
-    cd "$work"
-    export PATH=/usr/bin:/bin HOME="$work"
-    "$@" check --config config.yaml
-    "$@" route --config config.yaml <batch.jsonl >routed.jsonl
-    grep -q '"@alice:example.com"' routed.jsonl
-    "$@" test --component example_router.wasm --cases cases.yaml \
-      --config-json '{"always_send_to_users": ["@alice:example.com", "@watcher:remote.org"], "blacklisted_users": ["@mallory:example.com"]}'
+    cd "$work" &&
+      export PATH=/usr/bin:/bin HOME="$work" &&
+      ! command -v cargo >/dev/null && ! command -v rustc >/dev/null &&
+      "$@" --version | grep -qx "presence-router $version" &&
+      "$@" check --config config.yaml &&
+      "$@" route --config config.yaml <batch.jsonl >routed.jsonl &&
+      grep -q '"@alice:example.com"' routed.jsonl &&
+      "$@" test --component example_router.wasm --cases cases.yaml \
+        --config-json '{"always_send_to_users": ["@alice:example.com", "@watcher:remote.org"], "blacklisted_users": ["@mallory:example.com"]}'
   ) >&2 || status=$?
   rm -rf "$work"
   return "$status"
@@ -147,7 +182,9 @@ cli_routes_the_example() {
 crates() {
   local args=() crate
   for crate in $crates; do args+=(-p "$crate"); done
-  cargo package --quiet --locked "${args[@]}"
+  # With the CLI's `authoring` (its `new` includes the example routers'
+  # files): every file the package's code reads is in the package.
+  cargo package --quiet --locked "${args[@]}" --features presence-router/authoring
   for crate in $crates; do
     cp "$target_dir/package/$crate-$version.crate" "$out/"
   done
@@ -157,7 +194,6 @@ crates() {
 # compatibility test keeps, built by each project's own build.sh.
 routers() {
   mkdir -p "$out/routers"
-  cargo build --quiet -p presence-router-tests --bin presence-router-tests-guest-build
   local language built
   for language in rust c cpp zig; do
     built="$(PRESENCE_ROUTER="$target_dir/debug/presence-router-tests-guest-build" \
@@ -186,13 +222,17 @@ wheel_aarch64() {
 }
 
 summary() {
+  (cd "$out" && sha256sum -- *.whl *.tar.gz presence-router-* *.crate routers/*.wasm >SHA256SUMS)
   echo "release $version in $out:"
   local file
-  for file in "$out"/*.whl "$out"/*.tar.gz "$out"/presence-router-* "$out"/*.crate "$out"/routers/*.wasm; do
+  for file in "$out"/*.whl "$out"/*.tar.gz "$out"/presence-router-* "$out"/*.crate "$out"/routers/*.wasm "$out"/SHA256SUMS; do
     printf '  %10s  %s\n' "$(stat -c %s "$file")" "${file#"$out"/}"
   done
 }
 
+# What an earlier run left in OUT_DIR is not listed as this release's.
+rm -rf "$out"/wasm_presence_router-* "$out"/presence-router-* "$out"/*.crate "$out"/routers "$out"/SHA256SUMS
+phase version versions
 phase tools install_tools
 phase wheels wheels
 phase cli cli

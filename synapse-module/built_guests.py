@@ -15,8 +15,9 @@ GUESTS = Path(os.environ.get("E2E_GUESTS_DIR")
               or REPO / "target" / "guests" / "wasm32-wasip2" / "release")
 # Under target/, not in the home directory (the module's default).
 # The cache the Rust tests fill (tests/src/guests.rs): the same
-# components, compiled once.
-CACHE_DIR = str(REPO / "target" / "guests" / "component-cache")
+# components, compiled once. `E2E_CACHE_DIR` points elsewhere (the wheel
+# test: the wheel's own wasmtime compiles them).
+CACHE_DIR = os.environ.get("E2E_CACHE_DIR") or str(REPO / "target" / "guests" / "component-cache")
 
 
 def example_router_in(language: str) -> str:

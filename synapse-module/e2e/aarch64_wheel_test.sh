@@ -4,25 +4,25 @@
 # runs, on the architecture it was built for, on this x86_64 machine.
 #
 #   synapse-module/e2e/aarch64_wheel_test.sh WHEEL
+#   synapse-module/e2e/aarch64_wheel_test.sh --prepare   # only what it needs
 #
 # Needs Debian's qemu-user-static and arm64 packages (multiarch). As root
-# it installs qemu-user-static, adds the arm64 architecture to dpkg, and
-# unpacks Debian's arm64 python3 and the libraries it needs into
-# target/toolchains/arm64-root (nothing arm64 is installed on the machine);
-# otherwise, without them, it says so and exits 3. Synapse itself is not
+# it installs qemu-user-static, adds the arm64 architecture to dpkg (a
+# lasting change to the machine's apt configuration: `dpkg
+# --remove-architecture arm64` undoes it), and unpacks Debian's arm64
+# python3 and the libraries it needs into target/toolchains/arm64-root
+# (nothing arm64 is installed on the machine); otherwise, without them, it
+# says so and exits 3. Synapse itself is not
 # installed for arm64: the extension is loaded on its own
 # (wheel_test.sh runs the whole module under a real Synapse on x86_64).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-if [[ $# -ne 1 || ! -f "$1" ]]; then
-  echo "usage: $0 WHEEL (no wheel at '${1:-}')" >&2
+if [[ $# -ne 1 || ($1 != --prepare && ! -f "$1") ]]; then
+  echo "usage: $0 WHEEL|--prepare (no wheel at '${1:-}')" >&2
   exit 2
 fi
-wheel="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 root="$REPO/target/toolchains/arm64-root"
-component="${CARGO_TARGET_DIR:-$REPO/target}/guests/wasm32-wasip2/release/example_router.wasm"
-[[ -f "$component" ]] || { echo "$0: $component is missing: cargo build -p presence-router-tests" >&2; exit 1; }
 
 unavailable() {
   echo "aarch64_wheel_test: cannot run arm64 code here ($1): the aarch64 wheel is checked by auditwheel alone" >&2
@@ -41,12 +41,14 @@ if [[ ! -x "$root/usr/bin/python3" ]]; then
     apt-get update -qq >&2
   fi
   debs="$(mktemp -d)"
+  # apt downloads as its own unprivileged user, who must write here.
+  if id _apt >/dev/null 2>&1; then chown _apt "$debs"; fi
   # python3 and everything it depends on, as arm64 packages: downloaded and
   # unpacked, never installed.
   mapfile -t packages < <(apt-cache depends --recurse --no-recommends --no-suggests \
     --no-conflicts --no-breaks --no-replaces --no-enhances python3:arm64 libgcc-s1:arm64 |
     grep -E '^[a-z0-9][^ <]*:arm64$' | sort -u)
-  (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root "${packages[@]}" >&2)
+  (cd "$debs" && apt-get download -qq "${packages[@]}" >&2)
   rm -rf "$root.partial"
   mkdir -p "$root.partial"
   for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root.partial"; done
@@ -54,6 +56,10 @@ if [[ ! -x "$root/usr/bin/python3" ]]; then
   mv "$root.partial" "$root"
 fi
 
+[[ "$1" == --prepare ]] && exit 0
+wheel="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+component="${CARGO_TARGET_DIR:-$REPO/target}/guests/wasm32-wasip2/release/example_router.wasm"
+[[ -f "$component" ]] || { echo "$0: $component is missing: cargo build -p presence-router-tests" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 -m zipfile -e "$wheel" "$work/site"

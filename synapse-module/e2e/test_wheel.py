@@ -28,6 +28,10 @@ def test_the_module_imported_is_the_installed_wheel_and_no_rust_is_on_path() -> 
     assert native.name == "_native.abi3.so", native
     assert wasm_presence_router.__version__ == os.environ["E2E_WHEEL_VERSION"]
     assert shutil.which("cargo") is None and shutil.which("rustc") is None
+    # The routers are compiled by this wheel's wasmtime, into a cache of
+    # this run's own.
+    cache = Path(os.environ["E2E_CACHE_DIR"])
+    assert cache.is_dir() and not any(cache.iterdir()), cache
 
 
 def test_a_real_synapse_routes_presence_through_the_wheel() -> None:

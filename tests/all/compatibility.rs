@@ -1,10 +1,11 @@
 //! Routers built by earlier releases (`tests/compat/<version>/`) still load
-//! and pass the example router's conformance suite in this runtime: the
-//! compatibility rule of docs/releases.md.
+//! and pass the example router's conformance suite of their release (kept
+//! beside them as `cases.yaml`) in this runtime: the compatibility rule of
+//! docs/releases.md.
 
 use std::path::{Path, PathBuf};
 
-use crate::conformance::conformance_failures;
+use crate::conformance::conformance_failures_of;
 
 const RELEASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/compat");
 /// The languages whose example router every release keeps.
@@ -35,13 +36,14 @@ fn releases() -> Vec<(Vec<u64>, PathBuf)> {
 }
 
 #[test]
-fn every_release_keeps_its_four_example_routers_each_under_200_kb() {
+fn every_release_keeps_its_four_example_routers_each_under_200_kb_and_its_cases() {
     let releases = releases();
     assert!(
         releases.iter().any(|(version, _)| version == &[0, 1, 0]),
         "0.1.0's routers are kept"
     );
     for (_, dir) in &releases {
+        assert!(dir.join("cases.yaml").is_file(), "{}", dir.display());
         for language in LANGUAGES {
             let component = dir.join(format!("{language}.wasm"));
             let size = std::fs::metadata(&component)
@@ -57,12 +59,13 @@ fn every_release_keeps_its_four_example_routers_each_under_200_kb() {
 }
 
 #[tokio::test]
-async fn every_earlier_releases_routers_conform_in_this_runtime() {
+async fn every_earlier_releases_routers_conform_to_their_release_in_this_runtime() {
     let mut checked = 0;
     for (_, dir) in releases() {
+        let cases = dir.join("cases.yaml");
         for language in LANGUAGES {
             let component = dir.join(format!("{language}.wasm"));
-            let failures = conformance_failures(path_str(&component)).await;
+            let failures = conformance_failures_of(path_str(&component), &cases).await;
             assert_eq!(failures, Vec::<String>::new(), "{}", component.display());
             checked += 1;
         }

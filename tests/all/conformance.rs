@@ -19,14 +19,19 @@ const CASES: &str = concat!(
 
 /// Every failed check of one component, as readable lines: what
 /// `presence-router test` runs, with the conformance cases.
-pub(crate) async fn conformance_failures(component: &str) -> Vec<String> {
+async fn conformance_failures(component: &str) -> Vec<String> {
+    conformance_failures_of(component, Path::new(CASES)).await
+}
+
+/// [`conformance_failures`] with another release's case file.
+pub(crate) async fn conformance_failures_of(component: &str, cases: &Path) -> Vec<String> {
     let mut kit = TestKit::new(
         Path::new(component),
         CONFORMANCE_CONFIG,
         test_load_options(),
         Limits::DEFAULT,
     );
-    let cases = read_case_file(Path::new(CASES)).expect("the conformance cases parse");
+    let cases = read_case_file(cases).expect("the conformance cases parse");
     assert!(cases.len() >= 15, "{} cases", cases.len());
     let run = kit.run_all(&cases).await.expect("it loads");
     assert_eq!(run.cases.len(), cases.len());

@@ -130,6 +130,15 @@ macro_rules! example {
             named: false,
         }
     };
+    // The Rust example's files, from `templates/rust/`: a package leaves
+    // out a directory with a `Cargo.toml` (there, `Cargo.toml.in`).
+    ($path:literal, from $template:literal) => {
+        File {
+            path: $path,
+            text: include_str!(concat!("../templates/rust/", $template)),
+            named: false,
+        }
+    };
 }
 
 /// A file of `examples/routers/$lang/` that carries the example's name.
@@ -138,6 +147,13 @@ macro_rules! named {
         File {
             path: $path,
             text: include_str!(concat!("../templates/examples/", $lang, "/", $path)),
+            named: true,
+        }
+    };
+    ($path:literal, from $template:literal) => {
+        File {
+            path: $path,
+            text: include_str!(concat!("../templates/rust/", $template)),
             named: true,
         }
     };
@@ -161,12 +177,12 @@ static RUST: Spec = Spec {
     gitignore: "/target/\n",
     runs_presence_router: false,
     files: &[
-        named!("rust", "Cargo.toml"),
-        named!("rust", "Cargo.lock"),
-        example!("rust", "src/lib.rs"),
-        example!("rust", "src/call_arena.rs"),
-        example!("rust", "setup.sh"),
-        named!("rust", "build.sh"),
+        named!("Cargo.toml", from "Cargo.toml.in"),
+        named!("Cargo.lock", from "Cargo.lock"),
+        example!("src/lib.rs", from "src/lib.rs"),
+        example!("src/call_arena.rs", from "src/call_arena.rs"),
+        example!("setup.sh", from "setup.sh"),
+        named!("build.sh", from "build.sh"),
     ],
 };
 

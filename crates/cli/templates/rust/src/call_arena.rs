@@ -1,0 +1,1 @@
+../../../../../examples/routers/rust/src/call_arena.rs

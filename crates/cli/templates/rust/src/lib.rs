@@ -1,0 +1,1 @@
+../../../../../examples/routers/rust/src/lib.rs
