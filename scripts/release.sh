@@ -222,10 +222,10 @@ wheel_aarch64() {
 }
 
 summary() {
-  (cd "$out" && sha256sum -- *.whl *.tar.gz presence-router-* *.crate routers/*.wasm >SHA256SUMS)
+  (cd "$out" && sha256sum -- *.whl *.tar.gz presence-router-*-linux-musl *.crate routers/*.wasm >SHA256SUMS)
   echo "release $version in $out:"
   local file
-  for file in "$out"/*.whl "$out"/*.tar.gz "$out"/presence-router-* "$out"/*.crate "$out"/routers/*.wasm "$out"/SHA256SUMS; do
+  for file in "$out"/*.whl "$out"/*.tar.gz "$out"/presence-router-*-linux-musl "$out"/*.crate "$out"/routers/*.wasm "$out"/SHA256SUMS; do
     printf '  %10s  %s\n' "$(stat -c %s "$file")" "${file#"$out"/}"
   done
 }
