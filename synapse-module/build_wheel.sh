@@ -6,9 +6,15 @@
 #
 # ARCH is x86_64 or aarch64. maturin links the extension with zig against
 # glibc 2.28's symbols, whatever glibc this machine has, and cross-links
-# aarch64 (docs/releases.md says why). `--test` builds in the unoptimised
-# `wheel-test` profile (Cargo.toml says why), for CI's wheel test
-# (scripts/test.sh); a release is built without it (scripts/release.sh). maturin, zig and auditwheel come from
+# aarch64 (docs/releases.md says why). A release is built so
+# (scripts/release.sh).
+#
+# `--test` builds the tests' wheel (scripts/test.sh), for this machine's
+# architecture: in the dev profile, for this machine's target and with the
+# tests' build's environment, so that cargo finds what that build compiled
+# and compiles only the module again; only its final link is zig's, to
+# glibc 2.28's symbols (zig-cc-glibc-2.28), as a release's is. The wheel is
+# the one a release makes, but for optimisation (the dev profile's). maturin, zig and auditwheel come from
 # target/toolchains/release-venv (scripts/setup.sh).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,10 +27,15 @@ fi
 arch="$1"
 mkdir -p "$2"
 out="$(cd "$2" && pwd)"
-profile=(--release)
-target=(--target "$arch-unknown-linux-gnu")
+build=(--release --zig --target "$arch-unknown-linux-gnu")
+link=()
 if [[ "${3:-}" == --test ]]; then
-  profile=(--profile wheel-test)
+  if [[ "$(uname -m)" != "$arch" ]]; then
+    echo "$0: --test builds for this machine's architecture ($(uname -m)), not $arch" >&2
+    exit 2
+  fi
+  build=(--profile dev)
+  link=(-- -C "linker=$HERE/zig-cc-glibc-2.28")
 fi
 if [[ ! -x "$TOOLS/bin/maturin" ]]; then
   echo "$0: $TOOLS is missing: run \`bash scripts/setup.sh\`" >&2
@@ -33,8 +44,8 @@ fi
 version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -1)"
 wheel="$out/wasm_presence_router-$version-cp310-abi3-manylinux_2_28_$arch.whl"
 rm -f "$wheel"
-(cd "$REPO" && PATH="$TOOLS/bin:$PATH" maturin build --quiet "${profile[@]}" --zig \
-  "${target[@]}" --compatibility manylinux_2_28 -m synapse-module/Cargo.toml --out "$out" >&2)
+(cd "$REPO" && PATH="$TOOLS/bin:$PATH" maturin build --quiet "${build[@]}" \
+  --compatibility manylinux_2_28 -m synapse-module/Cargo.toml --out "$out" "${link[@]}" >&2)
 [[ -f "$wheel" ]] || { echo "$0: maturin made no $wheel" >&2; exit 1; }
 # auditwheel reads the wheel's ELF files: the glibc symbol versions and the
 # libraries they need must fit the tag the wheel carries.

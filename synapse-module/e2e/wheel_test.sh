@@ -49,7 +49,8 @@ if [[ "${1:-}" == --prepare ]]; then
   for v in "${ALL_VERSIONS[@]}"; do
     if python="$(find_python "$v")"; then
       # setup.sh's 3 (missing, under --check) never hides another failure.
-      PYTHON="$python" SYNAPSE_VENV="$REPO/target/wheel-test/venv-$v" \
+      # No bytecode compiled at install: CI makes these beside its build.
+      PIP_NO_COMPILE=1 PYTHON="$python" SYNAPSE_VENV="$REPO/target/wheel-test/venv-$v" \
         bash "$HERE/setup.sh" ${2:+"$2"} |
         sed "s/^\([a-z]*:\) Synapse/\1 CPython $v's wheel-test virtualenv: Synapse/" ||
         { rc=$?; ((status == 0 || status == 3)) && status=$rc; }
