@@ -43,9 +43,6 @@ setup_and_build() {
   wait "$build" || status=$?
   ((status)) && return "$status"
   bash synapse-module/e2e/run.sh --prepare-only
-  # The module's manylinux_2_28 wheel, from what the build just compiled
-  # (build_wheel.sh --test says how), for the wheel test.
-  bash synapse-module/build_wheel.sh "$(uname -m)" target/wheels/test --test >/dev/null
 }
 
 # What clippy in the build does not see: formatting, and the guests, built
@@ -85,12 +82,15 @@ tests() {
   return "$status"
 }
 
-# The module as an operator installs it: the wheel setup_and_build made,
-# installed into a virtualenv of its own of every CPython 3.10 to 3.13 here,
-# with no Rust on PATH, under a real Synapse. The release script builds and
-# tests the optimised wheels of both architectures.
+# The module as an operator installs it: its manylinux_2_28 wheel for this
+# machine, built as a release builds it but unoptimised (build_wheel.sh
+# --test), installed into a virtualenv of its own of every CPython 3.10 to
+# 3.13 here, with no Rust on PATH, under a real Synapse. The release script
+# builds and tests the optimised wheels of both architectures.
 wheel_test() {
-  bash synapse-module/e2e/wheel_test.sh target/wheels/test/wasm_presence_router-*-manylinux_2_28_"$(uname -m)".whl
+  local wheel
+  wheel="$(bash synapse-module/build_wheel.sh "$(uname -m)" target/wheels/test --test | tail -1)"
+  bash synapse-module/e2e/wheel_test.sh "$wheel"
 }
 
 # `timed NAME COMMAND...`: runs it, and adds how long it took to the

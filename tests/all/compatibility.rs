@@ -1,7 +1,7 @@
 //! Routers built by earlier releases (`tests/compat/<version>/`) still load
 //! and pass the example router's conformance suite of their release (kept
-//! beside them as `cases.yaml`) in this runtime: the compatibility rule of
-//! docs/releases.md.
+//! beside them as `cases.yaml`, with its configuration, `config.json`) in
+//! this runtime: the compatibility rule of docs/releases.md.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,9 @@ fn every_release_keeps_its_four_example_routers_each_under_200_kb_and_its_cases(
         "0.1.0's routers are kept"
     );
     for (_, dir) in &releases {
-        assert!(dir.join("cases.yaml").is_file(), "{}", dir.display());
+        for kept in ["cases.yaml", "config.json"] {
+            assert!(dir.join(kept).is_file(), "{}: {kept}", dir.display());
+        }
         for language in LANGUAGES {
             let component = dir.join(format!("{language}.wasm"));
             let size = std::fs::metadata(&component)
@@ -63,9 +65,11 @@ async fn every_earlier_releases_routers_conform_to_their_release_in_this_runtime
     let mut checked = 0;
     for (_, dir) in releases() {
         let cases = dir.join("cases.yaml");
+        let config = std::fs::read_to_string(dir.join("config.json"))
+            .unwrap_or_else(|e| panic!("{}: config.json: {e}", dir.display()));
         for language in LANGUAGES {
             let component = dir.join(format!("{language}.wasm"));
-            let failures = conformance_failures_of(path_str(&component), &cases).await;
+            let failures = conformance_failures_of(path_str(&component), &cases, &config).await;
             assert_eq!(failures, Vec::<String>::new(), "{}", component.display());
             checked += 1;
         }

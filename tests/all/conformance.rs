@@ -20,14 +20,18 @@ const CASES: &str = concat!(
 /// Every failed check of one component, as readable lines: what
 /// `presence-router test` runs, with the conformance cases.
 async fn conformance_failures(component: &str) -> Vec<String> {
-    conformance_failures_of(component, Path::new(CASES)).await
+    conformance_failures_of(component, Path::new(CASES), CONFORMANCE_CONFIG).await
 }
 
-/// [`conformance_failures`] with another release's case file.
-pub(crate) async fn conformance_failures_of(component: &str, cases: &Path) -> Vec<String> {
+/// [`conformance_failures`] with another release's cases and configuration.
+pub(crate) async fn conformance_failures_of(
+    component: &str,
+    cases: &Path,
+    config_json: &str,
+) -> Vec<String> {
     let mut kit = TestKit::new(
         Path::new(component),
-        CONFORMANCE_CONFIG,
+        config_json,
         test_load_options(),
         Limits::DEFAULT,
     );
