@@ -161,7 +161,9 @@ async fn each_answer_reports_what_the_call_used_against_its_limits() {
     // Two routes of two indices each.
     assert_eq!(stats.answer_entries, 2 * (1 + 2));
     assert!(stats.memory_bytes >= 64 * 1024, "{stats:?}");
-    assert!(stats.elapsed < Duration::from_millis(100));
+    // Measured, not bounded: how long a call takes depends on the machine
+    // (the time budget bounds it, and the time_budget tests test that).
+    assert!(stats.elapsed > Duration::ZERO, "{stats:?}");
 
     let interest = routers.get_interested_users("@alice:example.com").await;
     assert_eq!(interest.stats.len(), 1);
