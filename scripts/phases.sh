@@ -14,17 +14,21 @@ phase() {
   phase_cpu_seconds
   cpu_before=$PHASE_CPU
   echo "=== phase: $name" >&2
-  # In a shell of its own, with the script's functions defined (a phase made
-  # of a function may call others): on the left of `||` it would run with
-  # `set -e` off, and a phase made of a function would go on past its first
-  # failure.
-  bash -euo pipefail -c "$(declare -f)"$'\n''"$@"' phase "$@" || status=$?
+  strictly "$@" || status=$?
   phase_cpu_seconds
   cpu_after=$PHASE_CPU
   PHASES+=("$(printf '%-14s %6d s wall %7d s CPU%s' "$name" \
     $(($(date +%s) - start)) $((cpu_after - cpu_before)) \
     "$( ((status)) && echo "  (failed: exit $status)")")")
   return "$status"
+}
+
+# `strictly COMMAND...`: runs it in a shell of its own with `-e` on and the
+# script's functions defined (a function may call others). A command on the
+# left of `||` runs with `set -e` off, so a function run there would go on
+# past its first failure; its callers test its status with `||`.
+strictly() {
+  bash -euo pipefail -c "$(declare -f)"$'\n''"$@"' strictly "$@"
 }
 
 # Sets PHASE_CPU to the CPU seconds (user + system) of this shell's finished

@@ -36,8 +36,7 @@ mkdir -p "$1"
 out="$(cd "$1" && pwd)"
 source scripts/phases.sh
 
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
-[[ -n "$version" ]] || { echo "release: no workspace version in Cargo.toml" >&2; exit 1; }
+version="$(bash scripts/version.sh)"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 tools="$repo/target/toolchains/release-venv"
 # Each phase runs in a shell of its own (phases.sh): what they share is

@@ -99,10 +99,7 @@ timed() {
   local name="$1" start status=0
   shift
   start=$(date +%s)
-  # In a shell of its own with `-e` on (as phases.sh runs a phase): on the
-  # left of `||` a function would run with `-e` off, and go on past a
-  # failed check.
-  bash -euo pipefail -c "$(declare -f)"$'\n''"$@"' timed "$@" || status=$?
+  strictly "$@" || status=$?
   printf '  %-14s %6d s wall%s\n' "$name" $(($(date +%s) - start)) \
     "$( ((status)) && echo "  (failed: exit $status)")" >>target/test-logs/times
   return "$status"

@@ -34,7 +34,7 @@ if [[ ! -x "$TOOLS/bin/maturin" ]]; then
   echo "$0: $TOOLS is missing: run \`bash scripts/setup.sh\`" >&2
   exit 3
 fi
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -1)"
+version="$(bash "$REPO/scripts/version.sh")"
 wheel="$out/wasm_presence_router-$version-cp310-abi3-manylinux_2_28_$arch.whl"
 rm -f "$wheel"
 (cd "$REPO" && PATH="$TOOLS/bin:$PATH" maturin build --quiet "${build[@]}" \

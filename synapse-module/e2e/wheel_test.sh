@@ -67,7 +67,7 @@ wheel="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 shift
 versions=("$@")
 ((${#versions[@]})) || versions=("${ALL_VERSIONS[@]}")
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -1)"
+version="$(bash "$REPO/scripts/version.sh")"
 
 tested=() skipped=() failed=()
 for v in "${versions[@]}"; do

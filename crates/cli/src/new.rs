@@ -120,42 +120,38 @@ struct File {
     named: bool,
 }
 
-/// A file of `examples/routers/$lang/`, as it is (the macro keeps the path
-/// `include_str!` reads the one the project gets).
-macro_rules! example {
-    ($lang:literal, $path:literal) => {
+/// A file of a project, at `$path` in it, from `$source` (an example's
+/// file under `templates/`).
+macro_rules! project_file {
+    ($path:literal, $source:expr, named: $named:literal) => {
         File {
             path: $path,
-            text: include_str!(concat!("../templates/examples/", $lang, "/", $path)),
-            named: false,
+            text: include_str!($source),
+            named: $named,
         }
     };
-    // The Rust example's files, from `templates/rust/`: a package leaves
-    // out a directory with a `Cargo.toml` (there, `Cargo.toml.in`).
+}
+
+/// A file of `examples/routers/$lang/`, as it is (the macro keeps the path
+/// `include_str!` reads the one the project gets). The Rust example's
+/// files come `from` `templates/rust/`: a package leaves out a directory
+/// with a `Cargo.toml` (there, `Cargo.toml.in`).
+macro_rules! example {
+    ($lang:literal, $path:literal) => {
+        project_file!($path, concat!("../templates/examples/", $lang, "/", $path), named: false)
+    };
     ($path:literal, from $template:literal) => {
-        File {
-            path: $path,
-            text: include_str!(concat!("../templates/rust/", $template)),
-            named: false,
-        }
+        project_file!($path, concat!("../templates/rust/", $template), named: false)
     };
 }
 
 /// A file of `examples/routers/$lang/` that carries the example's name.
 macro_rules! named {
     ($lang:literal, $path:literal) => {
-        File {
-            path: $path,
-            text: include_str!(concat!("../templates/examples/", $lang, "/", $path)),
-            named: true,
-        }
+        project_file!($path, concat!("../templates/examples/", $lang, "/", $path), named: true)
     };
     ($path:literal, from $template:literal) => {
-        File {
-            path: $path,
-            text: include_str!(concat!("../templates/rust/", $template)),
-            named: true,
-        }
+        project_file!($path, concat!("../templates/rust/", $template), named: true)
     };
 }
 
